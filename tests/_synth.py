@@ -49,7 +49,9 @@ def render_he(
     rng = np.random.default_rng(seed)
     if tissue is None:
         yy, xx = np.mgrid[:height, :width]
-        tissue = ((xx - width / 2) / (0.38 * width)) ** 2 + ((yy - height / 2) / (0.36 * height)) ** 2 < 1
+        tissue = ((xx - width / 2) / (0.38 * width)) ** 2 + (
+            (yy - height / 2) / (0.36 * height)
+        ) ** 2 < 1
     eosin = np.zeros((height, width), np.float32)
     noise = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 3)
     eosin[tissue] = 0.35 + 0.5 * noise[tissue]
@@ -67,7 +69,9 @@ def render_he(
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_pyramid_tiff(path: Path, image: np.ndarray, mpp: float, *, ome: bool = False, levels: int = 3) -> Path:
+def write_pyramid_tiff(
+    path: Path, image: np.ndarray, mpp: float, *, ome: bool = False, levels: int = 3
+) -> Path:
     """Write a tiled pyramidal TIFF at ``mpp`` µm/px.
 
     Plain TIFF: levels as separate IFDs with resolution tags (what OpenSlide reads).
@@ -79,10 +83,17 @@ def write_pyramid_tiff(path: Path, image: np.ndarray, mpp: float, *, ome: bool =
     pyramid = [image]
     for _ in range(levels - 1):
         im = pyramid[-1]
-        pyramid.append(cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA))
+        pyramid.append(
+            cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        )
     opts = {"tile": (128, 128), "photometric": "rgb", "compression": "zlib"}
     if ome:
-        meta = {"PhysicalSizeX": mpp, "PhysicalSizeY": mpp, "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"}
+        meta = {
+            "PhysicalSizeX": mpp,
+            "PhysicalSizeY": mpp,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+        }
         with tifffile.TiffWriter(path, ome=True) as tw:
             tw.write(pyramid[0], subifds=levels - 1, metadata=meta, **opts)
             for im in pyramid[1:]:
@@ -91,7 +102,13 @@ def write_pyramid_tiff(path: Path, image: np.ndarray, mpp: float, *, ome: bool =
         res = (1e4 / mpp, 1e4 / mpp)
         with tifffile.TiffWriter(path) as tw:
             for i, im in enumerate(pyramid):
-                tw.write(im, resolution=res, resolutionunit="CENTIMETER", subfiletype=0 if i == 0 else 1, **opts)
+                tw.write(
+                    im,
+                    resolution=res,
+                    resolutionunit="CENTIMETER",
+                    subfiletype=0 if i == 0 else 1,
+                    **opts,
+                )
     return path
 
 
@@ -120,7 +137,12 @@ def make_legacy_st(
     margin = 1.2 * pitch
     w, h = int(2 * margin + (cols - 1) * pitch), int(2 * margin + (rows - 1) * pitch)
     yy, xx = np.mgrid[:h, :w]
-    tissue = (xx > margin * 0.55) & (xx < w - margin * 0.55) & (yy > margin * 0.55) & (yy < h - margin * 0.55)
+    tissue = (
+        (xx > margin * 0.55)
+        & (xx < w - margin * 0.55)
+        & (yy > margin * 0.55)
+        & (yy < h - margin * 0.55)
+    )
     img = render_he(h, w, tissue, seed=seed)
     xs, ys = np.meshgrid(np.arange(cols) + 3, np.arange(rows) + 5)
     xs, ys = xs.ravel(), ys.ravel()
@@ -128,8 +150,17 @@ def make_legacy_st(
     py = margin + (ys - 5) * pitch + rng.normal(0, jitter_px, len(ys))
     selected = np.ones(len(xs), int)
     selected[0] = 0  # one spot off tissue, as in real spot files
-    spots = pd.DataFrame({"x": xs, "y": ys, "new_x": xs + 0.01, "new_y": ys - 0.01,
-                          "pixel_x": px.round(2), "pixel_y": py.round(2), "selected": selected})
+    spots = pd.DataFrame(
+        {
+            "x": xs,
+            "y": ys,
+            "new_x": xs + 0.01,
+            "new_y": ys - 0.01,
+            "pixel_x": px.round(2),
+            "pixel_y": py.round(2),
+            "selected": selected,
+        }
+    )
     ids = [f"{x}x{y}" for x, y in zip(xs, ys, strict=True)]
     genes = [f"GENE{i}" for i in range(n_genes)]
     base = rng.gamma(2.0, 2.0, n_genes)
@@ -148,8 +179,14 @@ def make_legacy_st(
     image_path = root / "ST-imgs" / patient / section / f"{section}_HE.jpg"
     Image.fromarray(img).save(image_path, quality=92)
     props = rng.dirichlet(np.ones(4), len(in_tissue_ids))
-    pd.DataFrame(props, index=in_tissue_ids, columns=["Epithelial", "CAFs", "T-cells", "Endothelial"]).to_csv(
-        root / "ST-deconv-major" / f"{section}-proportion.tsv", sep="\t"
-    )
-    return {"counts": cdf, "spots": spots, "image": image_path, "mpp": mpp, "pitch_px": pitch,
-            "shape": (h, w)}
+    pd.DataFrame(
+        props, index=in_tissue_ids, columns=["Epithelial", "CAFs", "T-cells", "Endothelial"]
+    ).to_csv(root / "ST-deconv-major" / f"{section}-proportion.tsv", sep="\t")
+    return {
+        "counts": cdf,
+        "spots": spots,
+        "image": image_path,
+        "mpp": mpp,
+        "pitch_px": pitch,
+        "shape": (h, w),
+    }

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from _synth import her2st_root, make_legacy_st, render_he, write_pyramid_tiff
 
 
@@ -17,12 +18,16 @@ from _synth import her2st_root, make_legacy_st, render_he, write_pyramid_tiff
 def her2st() -> Path:
     p = her2st_root()
     if p is None:
-        pytest.skip("real HER2ST data not found (set STIMAGE_HER2ST or provide ../shared/data/her2st)")
+        pytest.skip(
+            "real HER2ST data not found (set STIMAGE_HER2ST or provide ../shared/data/her2st)"
+        )
     return p
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Decoded-image caches of tests go to a temporary folder, never ~/.cache."""
     monkeypatch.setenv("STIMAGE_CACHE", str(tmp_path_factory.getbasetemp() / "stimage-cache"))
 

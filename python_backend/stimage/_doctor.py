@@ -14,9 +14,24 @@ from stimage._version import __version__
 __all__ = ["collect", "compute_device", "stimage_home"]
 
 CORE = [
-    "numpy", "scipy", "pandas", "anndata", "zarr", "tifffile", "openslide-python", "openslide-bin",
-    "opencv-python-headless", "scikit-image", "shapely", "torch", "torchvision", "timm",
-    "safetensors", "scikit-learn", "lime", "pyzmq",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "zarr",
+    "tifffile",
+    "openslide-python",
+    "openslide-bin",
+    "opencv-python-headless",
+    "scikit-image",
+    "shapely",
+    "torch",
+    "torchvision",
+    "timm",
+    "safetensors",
+    "scikit-learn",
+    "lime",
+    "pyzmq",
 ]
 OPTIONAL = {
     "paquo": "QuPath project batch (stimage annotate-project); needs QuPath, PAQUO_QUPATH_DIR",
@@ -74,7 +89,9 @@ def compute_device() -> dict[str, str]:
     fast_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
     return {
         "device": f"cpu ({os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads)",
-        "bf16": "native (AVX512-BF16/AMX)" if fast_bf16 else "emulated (still faster than fp32 with channels_last)",
+        "bf16": "native (AVX512-BF16/AMX)"
+        if fast_bf16
+        else "emulated (still faster than fp32 with channels_last)",
     }
 
 
@@ -107,7 +124,11 @@ def collect() -> dict[str, dict[str, str]]:
     home = stimage_home()
     weights["STIMAGE_HOME"] = f"{home} ({'exists' if home.exists() else 'absent'})"
     if home.exists():
-        files = sorted(p.name for p in (home / "weights").glob("*")) if (home / "weights").exists() else []
+        files = (
+            sorted(p.name for p in (home / "weights").glob("*"))
+            if (home / "weights").exists()
+            else []
+        )
         weights["local weights"] = ", ".join(files) if files else "none in STIMAGE_HOME/weights"
     cp = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
     weights["Cellpose weights"] = cp if cp else "CELLPOSE_LOCAL_MODELS_PATH not set"

@@ -24,14 +24,27 @@ def test_help_and_version() -> None:
 
 def test_prepare_writes_a_store_and_says_what_it_did(legacy_st_two: Path, tmp_path: Path) -> None:
     out = tmp_path / "store"
-    code, stdout, _ = run("-q", "prepare", str(legacy_st_two), "--out", str(out), "--tile-px", "32", "--stain", "none")
+    code, stdout, _ = run(
+        "-q", "prepare", str(legacy_st_two), "--out", str(out), "--tile-px", "32", "--stain", "none"
+    )
     assert code == 0, stdout
     assert "S1: done" in stdout and "S2: done" in stdout and "µm/px from spot grid" in stdout
     assert TileStore(out).sample_ids == ["S1", "S2"]
     meta = json.loads((out / "run_metadata.json").read_text())
     assert meta["command"] == "prepare" and meta["arguments"]["tile_px"] == 32
-    code, stdout, _ = run("-q", "prepare", str(legacy_st_two), "--out", str(out), "--tile-px", "32",
-                          "--stain", "none", "--samples", "S2")
+    code, stdout, _ = run(
+        "-q",
+        "prepare",
+        str(legacy_st_two),
+        "--out",
+        str(out),
+        "--tile-px",
+        "32",
+        "--stain",
+        "none",
+        "--samples",
+        "S2",
+    )
     assert code == 0 and "S2: skipped" in stdout and "S1" not in stdout
 
 
@@ -46,7 +59,9 @@ def test_prepare_writes_a_store_and_says_what_it_did(legacy_st_two: Path, tmp_pa
         ("bad_manifest", "no 'path'"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(make: str, needle: str, legacy_st: tuple[Path, dict], tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    make: str, needle: str, legacy_st: tuple[Path, dict], tmp_path: Path
+) -> None:
     import pandas as pd
 
     root, info = legacy_st
@@ -71,7 +86,9 @@ def test_bad_input_is_one_line_and_exit_2(make: str, needle: str, legacy_st: tup
     elif make == "bad_manifest":
         target = tmp_path / "m.csv"
         target.write_text("sample_id,format\nA,visium\n")
-    r = CliRunner().invoke(cli, ["-q", "prepare", str(target), "--out", str(tmp_path / "o"), "--stain", "none", *extra])
+    r = CliRunner().invoke(
+        cli, ["-q", "prepare", str(target), "--out", str(tmp_path / "o"), "--stain", "none", *extra]
+    )
     assert r.exit_code == 2, r.output
     assert needle in r.stderr
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
@@ -80,7 +97,9 @@ def test_bad_input_is_one_line_and_exit_2(make: str, needle: str, legacy_st: tup
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    r = CliRunner().invoke(cli, ["--debug", "prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        cli, ["--debug", "prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code != 0
     assert r.exception is not None and "no such dataset" in str(r.exception)
 
@@ -93,7 +112,15 @@ def test_usage_errors_are_clicks() -> None:
 def test_doctor_reports_versions_weights_and_device() -> None:
     code, out, _ = run("doctor")
     assert code == 0
-    for needle in ("packages:", "torch", "weights:", "efficientnet_lite0", "compute:", "device", "cache:"):
+    for needle in (
+        "packages:",
+        "torch",
+        "weights:",
+        "efficientnet_lite0",
+        "compute:",
+        "device",
+        "cache:",
+    ):
         assert needle in out
 
 
@@ -103,7 +130,12 @@ def test_demo_runs_the_pipeline_on_the_bundled_example(tmp_path: Path) -> None:
     code, stdout, _ = run("-q", "demo", "--out", str(out))
     assert code == 0, stdout
     assert "µm/px, from the spot grid" in stdout
-    for f in ("tiles_overview.png", "tiles_raw_vs_normalised.png", "run_metadata.json", "tiles/store.json"):
+    for f in (
+        "tiles_overview.png",
+        "tiles_raw_vs_normalised.png",
+        "run_metadata.json",
+        "tiles/store.json",
+    ):
         assert (out / f).exists(), f
     store = TileStore(out / "tiles")
     assert store.sample_ids == ["B4"]

@@ -131,8 +131,12 @@ def _make_visium(
     barcodes = [_barcode(i) for i in range(len(rows))]
     pos = pd.DataFrame(
         {
-            "barcode": barcodes, "in_tissue": in_tissue, "array_row": rows_a,
-            "array_col": cols_a, "pxl_row_in_fullres": y, "pxl_col_in_fullres": x,
+            "barcode": barcodes,
+            "in_tissue": in_tissue,
+            "array_row": rows_a,
+            "array_col": cols_a,
+            "pxl_row_in_fullres": y,
+            "pxl_col_in_fullres": x,
         }
     )
     if variant == "csv":
@@ -141,10 +145,16 @@ def _make_visium(
         pos.to_csv(spatial / "tissue_positions_list.csv", index=False, header=False)
     if scalefactors:
         d = 65.0 / mpp if spot_diameter_fullres is None else spot_diameter_fullres
-        (spatial / "scalefactors_json.json").write_text(json.dumps({
-            "spot_diameter_fullres": d, "tissue_hires_scalef": 0.25,
-            "fiducial_diameter_fullres": d * 1.615, "tissue_lowres_scalef": 0.075,
-        }))
+        (spatial / "scalefactors_json.json").write_text(
+            json.dumps(
+                {
+                    "spot_diameter_fullres": d,
+                    "tissue_hires_scalef": 0.25,
+                    "fiducial_diameter_fullres": d * 1.615,
+                    "tissue_lowres_scalef": 0.075,
+                }
+            )
+        )
     rng = np.random.default_rng(0)
     genes = ["GAPDH", "ERBB2", "ACTB", "KRT19", "CD74"]
     gene_ids = [f"ENSG0000000000{i}" for i in range(len(genes))]
@@ -163,8 +173,15 @@ def _make_visium(
     elif image == "root":
         img = _write_image(root / "he_fullres.tif")
     return VisiumCase(
-        root=root, outs=outs, image=img, positions=pos.set_index("barcode"), counts=filtered,
-        genes=genes, gene_ids=gene_ids, mpp=mpp, extra={"all_counts": all_df},
+        root=root,
+        outs=outs,
+        image=img,
+        positions=pos.set_index("barcode"),
+        counts=filtered,
+        genes=genes,
+        gene_ids=gene_ids,
+        mpp=mpp,
+        extra={"all_counts": all_df},
     )
 
 
@@ -221,13 +238,20 @@ def _make_xenium(
     xy_um = np.asarray(xy_um, dtype=float)
     ids = [f"cell{i:04d}-1" for i in range(len(xy_um))]
     cells = pd.DataFrame(
-        {"cell_id": ids, "x_centroid": xy_um[:, 0], "y_centroid": xy_um[:, 1],
-         "transcript_counts": 0, "cell_area": 50.0}
+        {
+            "cell_id": ids,
+            "x_centroid": xy_um[:, 0],
+            "y_centroid": xy_um[:, 1],
+            "transcript_counts": 0,
+            "cell_area": 50.0,
+        }
     )
     genes = ["EPCAM", "PTPRC", "VIM", "KRT8"]
     names = [*genes, "NegControlProbe_00042", "NegControlCodeword_0500", "BLANK_0006"]
     types = ["Gene Expression"] * 4 + [
-        "Negative Control Probe", "Negative Control Codeword", "Blank Codeword",
+        "Negative Control Probe",
+        "Negative Control Codeword",
+        "Blank Codeword",
     ]
     counts = rng.poisson(2.0, size=(len(ids), len(names))).astype(np.int32)
     cells["transcript_counts"] = counts[:, :4].sum(axis=1)
@@ -239,10 +263,16 @@ def _make_xenium(
     elif cells_format == "parquet":
         cells.to_parquet(folder / "cells.parquet")
     if pixel_size is not None:
-        (folder / "experiment.xenium").write_text(json.dumps({
-            "major_version": 5, "run_name": "synthetic", "pixel_size": pixel_size,
-            "analysis_sw_version": "xenium-3.0.0.15",
-        }))
+        (folder / "experiment.xenium").write_text(
+            json.dumps(
+                {
+                    "major_version": 5,
+                    "run_name": "synthetic",
+                    "pixel_size": pixel_size,
+                    "analysis_sw_version": "xenium-3.0.0.15",
+                }
+            )
+        )
     img = _write_image(folder / "run_he_image.ome.tif") if image else None
     align_p = None
     if alignment is None:
@@ -251,9 +281,12 @@ def _make_xenium(
         align_p = folder / "run_he_imagealignment.csv"
         np.savetxt(align_p, alignment, delimiter=",")
     return XeniumCase(
-        folder=folder, image=img, alignment_path=align_p,
+        folder=folder,
+        image=img,
+        alignment_path=align_p,
         cells=cells.set_index("cell_id"),
-        counts=pd.DataFrame(counts[:, :4], index=ids, columns=genes), matrix=counts,
+        counts=pd.DataFrame(counts[:, :4], index=ids, columns=genes),
+        matrix=counts,
         pixel_size=pixel_size or PIXEL_SIZE,
         alignment=None if isinstance(alignment, str) else np.asarray(alignment, float),
     )

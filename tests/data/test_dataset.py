@@ -33,7 +33,9 @@ def test_csv_manifest_with_relative_paths_and_mpp(legacy_st_two: Path, tmp_path:
     assert a.uns[Key.UNS][Key.MPP] == 0.75 and a.uns[Key.UNS][Key.PATIENT] == "PX"
 
 
-def test_yaml_manifest_row_without_id_expands_all_sections(legacy_st_two: Path, tmp_path: Path) -> None:
+def test_yaml_manifest_row_without_id_expands_all_sections(
+    legacy_st_two: Path, tmp_path: Path
+) -> None:
     m = tmp_path / "m.yaml"
     m.write_text(f"samples:\n  - path: {legacy_st_two}\n    format: her2st\n")
     assert load_dataset(m).ids == ["S1", "S2"]

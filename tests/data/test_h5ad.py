@@ -20,8 +20,9 @@ def small_adata(n: int = 12, genes: int = 4, seed: int = 0) -> ad.AnnData:
     adata = ad.AnnData(
         X=sparse.csr_matrix(counts),
         obs=pd.DataFrame({"region": ["a", "b"] * (n // 2)}, index=[f"s{i}" for i in range(n)]),
-        var=pd.DataFrame({"gene_ids": [f"G{i}" for i in range(genes)]},
-                         index=[f"gene{i}" for i in range(genes)]),
+        var=pd.DataFrame(
+            {"gene_ids": [f"G{i}" for i in range(genes)]}, index=[f"gene{i}" for i in range(genes)]
+        ),
     )
     adata.obsm["spatial"] = np.c_[np.arange(n) * 10.0 + 5, np.arange(n) * 3.0 + 1]
     return adata
@@ -38,11 +39,15 @@ def visium_like(mpp: float = 0.5, diameter: float | None = None) -> ad.AnnData:
     a = small_adata(n=len(rows))
     a.obs["array_row"], a.obs["array_col"] = rows_a, cols_a
     a.obsm["spatial"] = np.c_[cols_a * 50.0 / mpp + 30, rows_a * 50.0 * np.sqrt(3) / mpp + 30]
-    a.uns["spatial"] = {"lib1": {
-        "images": {"hires": np.zeros((4, 4, 3), np.uint8)},
-        "scalefactors": {"spot_diameter_fullres": diameter or 65.0 / mpp,
-                         "tissue_hires_scalef": 0.2},
-    }}
+    a.uns["spatial"] = {
+        "lib1": {
+            "images": {"hires": np.zeros((4, 4, 3), np.uint8)},
+            "scalefactors": {
+                "spot_diameter_fullres": diameter or 65.0 / mpp,
+                "tissue_hires_scalef": 0.2,
+            },
+        }
+    }
     return a
 
 
@@ -85,9 +90,18 @@ def test_stimage_metadata_is_kept_and_arguments_win(tmp_path, write_image):
     img = write_image(tmp_path / "he.tif", 300, 200)
     src = small_adata()
     sample = make_sample(
-        src.X, src.var_names, src.obs_names, src.obsm["spatial"], section_id="B4",
-        patient_id="B", platform=Platform.LEGACY_ST, slide_path=img, mpp=0.69,
-        mpp_source="spot grid", spot_diameter_um=100.0, spot_pitch_um=200.0,
+        src.X,
+        src.var_names,
+        src.obs_names,
+        src.obsm["spatial"],
+        section_id="B4",
+        patient_id="B",
+        platform=Platform.LEGACY_ST,
+        slide_path=img,
+        mpp=0.69,
+        mpp_source="spot grid",
+        spot_diameter_um=100.0,
+        spot_pitch_um=200.0,
     )
     sample.uns[Key.UNS]["note"] = "kept"
     sample.obsm[Key.CELLTYPE_PROPORTIONS] = np.full((src.n_obs, 2), 0.5)
@@ -127,8 +141,7 @@ def test_scanpy_visium_scale_mismatch_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         adata = read_h5ad_sample(p)
     assert adata.uns[Key.UNS][Key.MPP] == pytest.approx(0.65)
-    assert any("spot grid" in r.getMessage() and "differ" in r.getMessage()
-               for r in caplog.records)
+    assert any("spot grid" in r.getMessage() and "differ" in r.getMessage() for r in caplog.records)
 
 
 def test_spot_grid_when_no_scalefactors(tmp_path):

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _synth import make_legacy_st
 
+from _synth import make_legacy_st
 from stimage.constants import Key, Platform
 from stimage.data import (
     check_spots_inside,
@@ -16,7 +16,12 @@ from stimage.data import (
     read_legacy_st,
     validate_sample,
 )
-from stimage.errors import InputFileNotFoundError, InvalidSampleError, SpotMismatchError, SpotsOutsideImageError
+from stimage.errors import (
+    InputFileNotFoundError,
+    InvalidSampleError,
+    SpotMismatchError,
+    SpotsOutsideImageError,
+)
 
 
 def test_reads_counts_positions_and_derives_scale(legacy_st: tuple[Path, dict]) -> None:
@@ -109,8 +114,12 @@ def test_non_integer_counts_rejected(tmp_path: Path) -> None:
 
 def test_generic_legacy_st_files(legacy_st: tuple[Path, dict]) -> None:
     root, info = legacy_st
-    a = read_legacy_st(root / "ST-cnts" / "S1.tsv.gz", root / "ST-spotfiles" / "S1_selection.tsv",
-                       info["image"], section_id="S1")  # type: ignore[arg-type]
+    a = read_legacy_st(
+        root / "ST-cnts" / "S1.tsv.gz",
+        root / "ST-spotfiles" / "S1_selection.tsv",
+        info["image"],
+        section_id="S1",
+    )  # type: ignore[arg-type]
     assert a.uns[Key.UNS][Key.PATIENT] == "S1"  # unknown patient: the section id
     assert Key.CELLTYPE_PROPORTIONS not in a.obsm
 
@@ -118,6 +127,8 @@ def test_generic_legacy_st_files(legacy_st: tuple[Path, dict]) -> None:
 def test_spot_file_without_required_columns(legacy_st: tuple[Path, dict]) -> None:
     root, info = legacy_st
     sp: pd.DataFrame = info["spots"]  # type: ignore[assignment]
-    sp.drop(columns=["pixel_x"]).to_csv(root / "ST-spotfiles" / "S1_selection.tsv", sep="\t", index=False)
+    sp.drop(columns=["pixel_x"]).to_csv(
+        root / "ST-spotfiles" / "S1_selection.tsv", sep="\t", index=False
+    )
     with pytest.raises(InvalidSampleError, match="pixel_x"):
         read_her2st(root, "S1")

@@ -47,7 +47,9 @@ def test_rotated_grid_still_measures_pitch() -> None:
 
 def test_too_few_neighbours() -> None:
     with pytest.raises(UnknownScaleError, match="--mpp"):
-        mpp_from_spot_grid(np.array([0, 5]), np.array([0, 5]), np.array([[0, 0], [10, 10]]), Platform.LEGACY_ST)
+        mpp_from_spot_grid(
+            np.array([0, 5]), np.array([0, 5]), np.array([[0, 0], [10, 10]]), Platform.LEGACY_ST
+        )
 
 
 def test_unknown_platform() -> None:

@@ -49,10 +49,16 @@ def test_variable_length_strings(tmp_path, write_10x_h5, counts):
 
 
 def test_gene_expression_only_drops_other_features(tmp_path, write_10x_h5, counts):
-    types = ["Gene Expression", "Antibody Capture", "Gene Expression",
-             "Negative Control Probe", "Gene Expression"]
-    p = write_10x_h5(tmp_path / "m.h5", counts, [f"c{i}" for i in range(7)], list("ABCDE"),
-                     types=types)
+    types = [
+        "Gene Expression",
+        "Antibody Capture",
+        "Gene Expression",
+        "Negative Control Probe",
+        "Gene Expression",
+    ]
+    p = write_10x_h5(
+        tmp_path / "m.h5", counts, [f"c{i}" for i in range(7)], list("ABCDE"), types=types
+    )
     m = read_10x_h5(p)
     assert m.genes.tolist() == ["A", "C", "E"]
     np.testing.assert_array_equal(m.counts.toarray(), counts[:, [0, 2, 4]])
@@ -63,8 +69,13 @@ def test_gene_expression_only_drops_other_features(tmp_path, write_10x_h5, count
 
 
 def test_no_gene_expression_features(tmp_path, write_10x_h5, counts):
-    p = write_10x_h5(tmp_path / "m.h5", counts, [f"c{i}" for i in range(7)], list("ABCDE"),
-                     types=["Antibody Capture"] * 5)
+    p = write_10x_h5(
+        tmp_path / "m.h5",
+        counts,
+        [f"c{i}" for i in range(7)],
+        list("ABCDE"),
+        types=["Antibody Capture"] * 5,
+    )
     with pytest.raises(InvalidSampleError, match="gene_expression_only=False"):
         read_10x_h5(p)
 

@@ -25,11 +25,13 @@ from stimage.errors import (
 )
 
 #: The 10x knowledge-base example: H&E pixels -> Xenium pixels (rotation + ~1.29x scale).
-KB_MATRIX = np.array([
-    [0.011071028838929093, 1.2895790134339569, 807.9788953065927],
-    [-1.2895790134339569, 0.011071028838929093, 73097.655174759],
-    [0.0, 0.0, 1.0],
-])
+KB_MATRIX = np.array(
+    [
+        [0.011071028838929093, 1.2895790134339569, 807.9788953065927],
+        [-1.2895790134339569, 0.011071028838929093, 73097.655174759],
+        [0.0, 0.0, 1.0],
+    ]
+)
 
 
 def expected_bins(xy: np.ndarray, spot: float, pitch: float) -> dict[tuple[int, int], np.ndarray]:
@@ -116,8 +118,9 @@ def test_tiling_pseudo_spots_sum_the_cells_inside(make_xenium):
     xy = case.cells[["x_centroid", "y_centroid"]].to_numpy()
     truth = expected_bins(xy, 55.0, 55.0)
     assert adata.n_obs == len(truth)
-    for i, (r, c) in enumerate(zip(adata.obs[Key.ARRAY_ROW], adata.obs[Key.ARRAY_COL],
-                                   strict=True)):
+    for i, (r, c) in enumerate(
+        zip(adata.obs[Key.ARRAY_ROW], adata.obs[Key.ARRAY_COL], strict=True)
+    ):
         cells = truth[(r, c)]
         np.testing.assert_array_equal(adata.X[i].toarray()[0], case.counts.iloc[cells].sum(0))
         assert adata.obs[Key.N_CELLS].iloc[i] == len(cells)
@@ -164,12 +167,16 @@ def test_gaps_and_overlaps(make_xenium, spot, pitch):
     truth = expected_bins(xy, spot, pitch)
     # Bins centred off the H&E (row -1 when bins overlap) are dropped.
     w, h = case.image_size
-    for (r, c) in list(truth):
+    for r, c in list(truth):
         x, y = he_pixels(case, [[(c + 0.5) * pitch, (r + 0.5) * pitch]])[0]
         if not (0 <= x < w and 0 <= y < h):
             del truth[(r, c)]
-    got = {(r, c): i for i, (r, c) in enumerate(
-        zip(adata.obs[Key.ARRAY_ROW], adata.obs[Key.ARRAY_COL], strict=True))}
+    got = {
+        (r, c): i
+        for i, (r, c) in enumerate(
+            zip(adata.obs[Key.ARRAY_ROW], adata.obs[Key.ARRAY_COL], strict=True)
+        )
+    }
     assert set(got) == set(truth)
     for key, cells in truth.items():
         np.testing.assert_array_equal(
@@ -241,8 +248,7 @@ def test_read_xenium_cells(make_xenium):
     cells = read_xenium_cells(case.folder)
     assert cells.index.tolist() == case.cells.index.tolist()
     xy_um = cells[["x_centroid", "y_centroid"]].to_numpy()
-    np.testing.assert_allclose(cells[["x_fullres", "y_fullres"]].to_numpy(),
-                               he_pixels(case, xy_um))
+    np.testing.assert_allclose(cells[["x_fullres", "y_fullres"]].to_numpy(), he_pixels(case, xy_um))
     assert "cell_area" in cells.columns
     assert cells.attrs["slide_path"] == str(case.image.resolve())
     assert cells.attrs["alignment"] == case.alignment.tolist()

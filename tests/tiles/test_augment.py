@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _synth import render_he
 
+from _synth import render_he
 from stimage.errors import ConfigError
 from stimage.tiles import Augmenter
 
@@ -26,7 +26,9 @@ def test_geometry_only_keeps_the_pixels(tile: np.ndarray) -> None:
     seen = set()
     for i in range(40):
         out = a(tile, i)
-        np.testing.assert_array_equal(np.sort(out.reshape(-1, 3), axis=0), np.sort(tile.reshape(-1, 3), axis=0))
+        np.testing.assert_array_equal(
+            np.sort(out.reshape(-1, 3), axis=0), np.sort(tile.reshape(-1, 3), axis=0)
+        )
         seen.add(out.tobytes())
     assert len(seen) >= 6  # of the 8 flips x rotations
 

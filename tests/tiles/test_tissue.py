@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _synth import render_he, write_pyramid_tiff
 
+from _synth import render_he, write_pyramid_tiff
 from stimage.data import open_slide
 from stimage.errors import NoTissueError
 from stimage.tiles import TissueMask, TissueParams, detect_tissue, tissue_mask_from_image
@@ -17,7 +17,9 @@ def _disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
     return (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
 
 
-@pytest.mark.parametrize("background", [(242, 242, 242), (224, 210, 227)])  # white and HER2ST's lavender glass
+@pytest.mark.parametrize(
+    "background", [(242, 242, 242), (224, 210, 227)]
+)  # white and HER2ST's lavender glass
 def test_mask_matches_the_tissue(background: tuple[int, int, int]) -> None:
     truth = _disc(400, 500, 250, 200, 140)
     img = render_he(400, 500, truth, seed=3, background=background)
@@ -54,11 +56,15 @@ def test_coverage_is_exact_for_aligned_boxes_and_fractional_ones() -> None:
     m = np.zeros((100, 100), bool)
     m[:, :50] = True
     tm = TissueMask(mask=m, downsample=(10.0, 10.0), mpp=5.0)
-    cov = tm.coverage(np.array([[0, 0, 200, 200], [400, 0, 200, 200], [900, 0, 100, 100], [450, 0, 100, 10]]))
+    cov = tm.coverage(
+        np.array([[0, 0, 200, 200], [400, 0, 200, 200], [900, 0, 100, 100], [450, 0, 100, 10]])
+    )
     np.testing.assert_allclose(cov, [1.0, 0.5, 0.0, 0.5], atol=1e-9)
     # Outside the slide counts as no tissue.
     assert tm.coverage(np.array([[-100, 0, 200, 200]]))[0] == pytest.approx(0.5)
-    np.testing.assert_array_equal(tm.contains(np.array([[10, 10], [600, 10], [-5, 0]])), [True, False, False])
+    np.testing.assert_array_equal(
+        tm.contains(np.array([[10, 10], [600, 10], [-5, 0]])), [True, False, False]
+    )
 
 
 def test_detect_tissue_on_a_slide_and_its_geometry(tmp_path: Path) -> None:
@@ -80,3 +86,23 @@ def test_no_tissue_is_an_error_that_names_the_fix(tmp_path: Path) -> None:
         detect_tissue(s)
     with open_slide(p) as s:
         assert not detect_tissue(s, require=False).mask.any()
+
+
+def test_grid_over_tissue_keeps_tiles_with_enough_tissue(tmp_path: Path) -> None:
+    from shapely.geometry import box
+
+    from stimage.tiles import grid_tile_qc
+
+    truth = _disc(1200, 1600, 800, 600, 450)
+    p = write_pyramid_tiff(tmp_path / "s.tif", render_he(1200, 1600, truth, seed=7), mpp=1.0)
+    with open_slide(p) as s:
+        tm = detect_tissue(s)
+        grid, qc = grid_tile_qc(s, tm, tile_um=100, min_coverage=0.7)
+        # Tiles kept are those whose 100 x 100 px square is mostly inside the disc.
+        c = grid.centres[qc.kept]
+        assert (np.hypot(c[:, 0] - 800, c[:, 1] - 600) < 450 + 30).all()
+        assert qc.kept.sum() == pytest.approx(np.pi * 450**2 / 100**2, rel=0.12)
+        assert set(qc.reason[~qc.kept]) == {"tissue coverage below 70%"}
+        # Inside a drawn region: only tiles of that region.
+        g2, q2 = grid_tile_qc(s, tm, tile_um=100, min_coverage=0.7, region=box(700, 500, 900, 700))
+        assert len(g2) == 4 and q2.kept.all()

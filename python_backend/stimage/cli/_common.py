@@ -18,34 +18,75 @@ __all__ = ["ProgressBars", "tile_options", "write_run_metadata"]
 def tile_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options that define how tiles are cut, checked and normalised."""
     opts = [
-        click.option("--tile-um", type=click.FloatRange(min=1.0), default=None,
-                     help="Tile side in µm [default: the spot pitch: 200 legacy ST, 100 Visium]."),
-        click.option("--tile-px", type=click.IntRange(16, 4096), default=224, show_default=True,
-                     help="Tile side in pixels after resizing (the encoder's input)."),
-        click.option("--min-coverage", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-                     help="Minimum tissue fraction of a tile."),
-        click.option("--stain", type=click.Choice(["vahadane", "macenko", "reinhard", "none"]),
-                     default="vahadane", show_default=True, help="Stain normalisation."),
-        click.option("--stain-target", default="default", show_default=True,
-                     help="Bundled template name, a template .json, or a reference H&E image."),
-        click.option("--tissue-min-od", type=click.FloatRange(min=0.01), default=0.3, show_default=True,
-                     help="Optical density over the background above which a pixel is tissue."),
-        click.option("--mpp", type=click.FloatRange(min=0.01), default=None,
-                     help="µm per pixel for every image (overrides metadata and spot grids)."),
+        click.option(
+            "--tile-um",
+            type=click.FloatRange(min=1.0),
+            default=None,
+            help="Tile side in µm [default: the spot pitch: 200 legacy ST, 100 Visium].",
+        ),
+        click.option(
+            "--tile-px",
+            type=click.IntRange(16, 4096),
+            default=224,
+            show_default=True,
+            help="Tile side in pixels after resizing (the encoder's input).",
+        ),
+        click.option(
+            "--min-coverage",
+            type=click.FloatRange(0, 1),
+            default=0.7,
+            show_default=True,
+            help="Minimum tissue fraction of a tile.",
+        ),
+        click.option(
+            "--stain",
+            type=click.Choice(["vahadane", "macenko", "reinhard", "none"]),
+            default="vahadane",
+            show_default=True,
+            help="Stain normalisation.",
+        ),
+        click.option(
+            "--stain-target",
+            default="default",
+            show_default=True,
+            help="Bundled template name, a template .json, or a reference H&E image.",
+        ),
+        click.option(
+            "--tissue-min-od",
+            type=click.FloatRange(min=0.01),
+            default=0.3,
+            show_default=True,
+            help="Optical density over the background above which a pixel is tissue.",
+        ),
+        click.option(
+            "--mpp",
+            type=click.FloatRange(min=0.01),
+            default=None,
+            help="µm per pixel for every image (overrides metadata and spot grids).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def settings_from_options(tile_um: float | None, tile_px: int, min_coverage: float, stain: str,
-                          stain_target: str, tissue_min_od: float) -> Any:
+def settings_from_options(
+    tile_um: float | None,
+    tile_px: int,
+    min_coverage: float,
+    stain: str,
+    stain_target: str,
+    tissue_min_od: float,
+) -> Any:
     """TileSettings from the shared tile options."""
     from stimage.tiles import TileSettings, TissueParams
 
     return TileSettings(
-        tile_um=tile_um, tile_px=tile_px, min_coverage=min_coverage,
-        stain=None if stain == "none" else stain, stain_target=stain_target,
+        tile_um=tile_um,
+        tile_px=tile_px,
+        min_coverage=min_coverage,
+        stain=None if stain == "none" else stain,
+        stain_target=stain_target,
         tissue=TissueParams(min_od=tissue_min_od),
     )
 
@@ -64,8 +105,15 @@ class ProgressBars:
         if key != self._key:
             self.close()
             self._key = key
-            self._bar = tqdm(total=total, desc=key, unit="tile", disable=self.disable, file=sys.stderr,
-                             leave=True, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                desc=key,
+                unit="tile",
+                disable=self.disable,
+                file=sys.stderr,
+                leave=True,
+                dynamic_ncols=True,
+            )
         if self._bar is not None:
             self._bar.total = total
             self._bar.n = done
@@ -78,7 +126,9 @@ class ProgressBars:
             self._bar = None
 
 
-def write_run_metadata(out: Path, command: str, arguments: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+def write_run_metadata(
+    out: Path, command: str, arguments: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``run_metadata.json`` (versions, arguments, time) beside a command's outputs."""
     from stimage._version import __version__
 

@@ -40,9 +40,12 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
-            click.echo("interrupted; finished work is kept - run the same command again to resume", err=True)
+            click.echo(
+                "interrupted; finished work is kept - run the same command again to resume",
+                err=True,
+            )
             ctx.exit(EXIT_INTERRUPTED)
-        except Exception as e:  # noqa: BLE001 - the CLI boundary: one line instead of a traceback
+        except Exception as e:
             if debug:
                 raise
             click.echo(
@@ -56,7 +59,9 @@ class _Group(click.Group):
         return list(self.commands)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="stimage")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
@@ -67,7 +72,9 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     Run `stimage demo` for a first look, `stimage doctor` to check the installation.
     """
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("PIL", "matplotlib", "h5py", "numcodecs", "zarr", "asyncio", "fsspec"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     ctx.ensure_object(dict)

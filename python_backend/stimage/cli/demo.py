@@ -15,8 +15,14 @@ from stimage.cli._common import ProgressBars, write_run_metadata
 
 
 @click.command()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("stimage-demo-output"),
-              show_default=True, help="Output folder.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("stimage-demo-output"),
+    show_default=True,
+    help="Output folder.",
+)
 @click.option("--overwrite", is_flag=True, help="Redo everything instead of reusing finished work.")
 @click.pass_context
 def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
@@ -35,7 +41,9 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     t0 = time.perf_counter()
     example = example_path()
     ds = load_dataset(example)
-    click.echo(f"example: {example.name} ({len(ds)} section, see {example / 'README.md'} for its source)")
+    click.echo(
+        f"example: {example.name} ({len(ds)} section, see {example / 'README.md'} for its source)"
+    )
     settings = TileSettings()
     bars = ProgressBars(disable=ctx.obj.get("quiet", False))
     try:
@@ -57,16 +65,26 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     boxes = np.asarray(kept_spots.obsm["tile_box"])[pick]
     raw = np.stack([slide.read_region(*b, out_size=(settings.tile_px,) * 2) for b in boxes])
     normalised = np.asarray(store.tiles(sid)[kept_spots.obs[Key.TILE_INDEX].to_numpy()[pick]])
-    cv2.imwrite(str(out / "tiles_raw_vs_normalised.png"), contact_sheet([raw, normalised])[..., ::-1])
+    cv2.imwrite(
+        str(out / "tiles_raw_vs_normalised.png"), contact_sheet([raw, normalised])[..., ::-1]
+    )
     slide.close()
     write_run_metadata(out, "demo", ctx.params)
     r = report.samples[0]
-    click.echo(f"scale: {meta[Key.MPP]:.4f} µm/px, from the {meta[Key.MPP_SOURCE]} (200 µm legacy ST pitch)")
+    click.echo(
+        f"scale: {meta[Key.MPP]:.4f} µm/px, from the {meta[Key.MPP_SOURCE]} (200 µm legacy ST pitch)"
+    )
     click.echo(f"tissue: {mask.area_mm2:.1f} mm² on the slide")
-    click.echo(f"tiles: {r.kept} of {r.tiles} spots kept at {meta['tile_um']:g} µm -> {settings.tile_px} px, "
-               f"stain-normalised ({settings.stain}); dropped: {r.dropped or 'none'}")
+    click.echo(
+        f"tiles: {r.kept} of {r.tiles} spots kept at {meta['tile_um']:g} µm -> {settings.tile_px} px, "
+        f"stain-normalised ({settings.stain}); dropped: {r.dropped or 'none'}"
+    )
     click.echo("wrote:")
-    click.echo(f"  {out / 'tiles'}  tile store (train with it; `stimage prepare` makes one from your data)")
+    click.echo(
+        f"  {out / 'tiles'}  tile store (train with it; `stimage prepare` makes one from your data)"
+    )
     click.echo(f"  {out / 'tiles_overview.png'}  tissue outline and tiles (blue kept, red dropped)")
-    click.echo(f"  {out / 'tiles_raw_vs_normalised.png'}  8 tiles before (top) and after stain normalisation")
+    click.echo(
+        f"  {out / 'tiles_raw_vs_normalised.png'}  8 tiles before (top) and after stain normalisation"
+    )
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")

@@ -6,20 +6,47 @@ from pathlib import Path
 
 import click
 
-from stimage.cli._common import ProgressBars, settings_from_options, tile_options, write_run_metadata
+from stimage.cli._common import (
+    ProgressBars,
+    settings_from_options,
+    tile_options,
+    write_run_metadata,
+)
 
 
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Tile store folder.")
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Tile store folder."
+)
 @tile_options
-@click.option("--samples", default=None, help="Comma-separated sample ids to prepare (default: all).")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Reader threads.")
-@click.option("--overwrite", is_flag=True, help="Rebuild finished samples, or a store made with other settings.")
+@click.option(
+    "--samples", default=None, help="Comma-separated sample ids to prepare (default: all)."
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Reader threads."
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Rebuild finished samples, or a store made with other settings.",
+)
 @click.pass_context
-def prepare(ctx: click.Context, dataset: Path, out: Path, tile_um: float | None, tile_px: int,
-            min_coverage: float, stain: str, stain_target: str, tissue_min_od: float, mpp: float | None,
-            samples: str | None, workers: int, overwrite: bool) -> None:
+def prepare(
+    ctx: click.Context,
+    dataset: Path,
+    out: Path,
+    tile_um: float | None,
+    tile_px: int,
+    min_coverage: float,
+    stain: str,
+    stain_target: str,
+    tissue_min_od: float,
+    mpp: float | None,
+    samples: str | None,
+    workers: int,
+    overwrite: bool,
+) -> None:
     """Cut the spot tiles of DATASET into a tile store, once.
 
     DATASET is a HER2ST-layout folder, a Space Ranger or Xenium output folder, a folder of
@@ -31,16 +58,22 @@ def prepare(ctx: click.Context, dataset: Path, out: Path, tile_um: float | None,
     from stimage.data import load_dataset
     from stimage.tiles import prepare_dataset
 
-    settings = settings_from_options(tile_um, tile_px, min_coverage, stain, stain_target, tissue_min_od)
+    settings = settings_from_options(
+        tile_um, tile_px, min_coverage, stain, stain_target, tissue_min_od
+    )
     ds = load_dataset(dataset, mpp=mpp)
     if samples:
         ds = ds.select([s.strip() for s in samples.split(",") if s.strip()])
     bars = ProgressBars(disable=ctx.obj.get("quiet", False))
     try:
-        report = prepare_dataset(ds, out, settings, overwrite=overwrite, progress=bars, workers=workers)
+        report = prepare_dataset(
+            ds, out, settings, overwrite=overwrite, progress=bars, workers=workers
+        )
     finally:
         bars.close()
     for line in report.lines():
         click.echo(line)
     click.echo(f"tile store: {out} ({report.kept} tiles from {len(report.samples)} samples)")
-    write_run_metadata(out, "prepare", ctx.params, {"samples": [s.__dict__ for s in report.samples]})
+    write_run_metadata(
+        out, "prepare", ctx.params, {"samples": [s.__dict__ for s in report.samples]}
+    )

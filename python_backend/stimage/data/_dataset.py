@@ -109,7 +109,9 @@ class SampleSpec:
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
-            raise ConfigError(f"sample {self.sample_id!r}: unknown format {self.format!r}; use one of {FORMATS}")
+            raise ConfigError(
+                f"sample {self.sample_id!r}: unknown format {self.format!r}; use one of {FORMATS}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.sample_id):
             raise ConfigError(
                 f"sample id {self.sample_id!r} must start with a letter or digit and hold only "
@@ -126,16 +128,27 @@ class SampleSpec:
         if self.format == "legacy_st":
             missing = [k for k in ("counts", "spots") if not o.get(k)]
             if missing:
-                raise ConfigError(f"sample {self.sample_id!r}: format legacy_st needs {missing} in the manifest")
+                raise ConfigError(
+                    f"sample {self.sample_id!r}: format legacy_st needs {missing} in the manifest"
+                )
             return read_legacy_st(
-                o["counts"], o["spots"], self.image, section_id=self.sample_id,
-                patient_id=self.patient_id, mpp=self.mpp, proportions=o.get("proportions"),
+                o["counts"],
+                o["spots"],
+                self.image,
+                section_id=self.sample_id,
+                patient_id=self.patient_id,
+                mpp=self.mpp,
+                proportions=o.get("proportions"),
             )
         if self.format == "visium":
             from stimage.data._visium import read_visium
 
             return read_visium(
-                self.path, self.image, section_id=self.sample_id, patient_id=self.patient_id, mpp=self.mpp
+                self.path,
+                self.image,
+                section_id=self.sample_id,
+                patient_id=self.patient_id,
+                mpp=self.mpp,
             )
         if self.format == "xenium":
             from stimage.data._xenium import read_xenium
@@ -144,13 +157,22 @@ class SampleSpec:
             if o.get("min_cells") not in (None, ""):
                 kw["min_cells"] = int(o["min_cells"])
             return read_xenium(
-                self.path, self.image, o.get("alignment") or None, section_id=self.sample_id,
-                patient_id=self.patient_id, mpp=self.mpp, **kw,
+                self.path,
+                self.image,
+                o.get("alignment") or None,
+                section_id=self.sample_id,
+                patient_id=self.patient_id,
+                mpp=self.mpp,
+                **kw,
             )
         from stimage.data._h5ad import read_h5ad_sample
 
         return read_h5ad_sample(
-            self.path, image=self.image, section_id=self.sample_id, patient_id=self.patient_id, mpp=self.mpp
+            self.path,
+            image=self.image,
+            section_id=self.sample_id,
+            patient_id=self.patient_id,
+            mpp=self.mpp,
         )
 
 
@@ -171,7 +193,9 @@ class Dataset:
         ids = [s.sample_id for s in self.samples]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ConfigError(f"{self.source or 'dataset'}: sample ids repeat: {dup}; give each sample a unique id")
+            raise ConfigError(
+                f"{self.source or 'dataset'}: sample ids repeat: {dup}; give each sample a unique id"
+            )
 
     @property
     def ids(self) -> list[str]:
@@ -229,7 +253,9 @@ def _rows_from_manifest(path: Path) -> list[dict[str, Any]]:
         if suffix in (".csv", ".tsv"):
             import pandas as pd
 
-            df = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+            df = pd.read_csv(
+                path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False
+            )
             return [{k.strip(): v for k, v in r.items()} for r in df.to_dict(orient="records")]
         text = path.read_text()
         if suffix == ".json":
@@ -244,7 +270,9 @@ def _rows_from_manifest(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"{path}: cannot parse the manifest ({e})") from e
     rows = data.get("samples") if isinstance(data, dict) else data
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ConfigError(f"{path}: expected a list of samples (under 'samples:' or at the top level)")
+        raise ConfigError(
+            f"{path}: expected a list of samples (under 'samples:' or at the top level)"
+        )
     return rows
 
 
@@ -265,7 +293,11 @@ def _spec_from_row(row: Mapping[str, Any], base: Path, where: str) -> list[Sampl
     for k in _OPTION_KEYS:
         v = row.get(k)
         if v not in (None, ""):
-            options[k] = str(_resolve(base, v)) if k in ("counts", "spots", "proportions", "alignment") else v
+            options[k] = (
+                str(_resolve(base, v))
+                if k in ("counts", "spots", "proportions", "alignment")
+                else v
+            )
     if fmt == "her2st" and not sid:
         # A row naming only the folder stands for all its sections.
         return [SampleSpec(s, pid, "her2st", path, mpp=mpp) for s in her2st_sections(path)]  # type: ignore[arg-type]
@@ -325,14 +357,17 @@ def load_dataset(path: str | os.PathLike[str], *, mpp: float | None = None) -> D
                 "Xenium output folders, .h5ad files, or a manifest file (see `stimage prepare --help`)"
             )
     if mpp is not None:
-        specs = [SampleSpec(s.sample_id, s.patient_id, s.format, s.path, s.image, mpp, s.options) for s in specs]
+        specs = [
+            SampleSpec(s.sample_id, s.patient_id, s.format, s.path, s.image, mpp, s.options)
+            for s in specs
+        ]
     return Dataset(specs, p)
 
 
 def read_sample(
     path: str | os.PathLike[str],
     *,
-    format: str | None = None,  # noqa: A002 - the manifest's column name
+    format: str | None = None,
     sample_id: str | None = None,
     **kwargs: Any,
 ) -> ad.AnnData:
@@ -350,10 +385,17 @@ def read_sample(
     if fmt == "her2st" and not sample_id:
         from stimage.data._legacy_st import her2st_sections
 
-        raise ConfigError(f"{p}: a HER2ST folder holds several sections {her2st_sections(p)}; name one")
+        raise ConfigError(
+            f"{p}: a HER2ST folder holds several sections {her2st_sections(p)}; name one"
+        )
     image = kwargs.pop("image", None)
     spec = SampleSpec(
-        sample_id or (p.stem if p.is_file() else p.name), kwargs.pop("patient_id", None), fmt, p,
-        Path(image) if image else None, kwargs.pop("mpp", None), kwargs,
+        sample_id or (p.stem if p.is_file() else p.name),
+        kwargs.pop("patient_id", None),
+        fmt,
+        p,
+        Path(image) if image else None,
+        kwargs.pop("mpp", None),
+        kwargs,
     )
     return spec.load()

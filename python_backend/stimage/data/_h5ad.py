@@ -50,7 +50,9 @@ def _scalefactors(uns: Mapping[str, Any], where: Path) -> dict[str, Any]:
         if libs:
             logger.warning(
                 "%s: uns['spatial'] holds %d libraries; their scale factors are not used "
-                "(give mpp=)", where, len(libs),
+                "(give mpp=)",
+                where,
+                len(libs),
             )
         return {}
     sf = libs[0]["scalefactors"]
@@ -174,8 +176,10 @@ def read_h5ad_sample(
     old: dict[str, Any] = dict(src.uns.get(Key.UNS) or {})
     sf = _scalefactors(src.uns, p)
     has_grid = Key.ARRAY_ROW in src.obs and Key.ARRAY_COL in src.obs
-    plat = platform or old.get(Key.PLATFORM) or (
-        Platform.VISIUM if sf.get("spot_diameter_fullres") and has_grid else Platform.ANNDATA
+    plat = (
+        platform
+        or old.get(Key.PLATFORM)
+        or (Platform.VISIUM if sf.get("spot_diameter_fullres") and has_grid else Platform.ANNDATA)
     )
     mpp_v, mpp_src = _resolve_mpp(src, p, mpp, old, sf, plat, xy, has_grid)
     slide = image or old.get(Key.SLIDE_PATH) or None
@@ -183,8 +187,10 @@ def read_h5ad_sample(
         logger.info("%s: no H&E image given (image=); the sample has no slide path", p)
     elif image is None and not Path(slide).exists():
         logger.warning("%s: the slide recorded in the file, %s, does not exist", p, slide)
-    diameter = spot_diameter_um or _finite(old.get(Key.SPOT_DIAMETER_UM)) or (
-        Platform.DIAMETER_UM.get(plat)
+    diameter = (
+        spot_diameter_um
+        or _finite(old.get(Key.SPOT_DIAMETER_UM))
+        or (Platform.DIAMETER_UM.get(plat))
     )
     pitch = _finite(old.get(Key.SPOT_PITCH_UM)) or Platform.PITCH_UM.get(plat)
     section = section_id or old.get(Key.SECTION) or p.stem
@@ -192,10 +198,21 @@ def read_h5ad_sample(
 
     obs = src.obs.drop(columns=[c for c in (Key.SECTION, Key.PATIENT) if c in src.obs])
     adata = make_sample(
-        counts, var.index, src.obs_names, xy,
-        section_id=str(section), patient_id=str(patient) if patient else None, platform=plat,
-        slide_path=slide, mpp=mpp_v, mpp_source=mpp_src, spot_diameter_um=diameter,
-        spot_pitch_um=pitch, obs=obs, var=var, source_path=p,
+        counts,
+        var.index,
+        src.obs_names,
+        xy,
+        section_id=str(section),
+        patient_id=str(patient) if patient else None,
+        platform=plat,
+        slide_path=slide,
+        mpp=mpp_v,
+        mpp_source=mpp_src,
+        spot_diameter_um=diameter,
+        spot_pitch_um=pitch,
+        obs=obs,
+        var=var,
+        source_path=p,
     )
     for key, value in src.obsm.items():
         if key != Key.SPATIAL:
@@ -232,8 +249,11 @@ def _resolve_mpp(
     if has_grid and plat in Platform.PITCH_UM:
         try:
             grid_mpp = mpp_from_spot_grid(
-                src.obs[Key.ARRAY_ROW].to_numpy(int), src.obs[Key.ARRAY_COL].to_numpy(int), xy,
-                plat, source=str(p),
+                src.obs[Key.ARRAY_ROW].to_numpy(int),
+                src.obs[Key.ARRAY_COL].to_numpy(int),
+                xy,
+                plat,
+                source=str(p),
             ).mpp
         except UnknownScaleError as e:
             logger.debug("no spot-grid scale for %s: %s", p, e)
@@ -248,6 +268,7 @@ def _resolve_mpp(
         return grid_mpp, "spot grid"
     logger.warning(
         "%s: µm per pixel unknown (no mpp=, no uns['stimage'], no Visium scale factors); "
-        "give it with mpp= (--mpp) before tiling", p,
+        "give it with mpp= (--mpp) before tiling",
+        p,
     )
     return None, "unknown"

@@ -46,7 +46,9 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep)
     except (OSError, EOFError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise InvalidSampleError(f"{path}: cannot read the {what} ({e}); check the file is complete") from e
+        raise InvalidSampleError(
+            f"{path}: cannot read the {what} ({e}); check the file is complete"
+        ) from e
 
 
 def read_legacy_st(
@@ -95,7 +97,9 @@ def read_legacy_st(
         )
     sp.index = sp["x"].astype(int).astype(str) + "x" + sp["y"].astype(int).astype(str)
     if sp.index.has_duplicates:
-        raise InvalidSampleError(f"{spots_p}: array positions repeat (e.g. {sp.index[sp.index.duplicated()][0]})")
+        raise InvalidSampleError(
+            f"{spots_p}: array positions repeat (e.g. {sp.index[sp.index.duplicated()][0]})"
+        )
     no_pos = table.index.difference(sp.index)
     if len(no_pos):
         raise SpotMismatchError(
@@ -104,7 +108,9 @@ def read_legacy_st(
             "spot file's x and y columns - check both files are of the same section"
         )
     sp = sp.loc[table.index]
-    in_tissue = (sp["selected"].to_numpy() == 1) if "selected" in sp.columns else np.ones(len(sp), bool)
+    in_tissue = (
+        (sp["selected"].to_numpy() == 1) if "selected" in sp.columns else np.ones(len(sp), bool)
+    )
     keep = in_tissue if only_in_tissue else np.ones(len(sp), bool)
     if not keep.any():
         raise InvalidSampleError(f"{spots_p}: no spot is marked selected (under tissue)")
@@ -116,8 +122,11 @@ def read_legacy_st(
         # Derive the scale from all spots of the file (tissue or not): more neighbour pairs.
         full = _read_table(spots_p, "spot file")
         scale = mpp_from_spot_grid(
-            full["y"].to_numpy(int), full["x"].to_numpy(int),
-            full[["pixel_x", "pixel_y"]].to_numpy(float), Platform.LEGACY_ST, source=str(spots_p),
+            full["y"].to_numpy(int),
+            full["x"].to_numpy(int),
+            full[["pixel_x", "pixel_y"]].to_numpy(float),
+            Platform.LEGACY_ST,
+            source=str(spots_p),
         )
         mpp_v, mpp_src = scale.mpp, "spot grid"
     else:
@@ -126,11 +135,20 @@ def read_legacy_st(
         {Key.ARRAY_ROW: rows, Key.ARRAY_COL: cols, Key.IN_TISSUE: in_tissue}, index=table.index
     )
     adata = make_sample(
-        table.to_numpy(), list(table.columns), list(table.index), xy,
-        section_id=section_id, patient_id=patient_id, platform=Platform.LEGACY_ST,
-        slide_path=image_p, mpp=mpp_v, mpp_source=mpp_src,
+        table.to_numpy(),
+        list(table.columns),
+        list(table.index),
+        xy,
+        section_id=section_id,
+        patient_id=patient_id,
+        platform=Platform.LEGACY_ST,
+        slide_path=image_p,
+        mpp=mpp_v,
+        mpp_source=mpp_src,
         spot_diameter_um=Platform.DIAMETER_UM[Platform.LEGACY_ST],
-        spot_pitch_um=Platform.PITCH_UM[Platform.LEGACY_ST], obs=obs, source_path=counts_p,
+        spot_pitch_um=Platform.PITCH_UM[Platform.LEGACY_ST],
+        obs=obs,
+        source_path=counts_p,
     )
     if proportions is not None:
         prop_p = _need(Path(proportions), "cell-type proportions", "give the *-proportion.tsv file")
@@ -160,7 +178,9 @@ def her2st_sections(root: str | os.PathLike[str]) -> list[str]:
             f"{r}: not a HER2ST-layout folder (expected ST-cnts/ and ST-spotfiles/ inside)"
         )
     ids = sorted(
-        re.sub(r"\.tsv(\.gz)?$", "", p.name) for p in (r / "ST-cnts").iterdir() if re.search(r"\.tsv(\.gz)?$", p.name)
+        re.sub(r"\.tsv(\.gz)?$", "", p.name)
+        for p in (r / "ST-cnts").iterdir()
+        if re.search(r"\.tsv(\.gz)?$", p.name)
     )
     return [s for s in ids if (r / "ST-spotfiles" / f"{s}_selection.tsv").exists()]
 
@@ -202,12 +222,19 @@ def read_her2st(
         counts = r / "ST-cnts" / f"{section}.tsv"
     _need(counts, "counts table", f"expected ST-cnts/{section}.tsv.gz in the HER2ST folder")
     spots = _need(
-        r / "ST-spotfiles" / f"{section}_selection.tsv", "spot file",
+        r / "ST-spotfiles" / f"{section}_selection.tsv",
+        "spot file",
         f"expected ST-spotfiles/{section}_selection.tsv in the HER2ST folder",
     )
     image, patient = _find_image(r, section)
     prop = r / "ST-deconv-major" / f"{section}-proportion.tsv"
     return read_legacy_st(
-        counts, spots, image, section_id=section, patient_id=patient_id or patient,
-        mpp=mpp, proportions=prop if prop.exists() else None, only_in_tissue=only_in_tissue,
+        counts,
+        spots,
+        image,
+        section_id=section,
+        patient_id=patient_id or patient,
+        mpp=mpp,
+        proportions=prop if prop.exists() else None,
+        only_in_tissue=only_in_tissue,
     )

@@ -88,12 +88,18 @@ def make_sample(
         raise InvalidSampleError(f"{where}: {n_spots} rows of counts but {len(spot_ids)} spot ids")
     if spot_ids.has_duplicates:
         dup = spot_ids[spot_ids.duplicated()][:3].tolist()
-        raise InvalidSampleError(f"{where}: spot ids repeat (e.g. {dup}); each spot needs a unique id")
+        raise InvalidSampleError(
+            f"{where}: spot ids repeat (e.g. {dup}); each spot needs a unique id"
+        )
     if len(genes) != n_genes:
-        raise InvalidSampleError(f"{where}: {n_genes} columns of counts but {len(genes)} gene names")
+        raise InvalidSampleError(
+            f"{where}: {n_genes} columns of counts but {len(genes)} gene names"
+        )
     spatial = np.asarray(spatial, dtype=np.float64)
     if spatial.shape != (n_spots, 2):
-        raise InvalidSampleError(f"{where}: spot positions have shape {spatial.shape}, expected ({n_spots}, 2)")
+        raise InvalidSampleError(
+            f"{where}: spot positions have shape {spatial.shape}, expected ({n_spots}, 2)"
+        )
     if not np.isfinite(spatial).all():
         raise InvalidSampleError(f"{where}: some spot positions are missing (NaN)")
     x = _as_integer_counts(x, where)
@@ -101,7 +107,9 @@ def make_sample(
     obs_df.index = spot_ids
     obs_df[Key.SECTION] = pd.Categorical([section_id] * n_spots)
     obs_df[Key.PATIENT] = pd.Categorical([patient_id or section_id] * n_spots)
-    var_df = pd.DataFrame(index=_make_unique([str(g) for g in genes])) if var is None else var.copy()
+    var_df = (
+        pd.DataFrame(index=_make_unique([str(g) for g in genes])) if var is None else var.copy()
+    )
     var_df.index = _make_unique([str(g) for g in genes])
     adata = ad.AnnData(X=x, obs=obs_df, var=var_df)
     adata.obsm[Key.SPATIAL] = spatial
@@ -178,7 +186,9 @@ def validate_sample(adata: ad.AnnData) -> None:
         raise InvalidSampleError(f"sample lacks obsm[{Key.SPATIAL!r}] (spot centres in pixels)")
     sp = np.asarray(adata.obsm[Key.SPATIAL])
     if sp.shape != (adata.n_obs, 2):
-        raise InvalidSampleError(f"obsm[{Key.SPATIAL!r}] has shape {sp.shape}, expected ({adata.n_obs}, 2)")
+        raise InvalidSampleError(
+            f"obsm[{Key.SPATIAL!r}] has shape {sp.shape}, expected ({adata.n_obs}, 2)"
+        )
     x = adata.X
     data = x.data if sparse.issparse(x) else np.asarray(x)
     if data.size and not np.issubdtype(data.dtype, np.integer):

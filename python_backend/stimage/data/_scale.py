@@ -97,5 +97,8 @@ def mpp_from_spot_grid(
         raise UnknownScaleError(f"{source}: neighbouring spots share pixel positions; give --mpp.")
     q1, q3 = np.percentile(d, [25, 75])
     return GridScale(
-        mpp=pitch / pitch_px, pitch_px=pitch_px, n_pairs=len(dists), spread=float((q3 - q1) / pitch_px)
+        mpp=pitch / pitch_px,
+        pitch_px=pitch_px,
+        n_pairs=len(dists),
+        spread=float((q3 - q1) / pitch_px),
     )

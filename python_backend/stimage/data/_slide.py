@@ -183,9 +183,7 @@ class Slide(abc.ABC):
         fw, fh = width / sx, height / sy
         return _resample(window, fx, fy, fw, fh, out_w, out_h)
 
-    def read_um(
-        self, cx: float, cy: float, size_um: float, out_px: int
-    ) -> np.ndarray:
+    def read_um(self, cx: float, cy: float, size_um: float, out_px: int) -> np.ndarray:
         """Read a square of ``size_um`` µm centred on level-0 pixel ``(cx, cy)``.
 
         Returns:
@@ -203,7 +201,9 @@ class Slide(abc.ABC):
             d = max(max(w0, h0) / max_side, 1.0)
         else:
             raise ValueError("give mpp or max_side")
-        return self.read_region(0, 0, w0, h0, out_size=(max(1, round(w0 / d)), max(1, round(h0 / d))))
+        return self.read_region(
+            0, 0, w0, h0, out_size=(max(1, round(w0 / d)), max(1, round(h0 / d)))
+        )
 
     def _read_padded(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         lw, lh = self.level_dimensions[level]
@@ -232,7 +232,9 @@ class Slide(abc.ABC):
     def __repr__(self) -> str:
         mpp = f"{self._mpp:.4g} µm/px ({self.mpp_source})" if self._mpp else "scale unknown"
         w, h = self.dimensions
-        return f"{type(self).__name__}({self.path.name!r}, {w}x{h}, {self.level_count} levels, {mpp})"
+        return (
+            f"{type(self).__name__}({self.path.name!r}, {w}x{h}, {self.level_count} levels, {mpp})"
+        )
 
 
 def _resample(
@@ -295,7 +297,9 @@ class OpenSlideSlide(Slide):
         else:
             super().__init__(path, meta, "metadata")
         bg = props.get(openslide.PROPERTY_NAME_BACKGROUND_COLOR)
-        self._background = tuple(int(bg[i : i + 2], 16) for i in (0, 2, 4)) if bg else (255, 255, 255)
+        self._background = (
+            tuple(int(bg[i : i + 2], 16) for i in (0, 2, 4)) if bg else (255, 255, 255)
+        )
 
     def _read_level(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         ds = self._osr.level_downsamples[level]
@@ -474,9 +478,9 @@ class RasterSlide(Slide):
     @classmethod
     def _load(cls, path: Path, use_cache: bool) -> list[np.ndarray]:
         st = path.stat()
-        key = hashlib.sha1(
-            f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-        ).hexdigest()[:20]
+        key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[
+            :20
+        ]
         folder = cache_dir() / "decoded" / key
         names = ["level0.npy"] + [f"level_ds{d}.npy" for d in cls.PYRAMID]
         if use_cache and (folder / "complete").exists():

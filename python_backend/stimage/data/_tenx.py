@@ -147,7 +147,10 @@ def read_10x_h5(path: str | os.PathLike[str], gene_expression_only: bool = True)
             counts = counts[:, np.flatnonzero(keep)]
             genes, gene_ids, ftypes = genes[keep], gene_ids[keep], ftypes[keep]
     return TenxMatrix(
-        counts=counts, barcodes=pd.Index(barcodes), genes=genes, gene_ids=gene_ids,
+        counts=counts,
+        barcodes=pd.Index(barcodes),
+        genes=genes,
+        gene_ids=gene_ids,
         feature_types=ftypes,
     )
 
@@ -177,8 +180,10 @@ def _check_and_build(
     if not (len(ids) == len(names) == len(types) == n_features):
         raise bad(f"{len(ids)} feature ids, {len(names)} names for {n_features} rows")
     if len(indptr) != n_barcodes + 1 or len(data) != len(indices) or int(indptr[-1]) != len(data):
-        raise bad(f"indptr of length {len(indptr)} ending at {indptr[-1] if len(indptr) else None}"
-                  f" for {n_barcodes} barcodes and {len(data)} values")
+        raise bad(
+            f"indptr of length {len(indptr)} ending at {indptr[-1] if len(indptr) else None}"
+            f" for {n_barcodes} barcodes and {len(data)} values"
+        )
     if np.any(np.diff(indptr) < 0):
         raise bad("indptr decreases")
     if len(indices) and (indices.min() < 0 or indices.max() >= n_features):
@@ -193,7 +198,10 @@ def _check_and_build(
         raise bad("counts outside 0..2^31")
     # CSC of (features x barcodes) == CSR of (barcodes x features).
     return sparse.csr_matrix(
-        (data.astype(np.int32, copy=False), indices.astype(np.int64, copy=False),
-         indptr.astype(np.int64, copy=False)),
+        (
+            data.astype(np.int32, copy=False),
+            indices.astype(np.int64, copy=False),
+            indptr.astype(np.int64, copy=False),
+        ),
         shape=(n_barcodes, n_features),
     )

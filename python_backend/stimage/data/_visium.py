@@ -58,13 +58,28 @@ SCALEFACTOR_SPOT_UM = 65.0
 SCALE_TOLERANCE = 0.10
 
 _POSITION_COLUMNS = [
-    "barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres",
+    "barcode",
+    "in_tissue",
+    "array_row",
+    "array_col",
+    "pxl_row_in_fullres",
+    "pxl_col_in_fullres",
 ]
 _POSITION_FILES = ("tissue_positions.csv", "tissue_positions_list.csv")
 #: Image files that may be the full-resolution H&E (what open_slide reads).
 IMAGE_SUFFIXES = (
-    ".tif", ".tiff", ".btf", ".jpg", ".jpeg", ".png", ".svs", ".ndpi", ".scn", ".mrxs",
-    ".vms", ".bif",
+    ".tif",
+    ".tiff",
+    ".btf",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".svs",
+    ".ndpi",
+    ".scn",
+    ".mrxs",
+    ".vms",
+    ".bif",
 )
 
 
@@ -166,7 +181,8 @@ def _find_image(folders: list[Path]) -> Path:
     for folder in folders:
         if folder.is_dir():
             found += [
-                p for p in sorted(folder.iterdir())
+                p
+                for p in sorted(folder.iterdir())
                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
             ]
     found = list(dict.fromkeys(p.resolve() for p in found))
@@ -194,7 +210,13 @@ def cross_check_mpp(mpp: float, source: str, grid_mpp: float | None, where: str)
         logger.warning(
             "%s: µm per pixel from %s (%.4f) and from the spot grid (%.4f) differ by %.0f%%; "
             "using %s. Check the image is the full-resolution one given to Space Ranger, or "
-            "give --mpp.", where, source, mpp, grid_mpp, 100 * rel, source,
+            "give --mpp.",
+            where,
+            source,
+            mpp,
+            grid_mpp,
+            100 * rel,
+            source,
         )
 
 
@@ -284,9 +306,11 @@ def read_visium(
     grid_error: UnknownScaleError | None = None
     try:
         grid = mpp_from_spot_grid(
-            pos["array_row"].to_numpy(int), pos["array_col"].to_numpy(int),
+            pos["array_row"].to_numpy(int),
+            pos["array_col"].to_numpy(int),
             pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float),
-            Platform.VISIUM, source=str(pos_p),
+            Platform.VISIUM,
+            source=str(pos_p),
         )
         grid_mpp = grid.mpp
     except UnknownScaleError as e:
@@ -317,9 +341,19 @@ def read_visium(
     )
     var = pd.DataFrame({Key.GENE_ID: m.gene_ids.to_numpy()})
     return make_sample(
-        counts, m.genes, sp.index, xy,
-        section_id=section, patient_id=patient_id, platform=Platform.VISIUM,
-        slide_path=image_p, mpp=mpp_v, mpp_source=mpp_src,
+        counts,
+        m.genes,
+        sp.index,
+        xy,
+        section_id=section,
+        patient_id=patient_id,
+        platform=Platform.VISIUM,
+        slide_path=image_p,
+        mpp=mpp_v,
+        mpp_source=mpp_src,
         spot_diameter_um=Platform.DIAMETER_UM[Platform.VISIUM],
-        spot_pitch_um=Platform.PITCH_UM[Platform.VISIUM], obs=obs, var=var, source_path=outs,
+        spot_pitch_um=Platform.PITCH_UM[Platform.VISIUM],
+        obs=obs,
+        var=var,
+        source_path=outs,
     )

@@ -115,8 +115,9 @@ class XeniumAlignment:
 
         """
         if isinstance(alignment, np.ndarray):
-            return cls(_check_matrix(np.asarray(alignment, float), "alignment array"),
-                       pixel_size, "array")
+            return cls(
+                _check_matrix(np.asarray(alignment, float), "alignment array"), pixel_size, "array"
+            )
         if str(alignment) == "identity":
             return cls(np.eye(3), pixel_size, "identity")
         path = Path(alignment)
@@ -177,7 +178,8 @@ def _parse_matrix_csv(path: Path) -> np.ndarray:
     if arr.shape != (3, 3):
         hint = (
             " (this looks like a keypoints file; give the *_imagealignment.csv matrix instead)"
-            if arr.ndim == 2 and arr.shape[1] == 4 else ""
+            if arr.ndim == 2 and arr.shape[1] == 4
+            else ""
         )
         raise InvalidSampleError(
             f"{path}: the alignment has shape {arr.shape}, expected a 3 x 3 affine matrix as "
@@ -220,7 +222,8 @@ def _pixel_size(folder: Path) -> float:
     if not path.is_file():
         logger.warning(
             "%s: no experiment.xenium; assuming the Xenium pixel size of %s µm",
-            folder, XENIUM_PIXEL_SIZE_UM,
+            folder,
+            XENIUM_PIXEL_SIZE_UM,
         )
         return XENIUM_PIXEL_SIZE_UM
     try:
@@ -239,9 +242,12 @@ def _pixel_size(folder: Path) -> float:
 
 def _find_image(folder: Path) -> Path | None:
     files = [
-        p for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        and not p.name.lower().startswith("morphology") and "if_image" not in p.name.lower()
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not p.name.lower().startswith("morphology")
+        and "if_image" not in p.name.lower()
     ]
     he = [p for p in files if "he_image" in p.name.lower()]
     pick = he or files
@@ -314,7 +320,8 @@ def _alignment(root: Path, image: Path | None, alignment: AlignmentLike | None) 
     if align.anisotropy > 1.05:
         logger.warning(
             "%s scales x and y differently (ratio %.3f); µm per pixel is their geometric mean",
-            align.source, align.anisotropy,
+            align.source,
+            align.anisotropy,
         )
     return align
 
@@ -391,8 +398,10 @@ def read_xenium_cells(
     xy = align.um_to_fullres(cells[["x_centroid", "y_centroid"]].to_numpy(float))
     cells[X_FULLRES], cells[Y_FULLRES] = xy[:, 0], xy[:, 1]
     cells.attrs.update(
-        slide_path=str(image_p.resolve()) if image_p else "", mpp=align.mpp,
-        pixel_size_um=align.pixel_size, alignment=align.matrix.tolist(),
+        slide_path=str(image_p.resolve()) if image_p else "",
+        mpp=align.mpp,
+        pixel_size_um=align.pixel_size,
+        alignment=align.matrix.tolist(),
     )
     return cells
 
@@ -544,7 +553,9 @@ def read_xenium(
     if (keep & ~inside).any():
         logger.warning(
             "%s: %d of %d pseudo-spots lie outside the H&E image and are dropped",
-            root, int((keep & ~inside).sum()), int(keep.sum()),
+            root,
+            int((keep & ~inside).sum()),
+            int(keep.sum()),
         )
     keep &= inside
     if not keep.any():
@@ -566,8 +577,19 @@ def read_xenium(
     var = pd.DataFrame({Key.GENE_ID: m.gene_ids.to_numpy()})
     mpp_v, mpp_src = (float(mpp), "user") if mpp is not None else (align.mpp, "xenium alignment")
     return make_sample(
-        counts, m.genes, ids, xy_px[sel],
-        section_id=section_id or root.name, patient_id=patient_id, platform=Platform.XENIUM,
-        slide_path=image_p, mpp=mpp_v, mpp_source=mpp_src, spot_diameter_um=float(spot_um),
-        spot_pitch_um=pitch, obs=obs, var=var, source_path=root,
+        counts,
+        m.genes,
+        ids,
+        xy_px[sel],
+        section_id=section_id or root.name,
+        patient_id=patient_id,
+        platform=Platform.XENIUM,
+        slide_path=image_p,
+        mpp=mpp_v,
+        mpp_source=mpp_src,
+        spot_diameter_um=float(spot_um),
+        spot_pitch_um=pitch,
+        obs=obs,
+        var=var,
+        source_path=root,
     )

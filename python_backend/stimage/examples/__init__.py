@@ -15,6 +15,10 @@ def example_path(name: str = "her2st_B4_crop") -> Path:
     """
     p = Path(__file__).parent / name
     if not p.is_dir():
-        names = sorted(c.name for c in Path(__file__).parent.iterdir() if c.is_dir() and not c.name.startswith("_"))
+        names = sorted(
+            c.name
+            for c in Path(__file__).parent.iterdir()
+            if c.is_dir() and not c.name.startswith("_")
+        )
         raise FileNotFoundError(f"no bundled example {name!r}; there are {names}")
     return p

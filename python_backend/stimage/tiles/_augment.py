@@ -57,7 +57,9 @@ class Augmenter:
         if not 0 <= self.blur_prob <= 1:
             raise ConfigError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ConfigError(f"blur_sigma must be an increasing positive range, got {self.blur_sigma}")
+            raise ConfigError(
+                f"blur_sigma must be an increasing positive range, got {self.blur_sigma}"
+            )
 
     def rng(self, index: int, epoch: int = 0) -> np.random.Generator:
         """The random generator of one tile in one epoch."""

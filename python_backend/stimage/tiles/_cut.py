@@ -316,7 +316,7 @@ def tile_qc_frame(adata: ad.AnnData, qc: SpotTileQC) -> pd.DataFrame:
         {
             Key.TISSUE_COVERAGE: qc.coverage,
             Key.KEPT: qc.kept,
-            Key.DROP_REASON: qc.reason.astype(str),
+            Key.DROP_REASON: pd.Categorical(qc.reason.astype(str)),
         },
         index=adata.obs_names,
     )

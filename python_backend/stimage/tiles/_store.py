@@ -314,7 +314,7 @@ def _prepare_sample(
         "sample_id": spec.sample_id,
         "tiles": len(kept_mask),
         "kept": int(kept_mask.sum()),
-        "dropped": {str(k): int(v) for k, v in reasons.items()},
+        "dropped": {str(k): int(v) for k, v in reasons.items() if v > 0},
         "mpp": float(sample_info(spots)[Key.MPP]),
         "mpp_source": str(sample_info(spots)[Key.MPP_SOURCE]),
         "tile_um": float(sample_info(spots)["tile_um"]),

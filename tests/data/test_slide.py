@@ -182,3 +182,12 @@ def test_thumbnail_at_mpp(pyramid_tiff: Path) -> None:
         t = s.thumbnail(mpp=4.0)
         assert t.shape == (150, 200, 3)
         assert s.thumbnail(max_side=100).shape == (75, 100, 3)
+
+
+def test_read_region_at_target_mpp(pyramid_tiff: Path) -> None:
+    with open_slide(pyramid_tiff) as s:  # 0.5 µm/px
+        out = s.read_region(0, 0, 800, 400, mpp=2.0)
+        assert out.shape == (100, 200, 3)
+        np.testing.assert_array_equal(out, s.read_region(0, 0, 800, 400, downsample=4))
+        with pytest.raises(ValueError, match="one of"):
+            s.read_region(0, 0, 10, 10, mpp=1.0, downsample=2)

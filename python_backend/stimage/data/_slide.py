@@ -143,8 +143,9 @@ class Slide(abc.ABC):
         height: float,
         out_size: tuple[int, int] | None = None,
         downsample: float | None = None,
+        mpp: float | None = None,
     ) -> np.ndarray:
-        """Read a level-0 rectangle, resampled to an output size or downsample.
+        """Read a level-0 rectangle, resampled to an output size, a downsample or a µm per pixel.
 
         Parts outside the image are white. The pyramid level closest to (and not coarser
         than) the requested resolution is read, then resized with area interpolation.
@@ -156,12 +157,19 @@ class Slide(abc.ABC):
             height: Height in level-0 pixels.
             out_size: Output ``(width, height)`` in pixels. Exclusive with ``downsample``.
             downsample: Output pixels per level-0 pixel, inverted (2 = half resolution).
+            mpp: Output resolution in µm per pixel (needs the slide's scale).
 
         Returns:
             An ``(H, W, 3)`` uint8 RGB array.
         """
         if width <= 0 or height <= 0:
             raise ValueError(f"region size must be positive, got {width} x {height}")
+        if mpp is not None:
+            if out_size is not None or downsample is not None:
+                raise ValueError("give one of out_size, downsample and mpp")
+            if mpp <= 0:
+                raise ValueError(f"mpp must be positive, got {mpp}")
+            downsample = mpp / self.mpp
         if out_size is None:
             d = 1.0 if downsample is None else float(downsample)
             if d <= 0:

@@ -340,7 +340,7 @@ def _annotate(
     frame = tile_qc_frame(adata, qc)
     out = adata.copy()
     for c in frame.columns:
-        out.obs[c] = frame[c].to_numpy()
+        out.obs[c] = frame[c].array
     tile_index = np.full(out.n_obs, -1, dtype=np.int64)
     tile_index[np.flatnonzero(qc.kept)] = np.arange(int(qc.kept.sum()))
     out.obs[Key.TILE_INDEX] = tile_index

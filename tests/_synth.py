@@ -32,6 +32,7 @@ def render_he(
     background: tuple[int, int, int] = (240, 236, 240),
     nuclei_per_mpx: float = 900.0,
     stains: np.ndarray = STAINS,
+    density: np.ndarray | None = None,
 ) -> np.ndarray:
     """An H&E-like RGB image: eosin-stained tissue with haematoxylin nuclei on tinted glass.
 
@@ -43,6 +44,8 @@ def render_he(
         background: Glass colour.
         nuclei_per_mpx: Nuclei per million tissue pixels.
         stains: 2 x 3 stain matrix (OD rows H, E).
+        density: Relative nuclei density per pixel (``(height, width)``, mean about 1), so
+            that regions differ the way tumour and stroma do.
     """
     import cv2
 
@@ -59,7 +62,11 @@ def render_he(
     seeds = np.zeros((height, width), np.float32)
     ys, xs = np.nonzero(tissue)
     n = int(len(ys) / 1e6 * nuclei_per_mpx * 4) + 1
-    pick = rng.choice(len(ys), size=min(n, len(ys)), replace=False)
+    weights = None
+    if density is not None:
+        weights = np.clip(density[ys, xs].astype(np.float64), 0, None)
+        weights = weights / weights.sum()
+    pick = rng.choice(len(ys), size=min(n, len(ys)), replace=False, p=weights)
     seeds[ys[pick], xs[pick]] = rng.uniform(0.8, 1.3, len(pick))
     haem = cv2.dilate(seeds, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 7)))
     haem = cv2.GaussianBlur(haem, (0, 0), 0.8)
@@ -143,7 +150,13 @@ def make_legacy_st(
         & (yy > margin * 0.55)
         & (yy < h - margin * 0.55)
     )
-    img = render_he(h, w, tissue, seed=seed)
+    # Smooth nuclei density (tumour-like dense and stroma-like sparse regions); genes follow it.
+    field = rng.normal(size=(max(2, h // 150), max(2, w // 150)))
+    import cv2
+
+    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+    density = np.exp(1.2 * (field - field.mean()) / (field.std() + 1e-9))
+    img = render_he(h, w, tissue, seed=seed, density=density)
     xs, ys = np.meshgrid(np.arange(cols) + 3, np.arange(rows) + 5)
     xs, ys = xs.ravel(), ys.ravel()
     px = margin + (xs - 3) * pitch + rng.normal(0, jitter_px, len(xs))
@@ -163,9 +176,19 @@ def make_legacy_st(
     )
     ids = [f"{x}x{y}" for x, y in zip(xs, ys, strict=True)]
     genes = [f"GENE{i}" for i in range(n_genes)]
+    # Log density under each spot drives half the genes up and half down (the rest: noise).
+    d = np.log(
+        [
+            density[int(np.clip(y, 0, h - 1)), int(np.clip(x, 0, w - 1))]
+            for x, y in zip(px, py, strict=True)
+        ]
+    )
+    effect = np.zeros(n_genes)
+    effect[: n_genes // 3] = 0.8
+    effect[n_genes // 3 : 2 * n_genes // 3] = -0.8
     base = rng.gamma(2.0, 2.0, n_genes)
     lib = rng.uniform(0.5, 1.5, len(ids))
-    mu = lib[:, None] * base[None, :]
+    mu = lib[:, None] * base[None, :] * np.exp(d[:, None] * effect[None, :])
     counts = rng.negative_binomial(5, 5 / (5 + mu))
     in_tissue_ids = [i for i, s in zip(ids, selected, strict=True) if s == 1]
     cdf = pd.DataFrame(counts, index=ids, columns=genes).loc[in_tissue_ids]

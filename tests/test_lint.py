@@ -16,6 +16,10 @@ def test_ruff_is_clean_on_the_package() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e .[dev])")
-    r = subprocess.run([ruff, "check", "--output-format", "concise", "python_backend"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [ruff, "check", "--output-format", "concise", "python_backend"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

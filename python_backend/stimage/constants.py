@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Key", "Platform"]
+__all__ = ["Key", "Measurement", "Platform"]
 
 
 class Key:
@@ -59,3 +59,31 @@ class Platform:
     PITCH_UM: Final = {LEGACY_ST: 200.0, VISIUM: 100.0}
     #: Spot diameter.
     DIAMETER_UM: Final = {LEGACY_ST: 100.0, VISIUM: 55.0}
+
+
+class Measurement:
+    """Measurement names of predictions, as QuPath shows them and CSV/AnnData columns use.
+
+    Readable and sortable: the gene first, then the quantity (``"COX6C: mean"``).
+    """
+
+    MEAN: Final = "mean"
+    ALEATORIC_SD: Final = "aleatoric sd"
+    EPISTEMIC_SD: Final = "epistemic sd"
+    TOTAL_SD: Final = "total sd"
+    P_HIGH: Final = "P(high)"
+
+    @staticmethod
+    def of(gene: str, quantity: str) -> str:
+        """``"<gene>: <quantity>"``."""
+        return f"{gene}: {quantity}"
+
+    @staticmethod
+    def lower(gene: str, level: float) -> str:
+        """Lower end of the central ``level`` predictive interval, e.g. ``"COX6C: 90% lower"``."""
+        return f"{gene}: {round(level * 100)}% lower"
+
+    @staticmethod
+    def upper(gene: str, level: float) -> str:
+        """Upper end of the central ``level`` predictive interval."""
+        return f"{gene}: {round(level * 100)}% upper"

@@ -145,3 +145,74 @@ def write_run_metadata(
     p = out / "run_metadata.json"
     p.write_text(json.dumps(data, indent=2, default=str))
     return p
+
+
+def parse_encoder_weights(items: tuple[str, ...]) -> dict[str, str]:
+    """``NAME=PATH`` options as a dict."""
+    out = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(
+                f"expected NAME=PATH, got {it!r}", param_hint="--encoder-weights"
+            )
+        out[name.strip()] = path.strip()
+    return out
+
+
+def parse_genes(value: str) -> list[str]:
+    """Comma-separated genes, or a file with one gene per line."""
+    p = Path(value)
+    if p.is_file():
+        genes = [
+            ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+        ]
+    else:
+        genes = [g.strip() for g in value.split(",") if g.strip()]
+    if not genes:
+        raise click.BadParameter("no genes given", param_hint="--genes")
+    return genes
+
+
+def store_from(data: Path, default_out: Path, progress: Any) -> Any:
+    """A tile store: ``data`` itself if it is one, else ``data`` prepared into ``default_out``."""
+    from stimage.data import load_dataset
+    from stimage.tiles import TileSettings, TileStore, prepare_dataset
+
+    if (data / "store.json").exists():
+        return TileStore(data)
+    click.echo(
+        f"{data} is not a tile store: preparing it into {default_out} with the default tile settings"
+    )
+    prepare_dataset(load_dataset(data), default_out, TileSettings(), progress=progress)
+    return TileStore(default_out)
+
+
+def read_region_geojson(path: Path) -> Any:
+    """The union of the polygons of a GeoJSON file (a QuPath export), in pixels.
+
+    Raises:
+        ConfigError: No polygon in the file, or it cannot be read.
+    """
+    import json
+
+    from shapely.geometry import shape
+    from shapely.ops import unary_union
+
+    from stimage.errors import ConfigError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the region GeoJSON ({e})") from e
+    feats = data.get("features", [data]) if isinstance(data, dict) else data
+    geoms = []
+    for f in feats:
+        g = f.get("geometry", f) if isinstance(f, dict) else None
+        if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon"):
+            geoms.append(shape(g).buffer(0))
+    if not geoms:
+        raise ConfigError(
+            f"{path}: no Polygon or MultiPolygon in the GeoJSON; export an annotation from QuPath"
+        )
+    return unary_union(geoms)

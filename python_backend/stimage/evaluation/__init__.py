@@ -1,5 +1,12 @@
 """Evaluation: metrics (PCC, Moran's I, IoU, calibration, AUC), gene sets and plots."""
 
+from stimage.evaluation._cv import (
+    METHODS,
+    CVResult,
+    cross_validate,
+    leave_one_patient_out,
+    leave_one_section_out,
+)
 from stimage.evaluation._genesets import PAPER_PANEL, PAPER_TEXT_PANEL, gene_sets, top_hvg, top_mean
 from stimage.evaluation._metrics import (
     DEFAULT_LEVELS,
@@ -23,20 +30,26 @@ from stimage.evaluation._metrics import (
     uncertainty_error_spearman,
 )
 from stimage.evaluation._plots import calibration_plot, expression_maps, pcc_boxplot
+from stimage.evaluation._report import write_report
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "METHODS",
     "PAPER_PANEL",
     "PAPER_TEXT_PANEL",
+    "CVResult",
     "bivariate_morans_i",
     "calibration_plot",
     "coverage_curve",
+    "cross_validate",
     "expression_maps",
     "gene_sets",
     "grid_neighbours",
     "high_low",
     "interval_coverage",
     "iou_per_gene",
+    "leave_one_patient_out",
+    "leave_one_section_out",
     "morans_i",
     "nb_pit",
     "nb_quantiles",
@@ -52,4 +65,5 @@ __all__ = [
     "top_hvg",
     "top_mean",
     "uncertainty_error_spearman",
+    "write_report",
 ]

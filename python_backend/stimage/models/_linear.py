@@ -101,11 +101,12 @@ def _finite(x: np.ndarray) -> np.ndarray:
 class PCARidge:
     """HEST-Benchmark's regression head: standardise, PCA(256), ridge without intercept.
 
-    alpha = 100 / (n_components * n_genes), as in HEST-Benchmark (``train_test_reg``).
-    Targets are log-normalised expression.
+    alpha = 100 / (n_components * n_genes), as in HEST-Benchmark (``train_test_reg``), unless
+    ``alpha`` is given. Targets are log-normalised expression.
     """
 
     n_components: int = 256
+    alpha: float | None = None
     pipeline: FeaturePipeline | None = None
     coef: np.ndarray | None = None
 
@@ -115,7 +116,7 @@ class PCARidge:
 
         self.pipeline = FeaturePipeline(self.n_components).fit(x)
         z = self.pipeline.transform(x)
-        alpha = 100.0 / (z.shape[1] * y.shape[1])
+        alpha = self.alpha if self.alpha is not None else 100.0 / (z.shape[1] * y.shape[1])
         reg = Ridge(alpha=alpha, solver="lsqr", fit_intercept=False, max_iter=1000, random_state=0)
         reg.fit(z, y)
         self.coef = np.asarray(reg.coef_).T

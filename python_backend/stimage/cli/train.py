@@ -1,0 +1,113 @@
+"""``stimage train``: train a model bundle from a tile store (or a dataset, prepared first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stimage.cli._common import ProgressBars, write_run_metadata
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Model folder to write."
+)
+@click.option(
+    "--encoder",
+    "encoders",
+    multiple=True,
+    default=("efficientnet_lite0",),
+    show_default=True,
+    help="Encoder; repeat for an ensemble across encoders.",
+)
+@click.option(
+    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
+)
+@click.option(
+    "--genes", default=None, help="Comma-separated genes, or a file with one gene per line."
+)
+@click.option(
+    "--gene-sets",
+    default="paper_panel,hvg50,mean250",
+    show_default=True,
+    help="Gene sets chosen from the training data: paper_panel, hvg50, mean250, hvg1000.",
+)
+@click.option(
+    "--members", type=click.IntRange(1, 100), default=5, show_default=True, help="Ensemble members."
+)
+@click.option(
+    "--pca",
+    "pca_dim",
+    type=click.IntRange(2, 4096),
+    default=256,
+    show_default=True,
+    help="Principal components of the features.",
+)
+@click.option(
+    "--dispersion", type=click.Choice(["gene", "spot"]), default="gene", show_default=True
+)
+@click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier.")
+@click.option(
+    "--samples", default=None, help="Comma-separated sample ids to train on (default: all)."
+)
+@click.option("--name", default=None, help="Model name [default: the output folder's name].")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: GPU if available].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    data: Path,
+    out: Path,
+    encoders: tuple[str, ...],
+    encoder_weights: tuple[str, ...],
+    genes: str | None,
+    gene_sets: str,
+    members: int,
+    pca_dim: int,
+    dispersion: str,
+    no_classifier: bool,
+    samples: str | None,
+    name: str | None,
+    device: str | None,
+    overwrite: bool,
+) -> None:
+    """Train an expression model on DATA: a tile store (from `stimage prepare`) or a dataset.
+
+    The model is a negative-binomial ensemble on frozen encoder features, fitted to raw
+    counts with a library-size offset; genes are chosen from the training data; the penalty
+    is chosen by leave-one-section-out inside it. A dataset is first prepared into
+    OUT/tiles with the default tile settings.
+    """
+    from stimage.cli._common import parse_encoder_weights, parse_genes, store_from
+    from stimage.models import NBEnsembleConfig, NBGLMConfig
+    from stimage.training import TrainConfig, train_model
+
+    if (out / "manifest.json").exists() and not overwrite:
+        raise click.UsageError(f"{out} already holds a model; use --overwrite or another --out")
+    bars = ProgressBars(disable=ctx.obj.get("quiet", False))
+    store = store_from(data, out / "tiles", bars)
+    config = TrainConfig(
+        encoders=tuple(encoders),
+        encoder_weights=parse_encoder_weights(encoder_weights),
+        genes=tuple(parse_genes(genes)) if genes else None,
+        gene_sets=tuple(s.strip() for s in gene_sets.split(",") if s.strip()),
+        ensemble=NBEnsembleConfig(
+            members=members, pca_dim=pca_dim, glm=NBGLMConfig(dispersion=dispersion)
+        ),
+        classifier=not no_classifier,
+        name=name or out.name,
+        device=device,
+    )
+    ids = [s.strip() for s in samples.split(",")] if samples else None
+    try:
+        bundle = train_model(store, config, ids, progress=bars)
+    finally:
+        bars.close()
+    bundle.save(out, overwrite=overwrite)
+    write_run_metadata(out, "train", ctx.params)
+    click.echo(
+        f"model: {out} ({len(bundle.genes)} genes, {sum(len(c.ensemble.members) for c in bundle.components)} "
+        f"members, encoders {', '.join(bundle.encoders)}, trained on {', '.join(bundle.training['samples'])})"
+    )

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stimage.encoders import create_encoder
+from stimage.errors import ConfigError, InputFileNotFoundError, StimageError
+from stimage.models import FORMAT_VERSION, ModelBundle, UnknownGeneError, load_bundle
+from stimage.training import load_spot_set
+
+
+def test_bundle_round_trip_predicts_the_same(bundle: ModelBundle, store3, tmp_path: Path) -> None:
+    path = bundle.save(tmp_path / "m")
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "weights.safetensors"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["tiles"]["tile_um"] == 200 and manifest["tiles"]["stain"] == "reinhard"
+    assert manifest["stain_target"]["method"] == "reinhard"
+    assert manifest["training"]["samples"] == ["S1", "S2"]
+    assert manifest["components"][0]["encoder"]["name"] == "test_tiny_cnn"
+    loaded = load_bundle(path)
+    spots = load_spot_set(
+        store3, [create_encoder("test_tiny_cnn", random_init=True, device="cpu")], ["S3"]
+    )
+    f = {"test_tiny_cnn": spots.features["test_tiny_cnn"]["S3"]}
+    a, b = bundle.predict_features(f), loaded.predict_features(f)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.epistemic_var, b.epistemic_var, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(bundle.predict_high(f), loaded.predict_high(f), rtol=1e-4, atol=1e-5)
+
+
+def test_saving_refuses_to_overwrite(bundle: ModelBundle, tmp_path: Path) -> None:
+    bundle.save(tmp_path / "m")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        bundle.save(tmp_path / "m")
+    bundle.save(tmp_path / "m", overwrite=True)
+
+
+def test_newer_format_damaged_weights_and_missing_files(
+    bundle: ModelBundle, tmp_path: Path
+) -> None:
+    path = bundle.save(tmp_path / "m")
+    mp = path / "manifest.json"
+    manifest = json.loads(mp.read_text())
+    mp.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(ConfigError, match="newer than this stimage"):
+        load_bundle(path)
+    mp.write_text(json.dumps({**manifest, "genes": []}))
+    with pytest.raises(ConfigError, match="invalid at genes"):
+        load_bundle(path)
+    mp.write_text(json.dumps(manifest))
+    w = path / "weights.safetensors"
+    w.write_bytes(w.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(StimageError, match="damaged"):
+        load_bundle(path)
+    with pytest.raises(InputFileNotFoundError, match="stimage train"):
+        load_bundle(tmp_path / "nothing")
+
+
+def test_unknown_genes(bundle: ModelBundle) -> None:
+    assert bundle.check_genes(None) == bundle.genes
+    with pytest.raises(UnknownGeneError, match="NOPE1"):
+        bundle.check_genes(["NOPE1", bundle.genes[0]])

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import nbinom
+
+from stimage.errors import ConfigError, InvalidSampleError
+from stimage.models import NBGLM, NBGLMConfig, nb_nll
+
+
+def simulate(n: int = 400, d: int = 8, g: int = 12, theta: float = 4.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w = rng.normal(size=(d, g)) * 0.4
+    b = rng.normal(size=g) + 1.0
+    lib = rng.uniform(2000, 20000, n)
+    mu = lib[:, None] / 1e4 * np.exp(x @ w + b)
+    y = rng.negative_binomial(theta, theta / (theta + mu))
+    return x, y, lib, w, b
+
+
+def test_nll_matches_scipy() -> None:
+    y = torch.tensor([0.0, 1, 5, 40, 200], dtype=torch.float64)
+    mu = torch.tensor([0.5, 2.0, 5.0, 30.0, 150.0], dtype=torch.float64)
+    theta = torch.tensor([0.3, 1.0, 4.0, 10.0, 100.0], dtype=torch.float64)
+    ours = nb_nll(y, mu.log(), theta.log()).numpy()
+    ref = -nbinom.logpmf(y.numpy(), theta.numpy(), (theta / (theta + mu)).numpy())
+    np.testing.assert_allclose(ours, ref, rtol=1e-5)
+
+
+def test_recovers_coefficients_and_dispersion_on_counts_with_library_sizes() -> None:
+    x, y, lib, w, b = simulate()
+    m = NBGLM(NBGLMConfig(l2=1.0)).fit(x, y, lib)
+    assert np.corrcoef(m.weight.ravel(), w.ravel())[0, 1] > 0.97
+    np.testing.assert_allclose(m.bias, b, atol=0.15)
+    assert np.median(np.exp(m.log_theta)) == pytest.approx(4.0, rel=0.3)
+    # The rate is per 10k UMIs: library size does not enter the prediction.
+    np.testing.assert_allclose(m.log_rate(x[:5]), x[:5] @ m.weight + m.bias)
+
+
+def test_library_offset_matters() -> None:
+    """A model without the offset would attribute depth to the features."""
+    x, y, lib, _w, _ = simulate(seed=1)
+    depth = np.log(lib)
+    x_dep = np.c_[x, (depth - depth.mean()) / depth.std()]  # a feature that only tracks depth
+    m = NBGLM(NBGLMConfig(l2=1.0)).fit(x_dep, y, lib)
+    no_offset = NBGLM(NBGLMConfig(l2=1.0)).fit(x_dep, y, np.full_like(lib, 1e4))
+    assert abs(np.mean(m.weight[-1])) < 0.05  # the offset already explains depth
+    assert np.mean(no_offset.weight[-1]) == pytest.approx(depth.std(), rel=0.25)
+
+
+def test_penalty_chosen_per_gene_by_leave_one_section_out() -> None:
+    x, y, lib, _, _ = simulate(n=300, g=6, seed=2)
+    y[:, -1] = np.random.default_rng(0).poisson(2.0, len(y))  # a gene with no signal
+    groups = np.repeat(["a", "b", "c"], 100)
+    m = NBGLM(NBGLMConfig(l2=(1.0, 1e3, 1e6))).fit(x, y, lib, groups=groups)
+    assert set(m.cv_loss) == {1.0, 1e3, 1e6}
+    assert m.l2.shape == (6,)
+    assert m.l2[-1] >= 1e3  # the noise gene is shrunk hard
+    assert np.median(m.l2[:-1]) <= 1e3
+
+
+def test_spot_dispersion_learns_heteroscedasticity() -> None:
+    rng = np.random.default_rng(3)
+    n = 600
+    x = rng.normal(size=(n, 2))
+    lib = np.full(n, 1e4)
+    theta = np.exp(1.0 + 1.5 * x[:, 0])
+    y = rng.negative_binomial(theta[:, None], theta[:, None] / (theta[:, None] + 20.0))
+    m = NBGLM(NBGLMConfig(l2=0.1, dispersion="spot")).fit(x, y, lib)
+    th = m.theta(np.array([[-1.0, 0], [1.0, 0]]))[:, 0]
+    assert th[1] > 5 * th[0]
+
+
+def test_bad_input() -> None:
+    x, y, lib, _, _ = simulate(n=50)
+    with pytest.raises(InvalidSampleError, match="NaN"):
+        NBGLM().fit(np.where(np.eye(50, 8) > 0, np.nan, x), y, lib)
+    with pytest.raises(InvalidSampleError, match="raw UMI counts"):
+        NBGLM().fit(x, -y - 1, lib)
+    with pytest.raises(InvalidSampleError, match="no UMIs"):
+        NBGLM().fit(x, y, np.zeros_like(lib))
+    with pytest.raises(ConfigError, match="shapes"):
+        NBGLM().fit(x[:10], y, lib)
+    with pytest.raises(ConfigError):
+        NBGLMConfig(dispersion="cell")
+    with pytest.raises(ConfigError, match="not fitted"):
+        NBGLM().log_rate(x)

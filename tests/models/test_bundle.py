@@ -64,3 +64,39 @@ def test_unknown_genes(bundle: ModelBundle) -> None:
     assert bundle.check_genes(None) == bundle.genes
     with pytest.raises(UnknownGeneError, match="NOPE1"):
         bundle.check_genes(["NOPE1", bundle.genes[0]])
+
+
+def test_finetuned_encoder_travels_in_the_bundle(store3, tmp_path: Path) -> None:
+    import torch
+
+    from stimage.models import NBEnsembleConfig, Predictor
+    from stimage.training import FinetuneConfig, TrainConfig, finetune_model
+
+    cfg = TrainConfig(
+        encoders=("test_tiny_cnn",), gene_sets=("mean250",), ensemble=NBEnsembleConfig(members=1)
+    )
+    seen = []
+    b = finetune_model(
+        store3,
+        cfg,
+        FinetuneConfig(epochs=2, batch_size=16, lr=1e-2),
+        ["S1", "S2"],
+        progress=lambda k, d, t: seen.append(d),
+    )
+    assert b.training["mode"] == "finetune" and b.training["validation_sample"] == "S2"
+    assert np.isfinite(b.training["best_validation_nll"]) and seen
+    path = b.save(tmp_path / "ft")
+    pred = Predictor(path, device="cpu")
+    # The encoder in the predictor is the fine-tuned one, not a fresh random network.
+    fresh = create_encoder("test_tiny_cnn", random_init=True, device="cpu")
+    k = next(iter(b.encoder_states[0]))
+    torch.testing.assert_close(
+        pred.encoders["test_tiny_cnn"].model.state_dict()[k], b.encoder_states[0][k]
+    )
+    assert not torch.equal(
+        fresh.model.state_dict()["conv_stem.weight"],
+        pred.encoders["test_tiny_cnn"].model.state_dict()["conv_stem.weight"],
+    )
+    tiles = np.asarray(store3.tiles("S3")[:4])
+    out = pred.predict_tiles(tiles)
+    assert out.mean.shape == (4, len(b.genes)) and np.isfinite(out.mean).all()

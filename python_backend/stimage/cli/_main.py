@@ -83,13 +83,14 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from stimage.cli import demo, doctor, evaluate, predict, prepare, train
+    from stimage.cli import demo, doctor, evaluate, models, predict, prepare, train
 
     cli.add_command(demo.demo)
     cli.add_command(prepare.prepare)
     cli.add_command(train.train)
     cli.add_command(predict.predict)
     cli.add_command(evaluate.evaluate)
+    cli.add_command(models.models)
     cli.add_command(doctor.doctor)
 
 

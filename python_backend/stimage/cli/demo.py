@@ -1,8 +1,9 @@
 """``stimage demo``: the main job on the bundled example.
 
-Today it runs the data pipeline (read the sample, derive the scale, detect tissue, cut,
-check and stain-normalise tiles into a tile store) and draws what it did. Later it grows
-into the full demo: expression with uncertainty, cells and an explanation.
+Reads the bundled HER2ST crop, derives its scale, detects tissue, cuts and stain-normalises
+tiles into a tile store, then predicts marker-gene expression with aleatoric and epistemic
+uncertainty with the bundled default model, and draws what it did. Later work adds cells and
+an explanation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
+
+#: Marker genes shown by the demo (those of the paper's panel that the model predicts).
+DEMO_GENES = ("COX6C", "FASN", "CD74", "SPARC", "B2M", "TFF3")
 
 
 @click.command()
@@ -69,7 +73,6 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         str(out / "tiles_raw_vs_normalised.png"), contact_sheet([raw, normalised])[..., ::-1]
     )
     slide.close()
-    write_run_metadata(out, "demo", ctx.params)
     r = report.samples[0]
     click.echo(
         f"scale: {meta[Key.MPP]:.4f} µm/px, from the {meta[Key.MPP_SOURCE]} (200 µm legacy ST pitch)"
@@ -79,12 +82,89 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         f"tiles: {r.kept} of {r.tiles} spots kept at {meta['tile_um']:g} µm -> {settings.tile_px} px, "
         f"stain-normalised ({settings.stain}); dropped: {r.dropped or 'none'}"
     )
+    wrote = [
+        (out / "tiles", "tile store (train with it; `stimage prepare` makes one from your data)"),
+        (out / "tiles_overview.png", "tissue outline and tiles (blue kept, red dropped)"),
+        (out / "tiles_raw_vs_normalised.png", "8 tiles before (top) and after stain normalisation"),
+    ]
+    wrote += _expression(ds, out, overwrite, ctx.obj.get("quiet", False))
+    write_run_metadata(out, "demo", ctx.params)
     click.echo("wrote:")
-    click.echo(
-        f"  {out / 'tiles'}  tile store (train with it; `stimage prepare` makes one from your data)"
-    )
-    click.echo(f"  {out / 'tiles_overview.png'}  tissue outline and tiles (blue kept, red dropped)")
-    click.echo(
-        f"  {out / 'tiles_raw_vs_normalised.png'}  8 tiles before (top) and after stain normalisation"
-    )
+    for p, what in wrote:
+        click.echo(f"  {p}  {what}")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _expression(ds, out: Path, overwrite: bool, quiet: bool) -> list[tuple[Path, str]]:  # type: ignore[no-untyped-def]
+    """Predict marker genes with the default model; maps and tables."""
+    import anndata as ad
+    import numpy as np
+
+    from stimage.cli.predict import _write
+    from stimage.constants import Key
+    from stimage.data import open_sample_slide
+    from stimage.errors import InputFileNotFoundError
+    from stimage.evaluation import expression_maps
+    from stimage.models import Predictor, default_model_path, predict_spots
+
+    try:
+        model = default_model_path()
+    except InputFileNotFoundError as e:
+        click.echo(f"expression: skipped ({e})")
+        return []
+    spec = ds.samples[0]
+    h5 = out / f"{spec.sample_id}.h5ad"
+    predictor = Predictor(model)
+    genes = [g for g in DEMO_GENES if g in predictor.bundle.genes]
+    if h5.exists() and not overwrite:
+        a = ad.read_h5ad(h5)
+    else:
+        bars = ProgressBars(disable=quiet)
+        try:
+            a = predict_spots(
+                predictor, spec.load(), progress=lambda d, t: bars("expression", d, t)
+            )
+        finally:
+            bars.close()
+        _write(a, out, spec.sample_id)
+    sample = spec.load()
+    with open_sample_slide(sample) as slide:
+        thumb = slide.thumbnail(max_side=1000)
+        scale = thumb.shape[1] / slide.dimensions[0]
+        um_per_px = slide.mpp / scale
+    idx = [list(a.var_names).index(g) for g in genes]
+    expression_maps(
+        thumb,
+        np.asarray(a.obsm[Key.SPATIAL]) * scale,
+        {
+            "prediction": a.X[:, idx],
+            "epistemic sd": a.layers["epistemic_sd"][:, idx],
+            "aleatoric sd": a.layers["aleatoric_sd"][:, idx],
+        },
+        genes,
+        shared=("prediction",),
+        um_per_px=um_per_px,
+        path=out / "expression_maps.png",
+    )
+    trained_on = predictor.bundle.training.get("samples", [])
+    note = " (this section was in its training data)" if spec.sample_id in trained_on else ""
+    click.echo(
+        f"expression: {len(predictor.bundle.genes)} genes predicted per spot by {predictor.bundle.name}{note}; "
+        f"log1p(counts per 10k) with aleatoric and epistemic sd, 90% intervals, P(high)"
+    )
+    for g, j in zip(genes, idx, strict=True):
+        click.echo(
+            f"  {g:7s} mean {a.X[:, j].mean():.2f}  aleatoric sd {a.layers['aleatoric_sd'][:, j].mean():.2f}  "
+            f"epistemic sd {a.layers['epistemic_sd'][:, j].mean():.3f}"
+        )
+    return [
+        (
+            out / f"{spec.sample_id}.csv",
+            'per-spot measurements ("COX6C: mean", "...: epistemic sd", ...)',
+        ),
+        (h5, "the same as AnnData"),
+        (
+            out / "expression_maps.png",
+            f"maps of {', '.join(genes)}: prediction, epistemic and aleatoric sd",
+        ),
+    ]

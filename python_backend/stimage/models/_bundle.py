@@ -78,6 +78,8 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
+    #: Fine-tuned encoder weights by component index (name -> array), saved in the bundle.
+    encoder_states: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     # -- use ---------------------------------------------------------------------------
     @property
@@ -165,6 +167,10 @@ class ModelBundle:
                     "bootstrap": e.config.bootstrap,
                 }
             )
+        for i, state in self.encoder_states.items():
+            for k, v in state.items():
+                arr = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+                tensors[f"c{i}.encoder.{k}"] = arr
         clf = None
         if self.classifier is not None:
             k = self.classifier
@@ -301,6 +307,11 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
             bootstrap=bool(c.get("bootstrap", True)),
         )
         comps.append(Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members)))
+    states: dict[int, dict[str, Any]] = {}
+    for key, v in t.items():
+        if ".encoder." in key:
+            ci, _, name = key.partition(".encoder.")
+            states.setdefault(int(ci[1:]), {})[name] = v
     clf = None
     if manifest.get("classifier"):
         k = manifest["classifier"]
@@ -324,4 +335,5 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
         metrics=manifest.get("metrics", {}),
         description=manifest.get("description", ""),
         path=root,
+        encoder_states=states,
     )

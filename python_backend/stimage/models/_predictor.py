@@ -122,16 +122,29 @@ class Predictor:
 
         self.bundle = bundle if isinstance(bundle, ModelBundle) else load_bundle(bundle)
         self.encoders: dict[str, Encoder] = {}
-        for comp in self.bundle.components:
+        for i, comp in enumerate(self.bundle.components):
             name = comp.encoder["name"]
-            random = (
-                comp.encoder.get("weights_sha256") is None
-                and comp.encoder.get("weights_file") is None
-            )
-            enc = create_encoder(
-                name, (encoder_weights or {}).get(name), device=device, random_init=random
-            )
-            self._check_weights(comp.encoder, enc)
+            if comp.encoder.get("finetuned"):
+                import torch
+
+                enc = create_encoder(name, device=device, random_init=True)
+                state = self.bundle.encoder_states.get(i)
+                if not state:
+                    raise StimageError(
+                        f"model {self.bundle.name!r}: fine-tuned encoder weights are missing"
+                    )
+                enc.model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+                enc.model.eval()
+                enc.weights_path = str(self.bundle.path or "bundle")
+            else:
+                random = (
+                    comp.encoder.get("weights_sha256") is None
+                    and comp.encoder.get("weights_file") is None
+                )
+                enc = create_encoder(
+                    name, (encoder_weights or {}).get(name), device=device, random_init=random
+                )
+                self._check_weights(comp.encoder, enc)
             self.encoders[name] = enc
 
     @staticmethod

@@ -119,26 +119,28 @@ class ExpressionPrediction:
 def mixture_quantiles(mu: np.ndarray, theta: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     """Quantiles of equal-weight mixtures of NB(mu_k, theta_k) over the first axis.
 
-    Integer bisection on the mixture CDF, vectorised over all other axes.
+    Integer bisection on the mixture CDF, vectorised over all other axes. The NB CDF is the
+    regularised incomplete beta function ``I_p(theta, k + 1)`` with ``p = theta / (theta + mu)``.
     """
-    from scipy.stats import nbinom
+    from scipy.special import betainc
 
     mu = np.asarray(mu, np.float64)
     theta = np.asarray(theta, np.float64)
     p = theta / (theta + mu)
     qs = np.atleast_1d(np.asarray(q, np.float64))
+    # Far enough above every member: mean + 12 sd (+ a margin for tiny means).
+    upper = np.ceil(np.max(mu + 12.0 * np.sqrt(mu + mu**2 / theta), axis=0)) + 10.0
     out = []
     for qi in qs:
         lo = np.zeros(mu.shape[1:])
-        # The mixture CDF reaches qi no later than the largest member quantile.
-        hi = np.max(nbinom.ppf(qi, theta, p), axis=0)
+        hi = upper.copy()
         # Smallest k with mixture CDF(k) >= qi.
         while True:
             active = lo < hi
             if not active.any():
                 break
             mid = np.floor((lo + hi) / 2)
-            cdf = nbinom.cdf(mid[None], theta, p).mean(axis=0)
+            cdf = betainc(theta, mid[None] + 1.0, p).mean(axis=0)
             ok = cdf >= qi
             hi = np.where(active & ok, mid, hi)
             lo = np.where(active & ~ok, mid + 1, lo)

@@ -85,8 +85,8 @@ class NBGLMConfig:
     dispersion: str = "gene"
     per_gene: bool = True
     select: str = "pcc"
-    max_iter: int = 200
-    tol: float = 1e-7
+    max_iter: int = 100
+    tol: float = 1e-6
 
     def __post_init__(self) -> None:
         if self.select not in ("nll", "pcc"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Key", "Measurement", "Platform"]
+__all__ = ["Key", "Measurement", "ObjectMarker", "ObjectType", "Platform"]
 
 
 class Key:
@@ -87,3 +87,74 @@ class Measurement:
     def upper(gene: str, level: float) -> str:
         """Upper end of the central ``level`` predictive interval."""
         return f"{gene}: {round(level * 100)}% upper"
+
+    # Cell typing: the subject is the cell type, or "Cell" for the whole cell.
+    PROBABILITY: Final = "probability"
+    #: Shannon entropy (nats) of a cell's type probabilities: 0 when one type is certain.
+    CELL_TYPE_ENTROPY: Final = "Cell: type entropy"
+
+    @staticmethod
+    def class_probability(cell_type: str) -> str:
+        """Probability of one cell type, e.g. ``"Immune: probability"``."""
+        return f"{cell_type}: probability"
+
+    # Explanations
+    LIME: Final = "LIME"
+
+    @staticmethod
+    def lime(gene: str) -> str:
+        """LIME weight of a nucleus for one gene's prediction, e.g. ``"LIME: VEGFA"``."""
+        return f"LIME: {gene}"
+
+    # Morphology, spelled exactly as QuPath's own shape measurements
+    # (qupath-core-processing ObjectMeasurements.addShapeMeasurements / addCellShapeMeasurements,
+    # with the unit GeneralTools.SYMBOL_MICROMETER = "µm"), so that ours sort beside QuPath's.
+    NUCLEUS_AREA: Final = "Nucleus: Area µm^2"
+    NUCLEUS_LENGTH: Final = "Nucleus: Length µm"
+    NUCLEUS_CIRCULARITY: Final = "Nucleus: Circularity"
+    NUCLEUS_SOLIDITY: Final = "Nucleus: Solidity"
+    NUCLEUS_MAX_DIAMETER: Final = "Nucleus: Max diameter µm"
+    NUCLEUS_MIN_DIAMETER: Final = "Nucleus: Min diameter µm"
+    CELL_AREA: Final = "Cell: Area µm^2"
+    CELL_LENGTH: Final = "Cell: Length µm"
+    NUCLEUS_CELL_AREA_RATIO: Final = "Nucleus/Cell area ratio"
+
+    @staticmethod
+    def split(name: str) -> tuple[str, str]:
+        """The subject and the quantity of a measurement name (inverse of :meth:`of`).
+
+        ``"COX6C: mean"`` -> ``("COX6C", "mean")``; a name without ``": "`` gives ``("", name)``.
+        """
+        subject, sep, quantity = name.partition(": ")
+        return (subject, quantity) if sep else ("", name)
+
+
+class ObjectType:
+    """``properties.objectType`` values of QuPath GeoJSON (QuPath ``QuPathTypeAdapters.MAP_TYPES``)."""
+
+    TILE: Final = "tile"
+    DETECTION: Final = "detection"
+    CELL: Final = "cell"
+    ANNOTATION: Final = "annotation"
+    TMA_CORE: Final = "tmaCore"
+    ROOT: Final = "root"
+
+
+class ObjectMarker:
+    """How STImage recognises its own QuPath objects after a round trip through QuPath.
+
+    QuPath keeps an object's UUID ``id`` through GeoJSON import and export and in saved
+    projects (since QuPath 0.4), for every kind of object and at no memory cost, so the ids
+    STImage writes carry a fixed prefix: RFC 9562 version-8 ("custom") UUIDs whose first 48
+    bits are ``5714a9e0-0001``; QuPath's own ids are random version-4 UUIDs and never match.
+    Annotations also carry ``properties.metadata[METADATA_KEY]``. See docs/geojson.md.
+    """
+
+    #: Every id STImage writes starts with this (``str(path_object.getID()).startsWith(...)``).
+    ID_PREFIX: Final = "5714a9e0-0001-8"
+    #: ``properties.metadata`` key on STImage annotations (value: the stimage version).
+    METADATA_KEY: Final = "stimage"
+    #: Optional metadata: what produced the object ("expression", "cells", "explain", ...).
+    TASK: Final = "stimage.task"
+    #: Optional metadata: the model bundle that produced the object.
+    MODEL: Final = "stimage.model"

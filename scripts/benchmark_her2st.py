@@ -1,7 +1,7 @@
 """Reproduce the expression-model numbers of docs/benchmarks.md on the HER2ST data.
 
     .venv/bin/python scripts/benchmark_her2st.py [--her2st ../shared/data/her2st] [--work .bench/her2st]
-        [--part cv|speed|all] [--members 5]
+        [--part cv|speed|all] [--scheme section|patient|both] [--members 5]
 
 Parts:
 - ``cv``: leave-one-section-out over all sections and leave-one-patient-out, for the
@@ -60,15 +60,23 @@ def _table(summary: list[dict], title: str) -> str:
 
 def part_cv(args: argparse.Namespace) -> None:
     from stimage.encoders import create_encoder
-    from stimage.evaluation import cross_validate, leave_one_patient_out, leave_one_section_out, write_report
+    from stimage.evaluation import (
+        cross_validate,
+        leave_one_patient_out,
+        leave_one_section_out,
+        write_report,
+    )
     from stimage.models import NBEnsembleConfig
     from stimage.training import TrainConfig, load_spot_set
 
     store = _store(args.her2st, args.work)
     spots = load_spot_set(store, [create_encoder("efficientnet_lite0", device="cpu")])
     config = TrainConfig(ensemble=NBEnsembleConfig(members=args.members))
-    for kind, folds in (("section", leave_one_section_out(spots.sample_ids)),
-                        ("patient", leave_one_patient_out(spots.patients))):
+    schemes = (("section", leave_one_section_out(spots.sample_ids)),
+               ("patient", leave_one_patient_out(spots.patients)))
+    for kind, folds in schemes:
+        if args.scheme not in ("both", kind):
+            continue
         t0 = time.perf_counter()
         res = cross_validate(spots, folds, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
         doc = write_report(res, spots, args.work / f"report-{kind}", extra={"cv": kind, "members": args.members})
@@ -196,6 +204,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--part", choices=["cv", "speed", "all"], default="all")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--scheme", choices=["section", "patient", "both"], default="both",
+                    help="which cross-validation of --part cv to run")
     args = ap.parse_args()
     if not (Path(args.her2st) / "ST-cnts").is_dir():
         sys.exit(f"HER2ST data not found at {args.her2st}; pass --her2st PATH")

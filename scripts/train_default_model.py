@@ -31,7 +31,27 @@ def main() -> None:
     ap.add_argument("--her2st", default=str(REPO.parent / "shared" / "data" / "her2st"))
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument(
+        "--cv-summary", type=Path, default=None,
+        help="summary.json of `scripts/benchmark_her2st.py --part cv` (WORK/report-section) to take the "
+        "held-out metrics from instead of running the same cross-validation again",
+    )
+    ap.add_argument("--metrics-only", action="store_true",
+                    help="only rewrite the metrics of the existing default model from --cv-summary")
     args = ap.parse_args()
+    if args.metrics_only:
+        from stimage.models import load_bundle
+
+        if args.cv_summary is None:
+            sys.exit("--metrics-only needs --cv-summary")
+        bundle = load_bundle(OUT)
+        bundle.metrics = {**bundle.metrics, "cv": _metrics_from_report(args.cv_summary)}
+        tmp = OUT.with_name("default.tmp")
+        bundle.save(tmp, overwrite=True)
+        shutil.rmtree(OUT)
+        tmp.rename(OUT)
+        print(f"updated the metrics of {OUT}")
+        return
     if not (Path(args.her2st) / "ST-cnts").is_dir():
         sys.exit(f"HER2ST data not found at {args.her2st}; pass --her2st PATH")
 
@@ -54,21 +74,26 @@ def main() -> None:
         ),
     )
     spots = load_spot_set(store, [create_encoder("efficientnet_lite0", device="cpu")])
-    print("leave-one-section-out cross-validation of this configuration ...", flush=True)
-    cv = cross_validate(spots, leave_one_section_out(spots.sample_ids), config, methods=("nb",), keep_predictions=False)
-    summary = cv.summary()
-    coverage = cv.coverage.groupby("level")["observed"].mean()
-    print(summary.to_string(index=False))
-    print("training on all sections ...", flush=True)
-    bundle = train_model(store, config)
-    bundle.metrics = {
-        "cv": {
+    if args.cv_summary is not None:
+        cv_metrics = _metrics_from_report(args.cv_summary)
+    else:
+        print("leave-one-section-out cross-validation of this configuration ...", flush=True)
+        cv = cross_validate(spots, leave_one_section_out(spots.sample_ids), config, methods=("nb",),
+                            keep_predictions=False)
+        summary = cv.summary()
+        print(summary.to_string(index=False))
+        cv_metrics = {
             "scheme": "leave-one-section-out",
             "sections": spots.sample_ids,
             "by_gene_set": {r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]}
                             for r in summary.to_dict(orient="records")},
-            "interval_coverage": {str(k): float(v) for k, v in coverage.items()},
-        },
+            "interval_coverage": {str(k): float(v)
+                                  for k, v in cv.coverage.groupby("level")["observed"].mean().items()},
+        }
+    print("training on all sections ...", flush=True)
+    bundle = train_model(store, config)
+    bundle.metrics = {
+        "cv": cv_metrics,
         "train": {"spots": bundle.training["n_spots"], "genes": len(bundle.genes)},
     }
     bundle.training["store"] = "HER2ST (scripts/train_default_model.py)"
@@ -77,6 +102,22 @@ def main() -> None:
     bundle.save(OUT)
     size = sum(p.stat().st_size for p in OUT.iterdir()) / 1e6
     print(f"wrote {OUT} ({size:.1f} MB, {len(bundle.genes)} genes)")
+
+
+def _metrics_from_report(path: Path) -> dict:
+    """The NB rows of a benchmark report (same configuration, same folds)."""
+    import json
+
+    doc = json.loads(Path(path).read_text())
+    rows = [r for r in doc["summary"] if r["method"] == "nb"]
+    if not rows:
+        sys.exit(f"{path} has no results of the NB ensemble")
+    return {
+        "scheme": "leave-one-section-out",
+        "source": "scripts/benchmark_her2st.py --part cv",
+        "by_gene_set": {r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]} for r in rows},
+        "interval_coverage": {str(k): float(v) for k, v in doc.get("coverage", {}).items()},
+    }
 
 
 if __name__ == "__main__":

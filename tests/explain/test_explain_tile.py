@@ -1,0 +1,100 @@
+"""Explaining a real tile with the bundled default model: LIME and occlusion end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stimage.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from stimage.models import Predictor, default_model_path
+
+    try:
+        path = default_model_path()
+    except FileNotFoundError:
+        pytest.skip("no bundled default model in this installation")
+    return Predictor(path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def crop():
+    from stimage.data import load_dataset
+    from stimage.examples import example_path
+
+    spec = next(iter(load_dataset(example_path())))
+    sample = spec.load()
+    return sample
+
+
+def _slide(sample):
+    from stimage.data import open_sample_slide
+
+    return open_sample_slide(sample)
+
+
+@pytest.mark.slow
+def test_lime_and_occlusion_on_a_real_tile(predictor, crop, tmp_path: Path) -> None:
+    from stimage.explain import (
+        agreement,
+        explain_tile,
+        plot_explanation,
+        tile_box,
+        write_explanation_geojson,
+    )
+    from stimage.qupath import read_geojson, validate_geojson
+
+    genes = [g for g in ("ERBB2", "COX6C") if g in predictor.bundle.genes][
+        :2
+    ] or predictor.bundle.genes[:2]
+    # the most epithelial spot: most counts of the first gene
+    j = list(crop.var_names).index(genes[0]) if genes[0] in crop.var_names else 0
+    i = int(np.argmax(np.asarray(crop.X[:, j]).ravel()))
+    cx, cy = crop.obsm["spatial"][i]
+    with _slide(crop) as slide:
+        box = tile_box(slide, predictor.tile_um, (cx, cy))
+        lime = explain_tile(predictor, slide, box, genes, method="lime", num_samples=60, seed=1)
+        occ = explain_tile(predictor, slide, box, genes, method="occlusion")
+    n = len(lime.nuclei)
+    assert n >= 10, n
+    assert lime.explanation.scores.shape == (n, len(genes))
+    assert lime.labels.shape == (predictor.tile_px, predictor.tile_px)
+    assert set(np.unique(lime.labels)) - {0} <= set(range(1, n + 1))
+    # the intact tile's prediction equals the model's prediction for the tile
+    direct = predictor.predict_tiles(lime.tile[None], genes)
+    np.testing.assert_allclose(lime.explanation.prediction, direct.mean[0], rtol=1e-4)
+    assert np.isfinite(lime.explanation.scores).all() and np.abs(lime.explanation.scores).sum() > 0
+    # the intact tile plus one input per nucleus present in the tile (label 0 is the background)
+    assert occ.explanation.num_samples == len(np.unique(occ.labels))
+    agr = agreement(lime.explanation, occ.explanation)
+    assert len(agr) == len(genes)
+    out = tmp_path / "explain.geojson"
+    write_explanation_geojson([lime, occ], out)
+    assert validate_geojson(out) >= n + 1
+    objs = read_geojson(out)
+    assert any(f"LIME: {genes[0]}" in o.measurements for o in objs)
+    assert plot_explanation(lime, tmp_path / "lime.png").stat().st_size > 10_000
+
+
+def test_tile_outside_the_image_is_a_clear_error(predictor, crop) -> None:
+    from stimage.explain import tile_box
+
+    with _slide(crop) as slide:
+        with pytest.raises(ConfigError, match="outside the image"):
+            tile_box(slide, predictor.tile_um, (1e7, 1e7))
+        with pytest.raises(ConfigError, match="CX,CY"):
+            tile_box(slide, predictor.tile_um, (1, 2, 3))
+
+
+def test_unknown_gene_and_missing_classifier_are_clear(predictor) -> None:
+    from stimage.explain import target_function
+    from stimage.models import UnknownGeneError
+
+    with pytest.raises(UnknownGeneError, match="NOTAGENE"):
+        target_function(predictor, ["NOTAGENE"])
+    with pytest.raises(ConfigError, match="unknown explanation target"):
+        target_function(predictor, predictor.bundle.genes[:1], "variance")

@@ -1,5 +1,6 @@
-"""Evaluation: metrics (PCC, Moran's I, IoU, calibration, AUC), gene sets and plots."""
+"""Evaluation: metrics (PCC, Moran's I, IoU, calibration, AUC, cell-type composition), gene sets and plots."""
 
+from stimage.evaluation._celltypes import composition_metrics, label_metrics, spot_composition
 from stimage.evaluation._cv import (
     METHODS,
     CVResult,
@@ -40,6 +41,7 @@ __all__ = [
     "CVResult",
     "bivariate_morans_i",
     "calibration_plot",
+    "composition_metrics",
     "coverage_curve",
     "cross_validate",
     "expression_maps",
@@ -48,6 +50,7 @@ __all__ = [
     "high_low",
     "interval_coverage",
     "iou_per_gene",
+    "label_metrics",
     "leave_one_patient_out",
     "leave_one_section_out",
     "morans_i",
@@ -62,6 +65,7 @@ __all__ = [
     "sparsification_auc",
     "sparsification_curves",
     "spearman_per_gene",
+    "spot_composition",
     "top_hvg",
     "top_mean",
     "uncertainty_error_spearman",

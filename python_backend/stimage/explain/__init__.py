@@ -12,6 +12,7 @@ Example:
 """
 
 from stimage.explain._cellpose import CELLPOSE_ENV, CellposeSegmenter, find_cellpose_weights
+from stimage.explain._cells import Cells, cell_measurements, detect_cells
 from stimage.explain._classical import HER2ST_STAINS, RUIFROK_STAINS, ClassicalSegmenter
 from stimage.explain._errors import RegionOutsideImageError, SegmentationCancelledError
 from stimage.explain._hed import rgb_to_hed
@@ -58,6 +59,7 @@ __all__ = [
     "RUIFROK_STAINS",
     "SEGMENTERS",
     "CellposeSegmenter",
+    "Cells",
     "ClassicalSegmenter",
     "NoNucleiError",
     "Nuclei",
@@ -67,7 +69,9 @@ __all__ = [
     "SegmentationCancelledError",
     "TileExplanation",
     "agreement",
+    "cell_measurements",
     "create_segmenter",
+    "detect_cells",
     "explain_lime",
     "explain_occlusion",
     "explain_tile",

@@ -6,6 +6,32 @@ Also prediction from tiles, spots and slides with a bundle (:class:`Predictor`).
 from pathlib import Path
 
 from stimage.models._bundle import FORMAT_VERSION, ModelBundle, UnknownGeneError, load_bundle
+from stimage.models._celltype import CellTypeClassifier, celltype_entropy
+from stimage.models._celltype_features import (
+    celltype_features,
+    labels_from_qupath,
+    labels_from_xenium,
+    patch_features,
+    patch_features_image,
+    read_cell_type_table,
+    spot_bags,
+)
+from stimage.models._celltype_io import CELLTYPE_FORMAT_VERSION, load_celltype_model
+from stimage.models._celltype_mapping import (
+    DEFAULT_CELL_CLASSES,
+    DEFAULT_CELLTYPE_MAPPING,
+    HER2ST_CELLTYPE_MAPPING,
+    UnknownCellTypeError,
+    map_labels,
+    map_proportions,
+)
+from stimage.models._celltype_train import (
+    SpotNuclei,
+    classify_nuclei,
+    collect_spot_nuclei,
+    spot_nuclei,
+    train_celltypes_from_dataset,
+)
 from stimage.models._classifier import HighLowClassifier, high_low_labels
 from stimage.models._ensemble import (
     ExpressionPrediction,
@@ -19,8 +45,13 @@ from stimage.models._paper import PaperConfig, PaperNB
 from stimage.models._predictor import Predictor, TilePredictions, predict_slide, predict_spots
 
 __all__ = [
+    "CELLTYPE_FORMAT_VERSION",
+    "DEFAULT_CELLTYPE_MAPPING",
+    "DEFAULT_CELL_CLASSES",
     "FORMAT_VERSION",
+    "HER2ST_CELLTYPE_MAPPING",
     "NBGLM",
+    "CellTypeClassifier",
     "ExpressionPrediction",
     "FeaturePipeline",
     "HighLowClassifier",
@@ -32,16 +63,51 @@ __all__ = [
     "PaperConfig",
     "PaperNB",
     "Predictor",
+    "SpotNuclei",
     "TilePredictions",
+    "UnknownCellTypeError",
     "UnknownGeneError",
+    "celltype_entropy",
+    "celltype_features",
+    "classify_nuclei",
+    "collect_spot_nuclei",
+    "default_celltype_model_path",
     "default_model_path",
     "high_low_labels",
+    "labels_from_qupath",
+    "labels_from_xenium",
     "load_bundle",
+    "load_celltype_model",
+    "map_labels",
+    "map_proportions",
     "mixture_quantiles",
     "nb_nll",
+    "patch_features",
+    "patch_features_image",
     "predict_slide",
     "predict_spots",
+    "read_cell_type_table",
+    "spot_bags",
+    "spot_nuclei",
+    "train_celltypes_from_dataset",
 ]
+
+
+def default_celltype_model_path() -> Path:
+    """Folder of the bundled default cell-type model (trained on HER2ST spot proportions).
+
+    Raises:
+        InputFileNotFoundError: This installation has no bundled cell-type model.
+    """
+    from stimage.errors import InputFileNotFoundError
+
+    p = Path(__file__).parent / "default_cells"
+    if not (p / "celltype_manifest.json").exists():
+        raise InputFileNotFoundError(
+            f"{p}: no bundled cell-type model in this installation; give one with --model "
+            "(train it with scripts/train_default_cells.py)"
+        )
+    return p
 
 
 def default_model_path() -> Path:

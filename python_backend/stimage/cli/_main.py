@@ -83,14 +83,30 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from stimage.cli import demo, doctor, evaluate, models, predict, prepare, train
+    from stimage.cli import (
+        cells,
+        client,
+        demo,
+        doctor,
+        evaluate,
+        explain,
+        models,
+        predict,
+        prepare,
+        serve,
+        train,
+    )
 
     cli.add_command(demo.demo)
     cli.add_command(prepare.prepare)
     cli.add_command(train.train)
     cli.add_command(predict.predict)
     cli.add_command(evaluate.evaluate)
+    cli.add_command(cells.cells)
+    cli.add_command(explain.explain)
     cli.add_command(models.models)
+    cli.add_command(serve.serve)
+    cli.add_command(client.client)
     cli.add_command(doctor.doctor)
 
 

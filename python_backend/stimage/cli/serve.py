@@ -1,0 +1,154 @@
+"""``stimage serve``: the ZeroMQ backend QuPath and scripts talk to (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--model",
+    "-m",
+    "models",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Model folder; repeat to serve several (the first is the default) [default: the bundled model].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=5557, show_default=True, help="TCP port."
+)
+@click.option(
+    "--curve-keys",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder made by --make-keys: encrypt and let in only clients whose keys are in DIR/authorized.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Listen on a non-loopback interface without keys: anyone who reaches the port may use it.",
+)
+@click.option(
+    "--allow-root",
+    "allow_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder whose slide files clients may ask the server to read (repeatable; none by default).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (GPU when available), cpu, cuda, cuda:1...",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Tiles per forward pass.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1, 10000),
+    default=32,
+    show_default=True,
+    help="Requests queued or running at once; more are answered 'busy'.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Tile decoding threads.",
+)
+@click.option(
+    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
+)
+@click.option(
+    "--make-keys",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Create server and client CURVE keys in this folder, then exit.",
+)
+def serve(
+    models: tuple[Path, ...],
+    host: str,
+    port: int,
+    curve_keys: Path | None,
+    insecure: bool,
+    allow_roots: tuple[Path, ...],
+    device: str,
+    batch_size: int,
+    max_requests: int,
+    workers: int,
+    encoder_weights: tuple[str, ...],
+    make_keys: Path | None,
+) -> None:
+    """Serve models over ZeroMQ until interrupted (Ctrl+C or SIGTERM).
+
+    Listens on 127.0.0.1 by default. Another interface needs --curve-keys (create them with
+    --make-keys DIR; give clients DIR/server.key and DIR/client.key_secret) or --insecure.
+    """
+    import logging
+    import signal
+    import threading
+
+    from stimage.server import Limits, Server, ServerConfig
+    from stimage.server import make_keys as create_keys
+
+    if make_keys is not None:
+        paths = create_keys(make_keys)
+        click.echo(
+            f"server keys: {paths['server_public']} (public), {paths['server_secret']} (keep here)"
+        )
+        click.echo(
+            f"client keys: {paths['client_public']}, {paths['client_secret']} (give to the client)"
+        )
+        click.echo(f"authorised client keys: {paths['authorized']}/*.key")
+        click.echo(f"start with: stimage serve --curve-keys {make_keys} --host 0.0.0.0")
+        return
+    from stimage.cli._common import parse_encoder_weights
+    from stimage.models import Predictor, default_model_path
+
+    config = ServerConfig(
+        host=host,
+        port=port,
+        curve_keys=curve_keys,
+        insecure=insecure,
+        allow_roots=allow_roots,
+        device=device,
+        limits=Limits(batch_size=batch_size, max_requests=max_requests),
+        workers=workers,
+    )
+    if insecure:
+        click.echo(
+            "WARNING: --insecure: no authentication and no encryption; anyone who can reach "
+            f"{host}:{port} can use this server and read its replies.",
+            err=True,
+        )
+    weights = parse_encoder_weights(encoder_weights)
+    folders = list(models) or [default_model_path()]
+    pick = None if device == "auto" else device
+    predictors = [Predictor(m, device=pick, encoder_weights=weights) for m in folders]
+    server = Server(predictors, config)
+    server.start()
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(
+        f"stimage server on {server.address} ({server.device}); models: {', '.join(server.models)}; "
+        "Ctrl+C to stop",
+        err=True,
+    )
+    try:
+        while server.running and not stop.is_set():
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        logging.getLogger(__name__).info("stopping")
+        server.stop()

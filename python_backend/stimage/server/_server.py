@@ -1,0 +1,563 @@
+"""The ZeroMQ server: one I/O thread owns the ROUTER socket; workers do the rest.
+
+Threads:
+
+* I/O: receives and checks requests, runs the op handlers (quick), sends every reply
+  (handed over by other threads through an inproc PULL socket), checks deadlines and sends
+  heartbeats. A reply to a client that has gone (ROUTER_MANDATORY reports it unreachable)
+  closes that client's requests, so their work stops at the next batch.
+* prepare (``workers`` threads): decode, check and normalise tiles; build results.
+* slides (``workers`` threads): read tiles of slide-path requests.
+* device: one :class:`~stimage.server._batcher.Batcher` running the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stimage.errors import ConfigError
+from stimage.server._batcher import Batcher
+from stimage.server._config import ServerConfig, is_loopback, load_key_pair
+from stimage.server._images import StainCache
+from stimage.server._jobs import Job, Outbox, Request
+from stimage.server._ops import UNAVAILABLE_OPS, Handler, Op, default_ops, finish_predict
+from stimage.server._protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ProtocolError,
+    decode_header,
+    encode_header,
+    error_reply,
+    result_reply,
+    validate,
+)
+
+if TYPE_CHECKING:
+    import zmq
+
+    from stimage.models import ModelBundle, Predictor
+
+__all__ = ["Server"]
+
+logger = logging.getLogger(__name__)
+
+_TICK_S = 0.05
+#: Final replies a slow client cannot take right now are retried for this long.
+_RETRY_S = 5.0
+#: Final replies are remembered this long, to drop progress events that lag behind them.
+_FINAL_MEMORY_S = 10.0
+
+
+class Server:
+    """The stimage backend: models loaded once, requests served over ZeroMQ.
+
+    Args:
+        models: Model folders, bundles or loaded predictors; the first is the default.
+        config: Where to listen and the limits.
+
+    Raises:
+        ConfigError: No model, or two models with the same name.
+
+    Example:
+        >>> with Server(["models/her2st"], ServerConfig(port=5557)) as server:  # doctest: +SKIP
+        ...     server.wait()
+    """
+
+    def __init__(
+        self,
+        models: Sequence[Predictor | ModelBundle | str | os.PathLike[str]],
+        config: ServerConfig | None = None,
+    ) -> None:
+        from stimage.models import Predictor
+
+        self.config = config or ServerConfig()
+        if not models:
+            raise ConfigError("the server needs at least one model (--model FOLDER)")
+        device = None if self.config.device == "auto" else self.config.device
+        self.models: dict[str, Predictor] = {}
+        for m in models:
+            p = m if isinstance(m, Predictor) else Predictor(m, device=device)
+            name = p.bundle.name
+            if name in self.models:
+                raise ConfigError(
+                    f"two models are named {name!r}; serve models with different names "
+                    "(the name is in each bundle's manifest.json)"
+                )
+            self.models[name] = p
+        self.default_model = next(iter(self.models))
+        first = next(iter(self.models.values()))
+        self.device = str(next(iter(first.encoders.values())).device) if first.encoders else "cpu"
+        self.ops: dict[str, Op] = default_ops()
+        self.stain_cache = StainCache(self.config.stain_cache)
+        self.batcher = Batcher(self.config.limits.batch_size, self._on_complete)
+        self._jobs: dict[tuple[bytes, str], Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._running = False
+        self._io: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._ctx: zmq.Context[Any] | None = None
+        self._auth: Any = None
+        self._outbox: Outbox | None = None
+        self._prep: ThreadPoolExecutor | None = None
+        self._slides: ThreadPoolExecutor | None = None
+        self._retry: list[tuple[float, list[bytes]]] = []
+        self._finalized: dict[tuple[bytes, bytes], float] = {}
+        self._router: Any = None
+        self.address = ""
+        #: Counters for tests and benchmarks.
+        self.stats = {"received": 0, "errors": 0, "dropped": 0, "vanished": 0}
+
+    # -- registry ------------------------------------------------------------------------
+    def register_op(self, name: str, handler: Handler) -> None:
+        """Add (or replace) an operation; ``handler(server, request)`` runs on the I/O thread."""
+        self.ops[name] = Op(name, handler)
+
+    # -- life cycle ----------------------------------------------------------------------
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, warm_up: bool = True) -> None:
+        """Bind, start the threads and return (models warmed up first).
+
+        Raises:
+            ConfigError: The address cannot be bound, or the CURVE keys are unusable.
+        """
+        import zmq
+
+        if self._running:
+            return
+        if warm_up:
+            for p in self.models.values():
+                p.predict_tiles(np.full((1, p.tile_px, p.tile_px, 3), 200, np.uint8))
+        self._ctx = zmq.Context()
+        self._running = True
+        self._ready.clear()
+        # Workers first: requests may arrive as soon as the socket is bound.
+        self.batcher = Batcher(self.config.limits.batch_size, self._on_complete)
+        self.batcher.start()
+        n = self.config.workers
+        self._prep = ThreadPoolExecutor(n, thread_name_prefix="stimage-prepare")
+        self._slides = ThreadPoolExecutor(n, thread_name_prefix="stimage-slide")
+        endpoint = f"inproc://stimage-replies-{uuid.uuid4().hex}"
+        self._outbox = Outbox(self._ctx, endpoint, self._forward)
+        self._io = threading.Thread(
+            target=self._io_main, args=(endpoint,), name="stimage-io", daemon=True
+        )
+        self._io.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            err, self._start_error = self._start_error, None
+            self._running = False
+            self._io.join()
+            self._stop_workers()
+            self._close_context()
+            raise err
+        logger.info(
+            "stimage server %s listening on %s (protocol %d, models %s, device %s)",
+            "with CURVE" if self.config.curve_keys else "",
+            self.address,
+            PROTOCOL_VERSION,
+            list(self.models),
+            self.device,
+        )
+
+    def stop(self) -> None:
+        """Tell clients with work in flight (``unavailable``), stop the threads, unbind."""
+        if not self._running:
+            return
+        self._running = False
+        if self._io is not None:
+            self._io.join(10)
+        if self._outbox is not None:
+            self._outbox.closed = True  # replies have nowhere to go now
+        self._stop_workers()
+        self._close_context()
+        logger.info("stimage server on %s stopped", self.address)
+
+    def _stop_workers(self) -> None:
+        self.batcher.stop()
+        for pool in (self._prep, self._slides):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._prep = self._slides = None
+
+    def _close_context(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the server stops (or ``timeout`` seconds)."""
+        if self._io is not None:
+            self._io.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the I/O thread is serving."""
+        return self._running and self._io is not None and self._io.is_alive()
+
+    # -- jobs ----------------------------------------------------------------------------
+    def admit(self, req: Request, deadline_s: float) -> Job:
+        """Register a request as a job, or refuse it (``busy``, duplicate id).
+
+        Raises:
+            ProtocolError: ``busy`` when ``max_requests`` are in flight; ``bad_request`` when
+                the client already has a request with this id in flight.
+        """
+        assert self._outbox is not None
+        key = (req.identity, req.id)
+        limit = self.config.limits.max_requests
+        with self._jobs_lock:
+            if key in self._jobs:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"request id {req.id!r} is already in flight from this client; use a new id per request",
+                )
+            if len(self._jobs) >= limit:
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    f"the server is working on {len(self._jobs)} requests, its limit; retry shortly",
+                    {"retry_after_ms": 500},
+                )
+            job = Job(req, self._outbox, deadline_s, on_close=self._release)
+            self._jobs[key] = job
+        # An id may be reused once its request is over: its progress must flow again.
+        self._finalized.pop((req.identity, req.id.encode()), None)
+        return job
+
+    def _release(self, job: Job) -> None:
+        with self._jobs_lock:
+            key = (job.request.identity, job.id)
+            if self._jobs.get(key) is job:
+                del self._jobs[key]
+
+    def find_job(self, identity: bytes, request_id: str) -> Job | None:
+        """The open job of a client's request, if any."""
+        with self._jobs_lock:
+            return self._jobs.get((identity, request_id))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet finished."""
+        with self._jobs_lock:
+            return len(self._jobs)
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the prepare threads."""
+        assert self._prep is not None
+        self._prep.submit(fn, *args)
+
+    def submit_slide(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the slide-reading threads."""
+        assert self._slides is not None
+        self._slides.submit(fn, *args)
+
+    def _on_complete(self, job: Job) -> None:
+        if self._prep is not None and self._running:
+            self._prep.submit(finish_predict, job)
+
+    def reply_result(self, req: Request, result: dict[str, Any]) -> None:
+        """Send the result of a request answered on the spot (hello, ping, cancel)."""
+        self._send_direct([*req.envelope, encode_header(result_reply(req.id, req.op, result))])
+
+    # -- I/O thread ----------------------------------------------------------------------
+    def _bind(self, endpoint: str) -> tuple[Any, Any]:
+        import zmq
+
+        assert self._ctx is not None
+        cfg = self.config
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        lim = cfg.limits
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * max(lim.max_frame_bytes, lim.max_header_bytes) + 4096)
+        if ":" in cfg.host:
+            router.setsockopt(zmq.IPV6, 1)
+        if cfg.curve_keys is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            authorized = cfg.curve_keys / "authorized"
+            if not authorized.is_dir() or not any(authorized.glob("*.key")):
+                router.close()
+                raise ConfigError(
+                    f"{authorized}: no authorised client keys (*.key); create keys with "
+                    "`stimage serve --make-keys DIR`"
+                )
+            public, secret = load_key_pair(cfg.curve_keys / "server.key_secret")
+            if secret is None:
+                router.close()
+                raise ConfigError(f"{cfg.curve_keys / 'server.key_secret'} holds no secret key")
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(authorized))
+            router.curve_secretkey = secret
+            router.curve_publickey = public
+            router.curve_server = True
+        elif cfg.insecure and not is_loopback(cfg.host):
+            logger.warning(
+                "INSECURE: listening on %s without authentication or encryption; anyone who can "
+                "reach this port can use the server and read its replies. Use --curve-keys instead.",
+                cfg.host,
+            )
+        try:
+            router.bind(cfg.bind_address)
+        except zmq.ZMQError as e:
+            router.close()
+            raise ConfigError(
+                f"cannot listen on {cfg.bind_address}: {e}; is another server running there? "
+                "pick another --port"
+            ) from e
+        self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        pull = self._ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.bind(endpoint)
+        return router, pull
+
+    def _io_main(self, endpoint: str) -> None:
+        import zmq
+
+        try:
+            router, pull = self._bind(endpoint)
+        except BaseException as e:  # noqa: BLE001 - handed to start(), which raises it
+            self._start_error = e
+            self._ready.set()
+            return
+        self._router = router
+        assert self._outbox is not None
+        self._outbox.io_thread = threading.get_ident()
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        next_beat = time.monotonic() + self.config.limits.heartbeat_s
+        try:
+            while self._running:
+                events = dict(poller.poll(int(_TICK_S * 1000)))
+                for _ in range(256):
+                    if pull not in events:
+                        break
+                    try:
+                        frames = pull.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._forward(frames)
+                for _ in range(64):
+                    if router not in events:
+                        break
+                    try:
+                        frames = router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+                now = time.monotonic()
+                self._check_deadlines()
+                if self._retry:
+                    self._flush_retries(now)
+                self._forget_finals(now)
+                if now >= next_beat:
+                    next_beat = now + self.config.limits.heartbeat_s
+                    for job in self._open_jobs():
+                        job.heartbeat()
+        except Exception:
+            logger.exception("the server's I/O loop failed; stopping")
+            self._running = False
+        finally:
+            for job in self._open_jobs():
+                job.fail(ErrorCode.UNAVAILABLE, "the server is stopping; retry when it is back")
+            self.batcher.wake()
+            router.close(linger=200)
+            pull.close(linger=0)
+            self._router = None
+
+    def _open_jobs(self) -> list[Job]:
+        with self._jobs_lock:
+            return list(self._jobs.values())
+
+    def _check_deadlines(self) -> None:
+        expired = [j for j in self._open_jobs() if j.expired]
+        for job in expired:
+            job.fail(
+                ErrorCode.DEADLINE,
+                f"the request did not finish within its deadline ({job.deadline - job.started:.1f} s)",
+            )
+        if expired:
+            self.batcher.wake()
+
+    def _send_direct(self, frames: list[bytes]) -> None:
+        """Send on the ROUTER (I/O thread only); an unreachable client closes its jobs."""
+        import zmq
+
+        router = self._router
+        if router is None:
+            return
+        try:
+            router.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            self._retry.append((time.monotonic() + _RETRY_S, frames))
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:
+                self._vanished(frames[0])
+            else:
+                logger.warning("a reply could not be sent: %s", e)
+
+    def _flush_retries(self, now: float) -> None:
+        import zmq
+
+        pending, self._retry = self._retry, []
+        for until, frames in pending:
+            try:
+                self._router.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                if now < until:
+                    self._retry.append((until, frames))
+                else:
+                    self.stats["dropped"] += 1
+                    logger.warning(
+                        "a client took no replies for %.0f s; a reply was dropped", _RETRY_S
+                    )
+            except zmq.ZMQError:
+                self._vanished(frames[0])
+
+    def _forward(self, frames: list[bytes]) -> None:
+        """Send a tagged reply from the outbox (see :meth:`Outbox.send_frames`)."""
+        import zmq
+
+        tag, rest = frames[0], frames[1:]
+        key = (rest[0], tag[2:])
+        if tag.startswith(b"f:"):
+            self._finalized[key] = time.monotonic() + _FINAL_MEMORY_S
+            self._send_direct(rest)
+            return
+        if key in self._finalized:
+            return  # progress overtaken by its request's final reply
+        try:
+            self._router.send_multipart(rest, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # progress and heartbeats are dropped for a client that is not reading
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:
+                self._vanished(rest[0])
+
+    def _forget_finals(self, now: float) -> None:
+        while self._finalized:
+            key, until = next(iter(self._finalized.items()))
+            if until > now:
+                break
+            del self._finalized[key]
+
+    def _vanished(self, identity: bytes) -> None:
+        with self._jobs_lock:
+            gone = [j for (ident, _), j in self._jobs.items() if ident == identity]
+        if gone:
+            self.stats["vanished"] += 1
+            logger.info("client %s is gone; dropping its %d request(s)", identity.hex(), len(gone))
+        for job in gone:
+            job.drop("client gone")
+        self.batcher.wake()
+
+    def _handle(self, frames: list[bytes]) -> None:
+        """Check one incoming message and run its op; every failure is an error reply."""
+        self.stats["received"] += 1
+        envelope = [frames[0]]
+        rest = frames[1:]
+        if rest and rest[0] == b"" and len(rest) > 1:
+            envelope.append(b"")
+            rest = rest[1:]
+        request_id: str | None = None
+        try:
+            header = decode_header(rest[0] if rest else b"", self.config.limits.max_header_bytes)
+            rid = header.get("id")
+            if isinstance(rid, str) and 0 < len(rid) <= 128:
+                request_id = rid
+            req = self._parse(envelope, header, rest[1:])
+            self.ops[req.op].handler(self, req)
+        except ProtocolError as e:
+            self.stats["errors"] += 1
+            self._send_direct(
+                [*envelope, encode_header(error_reply(request_id, e.code, e.message, e.details))]
+            )
+        except Exception as e:
+            self.stats["errors"] += 1
+            logger.exception("unexpected failure handling a request")
+            self._send_direct(
+                [
+                    *envelope,
+                    encode_header(
+                        error_reply(
+                            request_id,
+                            ErrorCode.INTERNAL,
+                            f"{type(e).__name__}: {e} (see the server log)",
+                        )
+                    ),
+                ]
+            )
+
+    def _parse(self, envelope: list[bytes], header: dict[str, Any], frames: list[bytes]) -> Request:
+        lim = self.config.limits
+        if "protocol" not in header:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f'the header has no "protocol"; this server speaks protocol {PROTOCOL_VERSION}',
+            )
+        version = header["protocol"]
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int | float)
+            or version != PROTOCOL_VERSION
+        ):
+            shown = (
+                version if isinstance(version, int | float | str | None) else type(version).__name__
+            )
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_PROTOCOL,
+                f"this server speaks protocol {PROTOCOL_VERSION}; the request uses protocol "
+                f"{str(shown)[:20]}: use a client for protocol {PROTOCOL_VERSION}, or update the "
+                "server and the client to the same version",
+                {"server_protocols": [PROTOCOL_VERSION]},
+            )
+        validate(header, "request")
+        op = header["op"]
+        if op not in self.ops:
+            known = ", ".join(sorted(self.ops))
+            why = UNAVAILABLE_OPS.get(op, f"unknown operation {op[:64]!r}")
+            raise ProtocolError(ErrorCode.UNKNOWN_OP, f"{why}; this server knows: {known}")
+        if len(frames) > lim.max_frames:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"{len(frames)} binary frames; this server takes at most {lim.max_frames} per request",
+            )
+        total = 0
+        for i, f in enumerate(frames):
+            total += len(f)
+            if len(f) > lim.max_frame_bytes:
+                raise ProtocolError(
+                    ErrorCode.TOO_LARGE,
+                    f"binary frame {i} has {len(f)} bytes; this server takes at most "
+                    f"{lim.max_frame_bytes} per frame",
+                )
+        if total > lim.max_request_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"the request has {total} bytes of frames; this server takes at most {lim.max_request_bytes}",
+            )
+        params = header.get("params", {})
+        return Request(envelope, header["id"], op, params, list(frames))

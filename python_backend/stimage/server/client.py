@@ -1,0 +1,422 @@
+"""Python client of the stimage server (protocol v1, a ZeroMQ DEALER socket).
+
+Example:
+    >>> from stimage.server.client import Client
+    >>> with Client("tcp://127.0.0.1:5557") as c:  # doctest: +SKIP
+    ...     info = c.hello()
+    ...     out = c.predict(tiles, boxes, mpp=0.5, image_id="slide-1")
+    ...     features = out["geojson"]["features"]
+
+Every call waits for its one result and raises :class:`ServerError` on an error reply. A
+server that stops answering (restarted, crashed, unreachable) is reported as
+``ServerError("disconnected", ...)`` once no reply or heartbeat came for
+``heartbeat_timeout`` seconds; the next call then reconnects with a fresh socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stimage._version import __version__
+from stimage.errors import ConfigError
+from stimage.server._config import DEFAULT_PORT, load_key_pair
+from stimage.server._images import encode_tile
+from stimage.server._protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ServerError,
+    encode_header,
+    request_header,
+)
+
+__all__ = ["DEFAULT_ADDRESS", "Client", "ServerError"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
+_POLL_MS = 50
+
+
+def _attach_arrays(result: dict[str, Any], frames: Sequence[bytes]) -> dict[str, Any]:
+    """Replace ``{"frame": k, "dtype": ..., "shape": ...}`` entries by numpy arrays of those frames."""
+    for key, v in list(result.items()):
+        if isinstance(v, dict) and set(v) == {"frame", "dtype", "shape"}:
+            k, shape = int(v["frame"]), tuple(int(n) for n in v["shape"])
+            if not 0 <= k < len(frames):
+                raise ServerError(
+                    ErrorCode.BAD_REQUEST,
+                    f"the reply refers to binary frame {k}; it has {len(frames)}",
+                )
+            result[key] = np.frombuffer(frames[k], dtype=np.dtype(str(v["dtype"]))).reshape(shape)
+    return result
+
+
+class Client:
+    """A connection to a stimage server.
+
+    Methods may be called from one thread at a time, except :meth:`cancel`, which may be
+    called from any thread while another waits.
+
+    Args:
+        address: The server's ZeroMQ endpoint.
+        timeout: Seconds a request may take (sent as its deadline; the server answers
+            ``deadline`` after it).
+        heartbeat_timeout: Seconds of silence (no reply, no heartbeat) after which the
+            server is taken for gone (``disconnected``). Keep it well above the server's
+            ``heartbeat_s``.
+        curve_keys: Folder made by ``stimage serve --make-keys`` holding ``server.key``
+            and ``client.key_secret`` (for a server started with ``--curve-keys``).
+        server_public_key: The server's Z85 public key (instead of ``curve_keys``).
+        client_keys: This client's Z85 ``(public, secret)`` key pair (instead of ``curve_keys``).
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 600.0,
+        heartbeat_timeout: float = 15.0,
+        curve_keys: str | os.PathLike[str] | None = None,
+        server_public_key: bytes | None = None,
+        client_keys: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        import zmq
+
+        if timeout <= 0 or heartbeat_timeout <= 0:
+            raise ConfigError("timeout and heartbeat_timeout must be positive")
+        self.address = address
+        self.timeout = timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        if curve_keys is not None:
+            folder = Path(curve_keys).expanduser()
+            server_public_key, _ = load_key_pair(folder / "server.key")
+            pub, sec = load_key_pair(folder / "client.key_secret")
+            if sec is None:
+                raise ConfigError(f"{folder / 'client.key_secret'} holds no secret key")
+            client_keys = (pub, sec)
+        if (server_public_key is None) != (client_keys is None):
+            raise ConfigError("CURVE needs both the server's public key and the client's key pair")
+        self._curve: tuple[bytes, tuple[bytes, bytes]] | None = (
+            (server_public_key, client_keys)
+            if server_public_key is not None and client_keys is not None
+            else None
+        )
+        self._ctx = zmq.Context()
+        self._sock: Any = None
+        self._lock = threading.Lock()
+        self._cancels: dict[str, threading.Event] = {}
+
+    # -- connection ----------------------------------------------------------------------
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket and the context."""
+        with self._lock:
+            self._reset()
+            self._ctx.term()
+
+    def _socket(self) -> Any:
+        import zmq
+
+        if self._sock is None:
+            s = self._ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            if self._curve is not None:
+                server_key, (pub, sec) = self._curve
+                s.curve_serverkey = server_key
+                s.curve_publickey = pub
+                s.curve_secretkey = sec
+            s.connect(self.address)
+            self._sock = s
+        return self._sock
+
+    def _reset(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    # -- requests ------------------------------------------------------------------------
+    def request(
+        self,
+        op: str,
+        params: dict[str, Any] | None = None,
+        frames: Sequence[bytes] = (),
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and wait for its result.
+
+        Args:
+            op: Operation name.
+            params: Its parameters.
+            frames: Binary frames referenced by the parameters.
+            progress: Called with ``(done, total)`` on progress events.
+            cancel: Setting this event cancels the request (it then raises ``cancelled``).
+            timeout: Seconds (default: the client's ``timeout``).
+
+        Returns:
+            The ``result`` object of the result reply.
+
+        Raises:
+            ServerError: The error reply, or ``disconnected`` / ``deadline`` decided here.
+        """
+        rid = uuid.uuid4().hex
+        header = request_header(rid, op, params)
+        event = cancel or threading.Event()
+        with self._lock:
+            self._cancels[rid] = event
+            try:
+                return self._exchange(rid, header, frames, progress, event, timeout or self.timeout)
+            finally:
+                self._cancels.pop(rid, None)
+
+    def _exchange(
+        self,
+        rid: str,
+        header: dict[str, Any],
+        frames: Sequence[bytes],
+        progress: Callable[[int, int], None] | None,
+        cancel: threading.Event,
+        timeout: float,
+    ) -> dict[str, Any]:
+        import zmq
+
+        sock = self._socket()
+        sock.send_multipart([encode_header(header), *frames], copy=False)
+        start = last = time.monotonic()
+        cancel_sent = False
+        while True:
+            now = time.monotonic()
+            if cancel.is_set() and not cancel_sent:
+                self._send_cancel(sock, rid)
+                cancel_sent, last = True, now
+            if now - start > timeout + self.heartbeat_timeout:
+                if not cancel_sent:
+                    self._send_cancel(sock, rid)
+                raise ServerError(ErrorCode.DEADLINE, f"no result within {timeout:g} s")
+            if now - last > self.heartbeat_timeout:
+                self._reset()
+                raise ServerError(
+                    ErrorCode.DISCONNECTED,
+                    f"no reply or heartbeat from {self.address} for {self.heartbeat_timeout:g} s: the "
+                    "server stopped, restarted or is unreachable; the next request reconnects",
+                )
+            if not sock.poll(_POLL_MS, zmq.POLLIN):
+                continue
+            reply = sock.recv_multipart()
+            try:
+                msg = json.loads(reply[0])
+            except (ValueError, UnicodeDecodeError):
+                logger.warning("ignoring a reply that is not JSON")
+                continue
+            if not isinstance(msg, dict) or msg.get("id") != rid:
+                continue  # a late reply of an earlier, abandoned request
+            last = time.monotonic()
+            kind = msg.get("kind")
+            if kind == "progress":
+                if progress is not None:
+                    progress(int(msg.get("done", 0)), int(msg.get("total", 0)))
+            elif kind == "result":
+                return _attach_arrays(dict(msg.get("result") or {}), reply[1:])
+            elif kind == "error":
+                raise ServerError(str(msg.get("code")), str(msg.get("message")), msg.get("details"))
+
+    def _send_cancel(self, sock: Any, rid: str) -> None:
+        hdr = request_header(f"{rid}-cancel", "cancel", {"target": rid})
+        sock.send_multipart([encode_header(hdr)])
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a request of this client.
+
+        Called from another thread while that request is waiting, it makes the waiting
+        call send the cancel (and raise ``cancelled``). Otherwise it asks the server.
+
+        Returns:
+            Whether a request in flight was cancelled (or will be, for a waiting call).
+        """
+        event = self._cancels.get(request_id)
+        if event is not None:
+            event.set()
+            return True
+        return bool(self.request("cancel", {"target": request_id}, timeout=30).get("cancelled"))
+
+    # -- operations ----------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        """Server and protocol versions, models (genes, tile µm and px), limits."""
+        info = self.request(
+            "hello", {"client": {"name": "stimage-python", "version": __version__}}, timeout=30
+        )
+        if info.get("protocol") != PROTOCOL_VERSION:
+            raise ServerError(
+                ErrorCode.UNSUPPORTED_PROTOCOL,
+                f"the server speaks protocol {info.get('protocol')}, this client {PROTOCOL_VERSION}",
+            )
+        return info
+
+    def ping(self) -> float:
+        """Round-trip time in seconds."""
+        t0 = time.perf_counter()
+        self.request("ping", timeout=30)
+        return time.perf_counter() - t0
+
+    def predict(
+        self,
+        tiles: Sequence[np.ndarray | bytes],
+        boxes: np.ndarray | Sequence[Sequence[float]],
+        mpp: float,
+        *,
+        model: str | None = None,
+        genes: Sequence[str] | None = None,
+        level: float | None = None,
+        image_id: str | None = None,
+        names: Sequence[str] | None = None,
+        format: str = "geojson",
+        object_type: str | None = None,
+        classification: str | None = None,
+        tile_format: str = "png",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Predict expression for tiles read by the caller.
+
+        Args:
+            tiles: RGB uint8 arrays (encoded here as ``tile_format``) or encoded PNG/JPEG bytes,
+                each covering the model's tile µm (see :meth:`hello`).
+            boxes: ``(n, 4)`` x, y, width, height of each tile in full-resolution pixels
+                (the geometry of the returned objects).
+            mpp: µm per pixel of the tile images.
+            model: Model name (the server's default when None).
+            genes: Genes to return (all when None).
+            level: Predictive interval level (0.9 when None).
+            image_id: Names the image the tiles come from; the server fits the stain
+                normalisation once per image id and reuses it for its later tiles.
+            names: Object names, one per tile.
+            format: ``geojson`` (QuPath objects) or ``table`` (``columns`` and ``values``,
+                an ``(n, len(columns))`` float32 array).
+            object_type: ``tile`` (default), ``detection`` or ``annotation``.
+            classification: A class name given to every object.
+            tile_format: ``png`` (lossless) or ``jpeg`` for arrays.
+            progress: Called with ``(done, total)``.
+            cancel: Set to cancel.
+            timeout: Seconds.
+
+        Returns:
+            The result: ``geojson`` (a FeatureCollection) or ``columns``, ``values`` (numpy),
+            ``boxes`` and ``names``; with ``model``, ``genes``, ``level`` and ``n_tiles``.
+
+        Raises:
+            ServerError: The server's error reply (e.g. ``wrong_scale``, ``unknown_gene``).
+        """
+        b = np.asarray(boxes, dtype=np.float64)
+        if b.ndim != 2 or b.shape[1] != 4 or len(b) != len(tiles):
+            raise ConfigError(f"boxes must be ({len(tiles)}, 4); got shape {b.shape}")
+        frames = [
+            t if isinstance(t, bytes | bytearray) else encode_tile(t, tile_format) for t in tiles
+        ]
+        tile_params: list[dict[str, Any]] = []
+        for i, box in enumerate(b.tolist()):
+            t: dict[str, Any] = {"frame": i, "box": box}
+            if names is not None:
+                t["name"] = str(names[i])
+            tile_params.append(t)
+        params = self._common(model, genes, level, format, object_type, classification, timeout)
+        params.update({"mpp": float(mpp), "tiles": tile_params})
+        if image_id is not None:
+            params["image_id"] = str(image_id)
+        return self.request(
+            "predict",
+            params,
+            [bytes(f) for f in frames],
+            progress=progress,
+            cancel=cancel,
+            timeout=timeout,
+        )
+
+    def predict_slide(
+        self,
+        path: str | os.PathLike[str],
+        region: Sequence[float] | dict[str, Any] | None = None,
+        *,
+        mpp: float | None = None,
+        model: str | None = None,
+        genes: Sequence[str] | None = None,
+        level: float | None = None,
+        format: str = "geojson",
+        object_type: str | None = None,
+        classification: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Predict the grid tiles of a slide file that the server can read.
+
+        Args:
+            path: Absolute path of the slide on the server's machine, under one of its
+                ``--allow-root`` folders.
+            region: ``[x, y, w, h]`` or a GeoJSON Polygon in full-resolution pixels (all
+                tissue when None).
+            mpp: µm per pixel, when the file does not record it.
+            model: Model name.
+            genes: Genes to return.
+            level: Predictive interval level.
+            format: ``geojson`` or ``table``.
+            object_type: QuPath object type of the tiles.
+            classification: A class name for every tile.
+            progress: Called with ``(done, total)``.
+            cancel: Set to cancel.
+            timeout: Seconds.
+
+        Returns:
+            As :meth:`predict`, plus ``slide`` (path, mpp, width, height).
+        """
+        slide: dict[str, Any] = {"path": os.fspath(path)}
+        if region is not None:
+            slide["region"] = region if isinstance(region, dict) else [float(v) for v in region]
+        if mpp is not None:
+            slide["mpp"] = float(mpp)
+        params = self._common(model, genes, level, format, object_type, classification, timeout)
+        params["slide"] = slide
+        return self.request("predict", params, progress=progress, cancel=cancel, timeout=timeout)
+
+    def _common(
+        self,
+        model: str | None,
+        genes: Sequence[str] | None,
+        level: float | None,
+        format: str,
+        object_type: str | None,
+        classification: str | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "format": format,
+            "deadline_ms": max(1, int((timeout or self.timeout) * 1000)),
+        }
+        for k, v in (
+            ("model", model),
+            ("level", level),
+            ("object_type", object_type),
+            ("classification", classification),
+        ):
+            if v is not None:
+                p[k] = v
+        if genes is not None:
+            p["genes"] = list(genes)
+        return p

@@ -113,3 +113,80 @@ def test_explain_writes_nuclei_scores_overlay_and_geojson(crop_image: Path, tmp_
         str(tmp_path),
     )
     assert code == 2 and "NOTAGENE" in stderr
+
+
+@pytest.mark.slow
+def test_train_cells_from_qupath_labels_then_use_it(crop_image: Path, tmp_path: Path) -> None:
+    """Label nuclei by size in a QuPath-style export, train, and the model learns the rule."""
+    import numpy as np
+
+    cells = tmp_path / "cells.geojson"
+    code, _, stderr = run(
+        "cells",
+        str(crop_image),
+        "--box",
+        "1000,1000,500,500",
+        "--mpp",
+        "0.69",
+        "--no-types",
+        "--out",
+        str(cells),
+    )
+    assert code == 0, stderr
+    doc = json.loads(cells.read_text())
+    for f in doc["features"]:
+        big = f["properties"]["measurements"]["Nucleus: Area µm^2"] > 35
+        f["properties"]["classification"] = {
+            "name": "Tumor" if big else "Lymphocyte",
+            "color": [200, 0, 0],
+        }
+    labels = tmp_path / "labels.geojson"
+    labels.write_text(json.dumps(doc))
+    model = tmp_path / "model"
+    # an unmapped label is named, with the fix
+    code, _, stderr = run(
+        "train-cells",
+        str(crop_image),
+        "--labels",
+        str(labels),
+        "--mpp",
+        "0.69",
+        "--out",
+        str(model),
+    )
+    assert code == 2 and "Lymphocyte" in stderr and "--map" in stderr
+    code, stdout, stderr = run(
+        "train-cells",
+        str(crop_image),
+        "--labels",
+        str(labels),
+        "--mpp",
+        "0.69",
+        "--map",
+        "Tumor=epithelial",
+        "--map",
+        "Lymphocyte=immune",
+        "--out",
+        str(model),
+    )
+    assert code == 0, stderr
+    assert "wrote" in stdout
+    out = tmp_path / "typed.geojson"
+    code, _, stderr = run(
+        "cells",
+        str(crop_image),
+        "--box",
+        "1000,1000,500,500",
+        "--mpp",
+        "0.69",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+    )
+    assert code == 0, stderr
+    typed = json.loads(out.read_text())["features"]
+    area = np.array([f["properties"]["measurements"]["Nucleus: Area µm^2"] for f in typed])
+    epi = np.array([f["properties"]["classification"]["name"] == "Epithelial" for f in typed])
+    acc = np.mean(epi == (area > 35))
+    assert acc > 0.8, acc

@@ -95,6 +95,7 @@ def _register() -> None:
         prepare,
         serve,
         train,
+        train_cells,
     )
 
     cli.add_command(demo.demo)
@@ -102,6 +103,7 @@ def _register() -> None:
     cli.add_command(train.train)
     cli.add_command(predict.predict)
     cli.add_command(evaluate.evaluate)
+    cli.add_command(train_cells.train_cells)
     cli.add_command(cells.cells)
     cli.add_command(explain.explain)
     cli.add_command(models.models)

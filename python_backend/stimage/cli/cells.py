@@ -57,6 +57,7 @@ def cells(
 
     Cells come back as QuPath cell objects (nucleus outline, class, "Immune: probability" ...,
     "Cell: type entropy", nucleus morphology): drag the GeoJSON onto the image in QuPath.
+    A CSV (one row per cell) and an overlay PNG are written beside it.
     """
     from stimage.cli._common import ProgressBars, read_region_geojson
     from stimage.data import open_slide
@@ -114,6 +115,12 @@ def cells(
         table = table.join(result.types.drop(columns=["centroid_x", "centroid_y"], errors="ignore"))
     csv = out.with_suffix(".csv") if out.suffix != ".gz" else out.with_name(out.stem + ".csv")
     table.to_csv(csv, index_label="cell", float_format="%.5g")
+    png = csv.with_suffix(".png")
+    if len(result):
+        from stimage.explain import plot_cells
+
+        with open_slide(slide, mpp=mpp) as s:
+            plot_cells(s, result, png)
     write_run_metadata(out.parent, "cells", ctx.params, {"celltype_model": result.model})
     click.echo(f"{n} cells in the region")
     comp = result.composition()
@@ -121,3 +128,5 @@ def cells(
         click.echo(", ".join(f"{k}: {v:.0%}" for k, v in comp.items()))
     click.echo(f"wrote {out}")
     click.echo(f"wrote {csv}")
+    if png.exists():
+        click.echo(f"wrote {png}")

@@ -12,7 +12,7 @@ Example:
 """
 
 from stimage.explain._cellpose import CELLPOSE_ENV, CellposeSegmenter, find_cellpose_weights
-from stimage.explain._cells import Cells, cell_measurements, detect_cells
+from stimage.explain._cells import Cells, cell_measurements, detect_cells, plot_cells
 from stimage.explain._classical import HER2ST_STAINS, RUIFROK_STAINS, ClassicalSegmenter
 from stimage.explain._errors import RegionOutsideImageError, SegmentationCancelledError
 from stimage.explain._hed import rgb_to_hed
@@ -77,6 +77,7 @@ __all__ = [
     "explain_tile",
     "find_cellpose_weights",
     "measure_nuclei",
+    "plot_cells",
     "plot_explanation",
     "rgb_to_hed",
     "segment_nuclei",

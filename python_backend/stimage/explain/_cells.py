@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from stimage.explain._nuclei import Nuclei
     from stimage.models import CellTypeClassifier
 
-__all__ = ["Cells", "cell_measurements", "detect_cells", "display_class"]
+__all__ = ["Cells", "cell_measurements", "detect_cells", "display_class", "plot_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +143,61 @@ def detect_cells(
     logger.info("%d nuclei in the region", len(nuclei))
     name = model.training.get("name", "cell-type model") if model is not None else None
     return Cells(nuclei, types, name)
+
+
+def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> Any:
+    """Overlay PNG: the region's H&E with each nucleus outlined in its cell type's colour."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Patch
+
+    from stimage.qupath import class_color
+
+    if not len(cells):
+        raise ValueError("no cells to draw")
+    b = cells.nuclei.bounds
+    x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+    pad = 20.0
+    x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
+    w, h = x1 - x0, y1 - y0
+    scale = min(1.0, max_px / max(w, h))
+    out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+    rgb = slide.read_region(x0, y0, w, h, out_size=(out_w, out_h))
+    classes = cells.classes
+    polys, colours = [], []
+    for poly, c in zip(cells.nuclei.polygons, classes, strict=True):
+        geom = max(getattr(poly, "geoms", [poly]), key=lambda g: g.area)
+        xy = np.asarray(geom.exterior.coords)
+        polys.append(np.column_stack([(xy[:, 0] - x0) * scale, (xy[:, 1] - y0) * scale]))
+        colours.append(np.asarray(class_color(c or "Nucleus")) / 255.0)
+    fig, ax = plt.subplots(figsize=(8, 8 * out_h / out_w + 0.6))
+    ax.imshow(rgb)
+    ax.add_collection(PolyCollection(polys, facecolor="none", edgecolor=colours, linewidth=0.8))
+    comp = cells.composition()
+    if len(comp):
+        ax.legend(
+            handles=[
+                Patch(
+                    edgecolor=np.asarray(class_color(k)) / 255,
+                    facecolor="none",
+                    label=f"{k} {v:.0%}",
+                )
+                for k, v in comp.items()
+            ],
+            loc="upper right",
+            fontsize=8,
+            framealpha=0.8,
+        )
+    ax.set_title(f"{len(cells)} cells", fontsize=10)
+    ax.set_axis_off()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

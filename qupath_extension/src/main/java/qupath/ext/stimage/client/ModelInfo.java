@@ -1,0 +1,75 @@
+package qupath.ext.stimage.client;
+
+import com.google.gson.annotations.SerializedName;
+
+import java.util.List;
+
+/** One model served, from hello: genes, physical tile size and input size. */
+public final class ModelInfo {
+    private String name;
+    private List<String> genes;
+    @SerializedName("tile_um")
+    private double tileUm;
+    @SerializedName("tile_px")
+    private int tilePx;
+    private String stain;
+    private List<String> encoders;
+    @SerializedName("default")
+    private boolean isDefault;
+    @SerializedName("classifier_genes")
+    private List<String> classifierGenes;
+    private String description;
+
+    ModelInfo() {
+    }
+
+    /** @return the model name (use it as predict's {@code model}) */
+    public String getName() {
+        return name;
+    }
+
+    /** @return the genes it predicts */
+    public List<String> getGenes() {
+        return genes == null ? List.of() : List.copyOf(genes);
+    }
+
+    /** @return the physical side of a tile in µm */
+    public double getTileUm() {
+        return tileUm;
+    }
+
+    /** @return the model's input side in pixels */
+    public int getTilePx() {
+        return tilePx;
+    }
+
+    /** @return the µm per pixel at which tiles need no resizing: {@code tile_um / tile_px} */
+    public double getNativeMpp() {
+        return tileUm / tilePx;
+    }
+
+    /** @return the stain normalisation method, or null */
+    public String getStain() {
+        return stain;
+    }
+
+    /** @return the feature encoders */
+    public List<String> getEncoders() {
+        return encoders == null ? List.of() : List.copyOf(encoders);
+    }
+
+    /** @return whether this is the server's default model */
+    public boolean isDefault() {
+        return isDefault;
+    }
+
+    /** @return genes with P(high), or an empty list */
+    public List<String> getClassifierGenes() {
+        return classifierGenes == null ? List.of() : List.copyOf(classifierGenes);
+    }
+
+    /** @return the description, or null */
+    public String getDescription() {
+        return description;
+    }
+}

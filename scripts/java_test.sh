@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Build and run the tests of the pure-Java client (qupath.ext.stimage.client) with javac and the
+# JUnit 5 console launcher on Debian's jars (libjeromq-java, libgoogle-gson-java, libslf4j-java,
+# junit5), installing them with apt-get when missing. No Gradle, no network beyond apt.
+# The live tests start the real Python server from .venv (run scripts/setup.sh first).
+#
+#   bash scripts/java_test.sh [extra JUnit console launcher arguments]
+#
+# Environment:
+#   JAVA_HOME                the JDK to use (17 or newer; default: javac on PATH)
+#   STIMAGE_JAVA_LIVE=0      only the offline tests (fixture round trips), no server
+#   STIMAGE_JAVA_NO_INSTALL=1  never run apt-get
+#   STIMAGE_MODEL=DIR        serve this model bundle in the live tests (default: the bundled one)
+#   STIMAGE_JAVA_JARS=DIR    where the jars are (default /usr/share/java)
+# Exits 0 with a loud SKIPPED line when javac or the jars cannot be had, so that the Python
+# suite still runs; non-zero when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+JARS="${STIMAGE_JAVA_JARS:-/usr/share/java}"
+NEED=(jeromq.jar gson.jar slf4j-api.jar junit-platform-console-standalone.jar)
+
+skip() {
+    echo "=====================================================================" >&2
+    echo "SKIPPED: Java client tests: $*" >&2
+    echo "=====================================================================" >&2
+    exit 0
+}
+
+if [[ -n "${JAVA_HOME:-}" ]]; then
+    JAVAC="$JAVA_HOME/bin/javac"
+    JAVA="$JAVA_HOME/bin/java"
+else
+    JAVAC=javac
+    JAVA=java
+fi
+
+missing_jars() {
+    local j
+    for j in "${NEED[@]}"; do
+        [[ -f "$JARS/$j" ]] || return 0
+    done
+    return 1
+}
+
+pkgs=()
+command -v "$JAVAC" >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
+missing_jars && pkgs+=(libjeromq-java libgoogle-gson-java libslf4j-java junit5)
+if ((${#pkgs[@]})); then
+    [[ "${STIMAGE_JAVA_NO_INSTALL:-0}" != 1 ]] || skip "missing ${pkgs[*]} and STIMAGE_JAVA_NO_INSTALL=1"
+    command -v apt-get >/dev/null 2>&1 || skip "missing ${pkgs[*]} and no apt-get to install them"
+    SUDO=()
+    if [[ "$(id -u)" != 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || skip "missing ${pkgs[*]}; not root and no sudo"
+        SUDO=(sudo -n)
+    fi
+    echo "java_test.sh: installing ${pkgs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; then
+        "${SUDO[@]}" apt-get update -q >&2 || true
+        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 \
+            || skip "apt-get could not install ${pkgs[*]}"
+    fi
+    if [[ -z "${JAVA_HOME:-}" ]]; then
+        hash -r
+    fi
+fi
+command -v "$JAVAC" >/dev/null 2>&1 || skip "no javac ($JAVAC)"
+missing_jars && skip "jars missing under $JARS: need ${NEED[*]}"
+major=$("$JAVAC" -version 2>&1 | sed -E 's/^javac ([0-9]+).*/\1/')
+[[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] || skip "javac $major is older than 17"
+
+CP="$JARS/jeromq.jar:$JARS/gson.jar:$JARS/slf4j-api.jar"
+RUN_CP="$CP"
+[[ -f "$JARS/slf4j-simple.jar" ]] && RUN_CP="$RUN_CP:$JARS/slf4j-simple.jar"
+LAUNCHER="$JARS/junit-platform-console-standalone.jar"
+SRC=qupath_extension/src
+BUILD="$REPO/build/java-client-test"
+rm -rf "$BUILD"
+mkdir -p "$BUILD/main" "$BUILD/test"
+
+echo "java_test.sh: $("$JAVAC" -version 2>&1), --release 17" >&2
+"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP" -d "$BUILD/main" \
+    $(find "$SRC/main/java/qupath/ext/stimage/client" -name '*.java' | sort)
+"$JAVAC" --release 17 -encoding UTF-8 -cp "$CP:$BUILD/main:$LAUNCHER" -d "$BUILD/test" \
+    $(find "$SRC/test/java/qupath/ext/stimage/client" -name '*.java' | sort)
+
+live=true
+[[ "${STIMAGE_JAVA_LIVE:-1}" == 0 ]] && live=false
+exec "$JAVA" -Dstimage.repo="$REPO" -Dstimage.live="$live" -Dstimage.model="${STIMAGE_MODEL:-}" \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
+    -jar "$LAUNCHER" -cp "$RUN_CP:$BUILD/main:$BUILD/test" \
+    --select-package qupath.ext.stimage.client --disable-banner --disable-ansi-colors \
+    --details=tree --fail-if-no-tests "$@"

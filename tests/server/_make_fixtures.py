@@ -51,6 +51,53 @@ MPP = TILE_UM / TILE_PX
 GENES = ["COX6C", "ERBB2"]
 
 
+#: The bundled HER2ST crop's µm per pixel.
+HE_MPP = 0.69
+
+
+def _example_he() -> np.ndarray:
+    from stimage.data import open_slide
+    from stimage.examples import example_path
+
+    path = example_path() / "ST-imgs" / "B" / "B4" / "B4_crop.jpg"
+    with open_slide(path, mpp=HE_MPP) as s:
+        return s.read_region(0, 0, *s.dimensions)
+
+
+def _cells_and_explain_results(
+    cells_img: np.ndarray, tile_img: np.ndarray, side: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Real cells of the crop (default cell-type model) and real nuclei with made-up scores."""
+    from stimage.explain import segment_tile
+    from stimage.models import default_celltype_model_path, load_celltype_model
+    from stimage.qupath import polygon_features
+    from stimage.server._ops import cells_in_image, cells_result
+
+    model = load_celltype_model(default_celltype_model_path())
+    found = cells_result(cells_in_image(cells_img, HE_MPP, (1200.0, 1400.0), 1.0, model), model)
+    geo = found["geojson"]
+    cells = {**found, "mpp": HE_MPP, "geojson": {**geo, "features": geo["features"][:2]}}
+    nuclei = segment_tile(tile_img, HE_MPP, origin=(1600.0, 1600.0)).subset([0, 1])
+    names = [M.lime(g) for g in GENES]
+    scores = pd.DataFrame(
+        {names[0]: [0.0123, -0.0040], names[1]: [-0.0061, 0.0007], M.NUCLEUS_AREA: [31.5, 24.0]}
+    )
+    feats = list(polygon_features(nuclei.polygons, scores, classifications="Nucleus"))
+    explain_result = {
+        "model": "her2st",
+        "method": "lime",
+        "targets": GENES,
+        "measurements": names,
+        "prediction": [5.91, 2.14],
+        "fit_r2": [0.42, 0.37],
+        "box": [1600.0, 1600.0, float(side), float(side)],
+        "n_nuclei": 2,
+        "num_samples": 30,
+        "geojson": feature_collection(feats),
+    }
+    return cells, explain_result
+
+
 def _frame(data: bytes, note: str) -> dict[str, str]:
     return {"encoding": "base64", "note": note, "data": base64.b64encode(data).decode()}
 
@@ -188,6 +235,60 @@ def main() -> None:
         "reply_predict_result_table",
     )
 
+    # cells and explain: real H&E (the bundled HER2ST crop, 0.69 µm/px), so the server finds nuclei.
+    he = _example_he()
+    cells_img = he[1400:1600, 1200:1400]
+    cells_jpg = encode_tile(cells_img, "jpeg")
+    side = round(TILE_UM / HE_MPP)  # 290 px cover the 200 µm tile
+    tile_img = he[1600 : 1600 + side, 1600 : 1600 + side]
+    tile_jpg = encode_tile(tile_img, "jpeg")
+    _request(
+        "request_cells_image",
+        "cells: segment and type the nuclei of a region whose pixels the client sends (binary "
+        "frame 0, JPEG); x, y: full-resolution pixel of its top-left corner, downsample: "
+        "full-resolution pixels per image pixel, mpp: µm per pixel of the image sent",
+        "cells",
+        {
+            "image": {"frame": 0, "x": 1200.0, "y": 1400.0, "downsample": 1.0},
+            "mpp": HE_MPP,
+            "classify": True,
+            "deadline_ms": 60000,
+        },
+        "reply_cells_result",
+        [_frame(cells_jpg, f"JPEG, 200 x 200 RGB at {HE_MPP} µm/px")],
+    )
+    _request(
+        "request_cells_slide",
+        "cells in a region of a slide file the server reads (under its --allow-root folders)",
+        "cells",
+        {
+            "slide": {
+                "path": "/data/slides/section-B1.svs",
+                "region": [1000.0, 2000.0, 600.0, 400.0],
+            }
+        },
+        "reply_cells_result",
+    )
+    _request(
+        "request_explain_tile",
+        "explain: LIME scores of the nuclei of one model tile sent by the client (binary frame 0, "
+        "covering the model's tile_um) for two genes",
+        "explain",
+        {
+            "genes": GENES,
+            "method": "lime",
+            "target": "mean",
+            "num_samples": 30,
+            "seed": 0,
+            "mpp": HE_MPP,
+            "image_id": "project/image-1",
+            "tile": {"frame": 0, "box": [1600.0, 1600.0, float(side), float(side)]},
+            "deadline_ms": 60000,
+        },
+        "reply_explain_result",
+        [_frame(tile_jpg, f"JPEG, {side} x {side} RGB, {TILE_UM:g} µm at {HE_MPP} µm/px")],
+    )
+
     # ---------------------------------------------------------------- replies
     limits = Limits().to_dict()
     _reply(
@@ -314,6 +415,29 @@ def main() -> None:
         "result_predict",
         [_frame(values.tobytes(), "float32 little-endian, 1 x 2: [1.25, NaN]")],
     )
+    cells_reply, explain_reply = _cells_and_explain_results(cells_img, tile_img, side)
+    _reply(
+        "reply_cells_result",
+        "the result of cells: counts per class (every class of the cell-type model) and the "
+        "cells as QuPath cell objects in full-resolution pixels",
+        result_reply("cells-image", "cells", cells_reply),
+        "result",
+        "result_cells",
+    )
+    _reply(
+        "reply_explain_result",
+        "the result of explain: the nuclei of the tile as detections carrying one score per "
+        "gene ('LIME: <gene>'), the model's prediction on the intact tile, LIME's fit R²",
+        result_reply("explain-tile", "explain", explain_reply),
+        "result",
+        "result_explain",
+    )
+    _reply(
+        "reply_progress_segment",
+        "a progress event of cells: segmentation tiles done",
+        progress_reply("cells-image", "segment", 1, 4),
+        "progress",
+    )
     errors = {
         ErrorCode.BAD_REQUEST: ("params.tiles.0.box: [0, 0, 10] is too short; see docs/protocol.md", None),
         ErrorCode.UNSUPPORTED_PROTOCOL: (
@@ -321,8 +445,10 @@ def main() -> None:
             "or update the server and the client to the same version",
             {"server_protocols": [1]},
         ),
-        ErrorCode.UNKNOWN_OP: ("this server has no cells support yet; this server knows: cancel, hello, ping, predict",
-                               None),
+        ErrorCode.UNKNOWN_OP: ("unknown operation 'train'; this server knows: cancel, cells, explain, hello, "
+                               "ping, predict", None),
+        "no_nuclei": ("no nuclei were found in this tile, so nothing can be explained; pick a tile with cells",
+                      None),
         ErrorCode.UNKNOWN_MODEL: ("no model 'lung' on this server; it has ['her2st'] (see hello)", None),
         ErrorCode.UNKNOWN_GENE: ("model 'her2st' does not predict ['XYZ1']; it predicts 250 genes, e.g. ['COX6C']", None),
         ErrorCode.BAD_IMAGE: ("tile 1: cannot decode the image (OSError: image file is truncated)", None),

@@ -167,7 +167,7 @@ def test_error_fixtures_match_real_errors(server: Server) -> None:
     sock.connect(server.address)
     cases = {
         "reply_error_unsupported_protocol": {"protocol": 2, "id": "a", "op": "hello"},
-        "reply_error_unknown_op": {"protocol": 1, "id": "b", "op": "cells"},
+        "reply_error_unknown_op": {"protocol": 1, "id": "b", "op": "train"},
         "reply_error_bad_request": {"protocol": 1, "id": "c", "op": "ping", "params": {"x": 1}},
     }
     try:

@@ -168,7 +168,7 @@ def test_unknown_model_gene_op_and_version(
     assert e.value.code == ErrorCode.UNKNOWN_GENE and "NOT_A_GENE" in e.value.message
     with pytest.raises(ServerError) as e:
         c.request("cells", {})
-    assert e.value.code == ErrorCode.UNKNOWN_OP and "no cells support yet" in e.value.message
+    assert e.value.code == ErrorCode.BAD_REQUEST and "params" in e.value.message
     with pytest.raises(ServerError) as e:
         c.request("frobnicate")
     assert e.value.code == ErrorCode.UNKNOWN_OP and "predict" in e.value.message

@@ -212,3 +212,167 @@ def _predict_image(
         finally:
             bars.close()
     return features
+
+
+@client.command()
+@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--slide",
+    default=None,
+    help="A slide path on the server's machine (under its --allow-root): the server reads it.",
+)
+@click.option(
+    "--region", required=True, help="X,Y,WIDTH,HEIGHT in full-resolution pixels of the region."
+)
+@click.option(
+    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the image."
+)
+@click.option(
+    "--downsample",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Send an IMAGE region at this downsample (for regions too large to send at full size).",
+)
+@click.option("--no-classify", is_flag=True, help="Only segment; do not type the cells.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="GeoJSON of the cells to write.",
+)
+@click.pass_context
+def cells(
+    ctx: click.Context,
+    image: Path | None,
+    slide: str | None,
+    region: str,
+    mpp: float | None,
+    downsample: float,
+    no_classify: bool,
+    out: Path,
+) -> None:
+    """Segment and type the cells of a region of IMAGE (read here and sent) or of --slide.
+
+    Writes the cells as QuPath cell objects and prints the count per class.
+    """
+    from stimage.qupath import write_geojson
+
+    if (image is None) == (slide is None):
+        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
+    box = _parse_box(region)
+    assert box is not None
+    with _connect(ctx) as c:
+        if slide is not None:
+            res = c.cells(slide=slide, region=box, slide_mpp=mpp, classify=not no_classify)
+        else:
+            from stimage.data import open_slide
+
+            assert image is not None
+            with open_slide(image, mpp=mpp) as s:
+                x, y, w, h = box
+                rgb = s.read_region(x, y, w, h, downsample=downsample)
+                sent_mpp = float(s.mpp) * w / rgb.shape[1]
+            res = c.cells(
+                rgb,
+                sent_mpp,
+                origin=(x, y),
+                downsample=w / rgb.shape[1],
+                classify=not no_classify,
+            )
+    n = write_geojson(out, res["geojson"]["features"])
+    counts = ", ".join(f"{k} {v}" for k, v in res["counts"].items())
+    click.echo(f"wrote {n} cells to {out}" + (f" ({counts})" if counts else ""))
+
+
+@client.command()
+@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--slide",
+    default=None,
+    help="A slide path on the server's machine (under its --allow-root): the server reads it.",
+)
+@click.option(
+    "--box",
+    required=True,
+    help="X,Y,WIDTH,HEIGHT of the tile in full-resolution pixels (the model's tile µm square).",
+)
+@click.option("--genes", required=True, help="Comma-separated genes to explain.")
+@click.option(
+    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the image."
+)
+@click.option("--model", "-m", default=None, help="Model name (see `stimage client hello`).")
+@click.option(
+    "--method", type=click.Choice(["lime", "occlusion"]), default="lime", show_default=True
+)
+@click.option(
+    "--target",
+    type=click.Choice(["mean", "p_high"]),
+    default="mean",
+    show_default=True,
+    help="Explain the predicted mean or P(high).",
+)
+@click.option(
+    "--num-samples",
+    type=click.IntRange(10, 10000),
+    default=1000,
+    show_default=True,
+    help="LIME's perturbed tiles.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="GeoJSON of the scored nuclei to write.",
+)
+@click.pass_context
+def explain(
+    ctx: click.Context,
+    image: Path | None,
+    slide: str | None,
+    box: str,
+    genes: str,
+    mpp: float | None,
+    model: str | None,
+    method: str,
+    target: str,
+    num_samples: int,
+    seed: int,
+    out: Path,
+) -> None:
+    """Score the nuclei of one tile of IMAGE (read here and sent) or of --slide for some genes.
+
+    Writes the nuclei as detections with one measurement per gene ("LIME: VEGFA").
+    """
+    from stimage.cli._common import parse_genes
+    from stimage.qupath import write_geojson
+
+    if (image is None) == (slide is None):
+        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
+    b = _parse_box(box)
+    assert b is not None
+    gene_list = parse_genes(genes)
+    opts: dict[str, Any] = {
+        "model": model,
+        "method": method,
+        "target": target,
+        "num_samples": num_samples,
+        "seed": seed,
+    }
+    with _connect(ctx) as c:
+        if slide is not None:
+            res = c.explain(gene_list, slide=slide, box=b, slide_mpp=mpp, **opts)
+        else:
+            from stimage.data import open_slide
+
+            assert image is not None
+            with open_slide(image, mpp=mpp) as s:
+                tile = s.read_region(*b)
+                image_id = f"{image.resolve()}:{image.stat().st_size}"
+                res = c.explain(gene_list, tile, b, float(s.mpp), image_id=image_id, **opts)
+    n = write_geojson(out, res["geojson"]["features"])
+    pred = ", ".join(f"{t} {v:.3g}" for t, v in zip(res["targets"], res["prediction"], strict=True))
+    click.echo(f"wrote {n} nuclei to {out} (prediction: {pred})")

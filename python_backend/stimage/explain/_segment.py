@@ -153,7 +153,7 @@ def segment_tile(
     if not (np.isfinite(downsample) and downsample > 0):
         raise ConfigError(f"downsample must be positive, got {downsample!r}")
     seg = _resolve(segmenter)
-    labels = _run(seg, rgb, mpp)
+    labels = np.zeros(rgb.shape[:2], np.int32) if _is_blank(rgb) else _run(seg, rgb, mpp)
     nuclei = measure_nuclei(labels, rgb, mpp, origin, downsample)
     nuclei.info.update({"segmenter": seg.name, "segment_mpp": float(mpp)})
     return nuclei

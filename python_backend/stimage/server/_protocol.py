@@ -61,6 +61,7 @@ class ErrorCode:
     FORBIDDEN_PATH: Final = "forbidden_path"
     NOT_FOUND: Final = "not_found"
     UNAVAILABLE: Final = "unavailable"
+    NO_NUCLEI: Final = "no_nuclei"
     INTERNAL: Final = "internal"
     #: Raised by clients only, never sent: the server stopped answering (restart, crash).
     DISCONNECTED: Final = "disconnected"

@@ -395,6 +395,165 @@ class Client:
         params["slide"] = slide
         return self.request("predict", params, progress=progress, cancel=cancel, timeout=timeout)
 
+    def cells(
+        self,
+        image: np.ndarray | bytes | None = None,
+        mpp: float | None = None,
+        *,
+        origin: Sequence[float] = (0.0, 0.0),
+        downsample: float = 1.0,
+        slide: str | os.PathLike[str] | None = None,
+        region: Sequence[float] | dict[str, Any] | None = None,
+        slide_mpp: float | None = None,
+        classify: bool = True,
+        image_format: str = "png",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Nuclei segmented and typed, in an image sent from here or a region of a slide file.
+
+        Give either ``image`` and ``mpp`` (pixels read by the caller: the region's image, its
+        full-resolution top-left ``origin`` and ``downsample``) or ``slide`` and ``region`` (a
+        file the server reads, under its ``--allow-root`` folders).
+
+        Args:
+            image: RGB uint8 array (encoded here as ``image_format``) or PNG/JPEG bytes.
+            mpp: µm per pixel of ``image``.
+            origin: Full-resolution ``(x, y)`` of the image's top-left pixel.
+            downsample: Full-resolution pixels per image pixel.
+            slide: Absolute path of a slide on the server's machine.
+            region: ``[x, y, w, h]`` or a GeoJSON Polygon in full-resolution pixels of ``slide``.
+            slide_mpp: µm per pixel of ``slide``, when the file does not record it.
+            classify: Type the cells with the server's cell-type model (else only segment).
+            image_format: ``png`` or ``jpeg`` for arrays.
+            progress: Called with ``(done, total)`` segmentation tiles.
+            cancel: Set to cancel.
+            timeout: Seconds.
+
+        Returns:
+            ``n_cells``, ``counts`` (cells per class), ``classes``, ``cell_model``, ``mpp`` and
+            ``geojson`` (QuPath cell objects in full-resolution pixels); ``slide`` for files.
+
+        Raises:
+            ConfigError: Neither or both of ``image`` and ``slide``, or no ``mpp``/``region``.
+            ServerError: The server's error reply.
+        """
+        if (image is None) == (slide is None):
+            raise ConfigError("give either image (with mpp) or slide (with region)")
+        params: dict[str, Any] = {
+            "classify": bool(classify),
+            "deadline_ms": max(1, int((timeout or self.timeout) * 1000)),
+        }
+        frames: list[bytes] = []
+        if image is not None:
+            if mpp is None:
+                raise ConfigError("give mpp, the µm per pixel of the image sent")
+            data = (
+                image if isinstance(image, bytes | bytearray) else encode_tile(image, image_format)
+            )
+            frames.append(bytes(data))
+            x, y = (float(v) for v in origin)
+            params["image"] = {"frame": 0, "x": x, "y": y, "downsample": float(downsample)}
+            params["mpp"] = float(mpp)
+        else:
+            if region is None:
+                raise ConfigError("give the region of the slide to find cells in")
+            spec: dict[str, Any] = {
+                "path": os.fspath(slide),  # type: ignore[arg-type]
+                "region": region if isinstance(region, dict) else [float(v) for v in region],
+            }
+            if slide_mpp is not None:
+                spec["mpp"] = float(slide_mpp)
+            params["slide"] = spec
+        return self.request(
+            "cells", params, frames, progress=progress, cancel=cancel, timeout=timeout
+        )
+
+    def explain(
+        self,
+        genes: Sequence[str],
+        tile: np.ndarray | bytes | None = None,
+        box: Sequence[float] | None = None,
+        mpp: float | None = None,
+        *,
+        slide: str | os.PathLike[str] | None = None,
+        slide_mpp: float | None = None,
+        model: str | None = None,
+        method: str = "lime",
+        target: str = "mean",
+        num_samples: int | None = None,
+        seed: int | None = None,
+        image_id: str | None = None,
+        tile_format: str = "png",
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Score each nucleus of one model tile for some genes (LIME or occlusion).
+
+        Give either ``tile`` with its ``box`` and ``mpp`` (read by the caller, covering the
+        model's tile µm) or ``slide`` with ``box`` (a file the server reads).
+
+        Args:
+            genes: Genes to explain (all from one set of perturbations).
+            tile: RGB uint8 array or PNG/JPEG bytes of the tile.
+            box: ``[x, y, w, h]`` of the tile in full-resolution pixels.
+            mpp: µm per pixel of ``tile``.
+            slide: Absolute path of a slide on the server's machine.
+            slide_mpp: µm per pixel of ``slide``, when the file does not record it.
+            model: Model name (the server's default when None).
+            method: ``lime`` or ``occlusion``.
+            target: ``mean`` or ``p_high``.
+            num_samples: LIME's perturbed tiles (server default 1000).
+            seed: LIME's seed.
+            image_id: Names the image, for the server's stain normalisation cache.
+            tile_format: ``png`` or ``jpeg`` for arrays.
+            progress: Called with ``(done, total)`` model inputs.
+            cancel: Set to cancel.
+            timeout: Seconds.
+
+        Returns:
+            ``model``, ``method``, ``targets``, ``measurements`` (the score names, e.g.
+            ``"LIME: VEGFA"``), ``prediction``, ``fit_r2``, ``box``, ``n_nuclei``,
+            ``num_samples`` and ``geojson`` (the nuclei as detections carrying the scores).
+
+        Raises:
+            ConfigError: Neither or both of ``tile`` and ``slide``, or no ``box``/``mpp``.
+            ServerError: The server's error reply (``no_nuclei``, ``unknown_gene`` ...).
+        """
+        if (tile is None) == (slide is None):
+            raise ConfigError("give either tile (with box and mpp) or slide (with box)")
+        if box is None or len(box) != 4:
+            raise ConfigError("give box, the tile's [x, y, w, h] in full-resolution pixels")
+        b = [float(v) for v in box]
+        params: dict[str, Any] = {
+            "genes": list(genes),
+            "method": method,
+            "target": target,
+            "deadline_ms": max(1, int((timeout or self.timeout) * 1000)),
+        }
+        for k, v in (("model", model), ("num_samples", num_samples), ("seed", seed)):
+            if v is not None:
+                params[k] = v
+        frames: list[bytes] = []
+        if tile is not None:
+            if mpp is None:
+                raise ConfigError("give mpp, the µm per pixel of the tile sent")
+            data = tile if isinstance(tile, bytes | bytearray) else encode_tile(tile, tile_format)
+            frames.append(bytes(data))
+            params.update({"tile": {"frame": 0, "box": b}, "mpp": float(mpp)})
+            if image_id is not None:
+                params["image_id"] = str(image_id)
+        else:
+            spec: dict[str, Any] = {"path": os.fspath(slide), "box": b}  # type: ignore[arg-type]
+            if slide_mpp is not None:
+                spec["mpp"] = float(slide_mpp)
+            params["slide"] = spec
+        return self.request(
+            "explain", params, frames, progress=progress, cancel=cancel, timeout=timeout
+        )
+
     def _common(
         self,
         model: str | None,

@@ -92,6 +92,7 @@ def _register() -> None:
         explain,
         models,
         predict,
+        predict_slide,
         prepare,
         serve,
         train,
@@ -102,6 +103,7 @@ def _register() -> None:
     cli.add_command(prepare.prepare)
     cli.add_command(train.train)
     cli.add_command(predict.predict)
+    cli.add_command(predict_slide.predict_slide)
     cli.add_command(evaluate.evaluate)
     cli.add_command(train_cells.train_cells)
     cli.add_command(cells.cells)

@@ -43,6 +43,7 @@ from stimage.models._linear import FeaturePipeline, PCARidge
 from stimage.models._nb import NBGLM, NBGLMConfig, nb_nll
 from stimage.models._paper import PaperConfig, PaperNB
 from stimage.models._predictor import Predictor, TilePredictions, predict_slide, predict_spots
+from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
 
 __all__ = [
     "CELLTYPE_FORMAT_VERSION",
@@ -63,6 +64,8 @@ __all__ = [
     "PaperConfig",
     "PaperNB",
     "Predictor",
+    "SlideJob",
+    "SlideJobChangedError",
     "SpotNuclei",
     "TilePredictions",
     "UnknownCellTypeError",
@@ -87,6 +90,7 @@ __all__ = [
     "predict_slide",
     "predict_spots",
     "read_cell_type_table",
+    "run_slide_job",
     "spot_bags",
     "spot_nuclei",
     "train_celltypes_from_dataset",

@@ -1,0 +1,234 @@
+"""``stimage predict-slide`` and the resumable slide job behind it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from _synth import make_legacy_st, render_he, write_pyramid_tiff
+from stimage.cli._main import cli
+from stimage.cli.predict_slide import predict_slide as predict_slide_cmd
+from stimage.data import load_dataset
+from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
+from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+from stimage.qupath import validate_geojson
+from stimage.tiles import TileSettings, TileStore, prepare_dataset
+from stimage.training import TrainConfig, train_model
+
+if "predict-slide" not in cli.commands:  # until the lead registers it in _main._register()
+    cli.add_command(predict_slide_cmd)
+
+FAST = TrainConfig(
+    encoders=("test_tiny_cnn",),
+    gene_sets=("mean250",),
+    ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
+    name="tiny",
+)
+MPP = 1.0
+
+#: Trains a tiny model once per module (mostly imports: ~15 s on a busy CPU).
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("st")
+    make_legacy_st(root, "S1", "P1", seed=11, grid=(6, 7), n_genes=15)
+    make_legacy_st(root, "S2", "P1", seed=12, grid=(6, 7), n_genes=15)
+    store = tmp_path_factory.mktemp("store")
+    prepare_dataset(
+        load_dataset(root), store, TileSettings(tile_px=32, stain="reinhard", stain_patches=4)
+    )
+    bundle = train_model(TileStore(store), FAST, ["S1", "S2"])
+    return bundle.save(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1000 x 800 px H&E-like slide at 1 µm/px: 200 µm tiles on a 5 x 4 grid."""
+    d = tmp_path_factory.mktemp("slide")
+    return write_pyramid_tiff(d / "slide.tif", render_he(800, 1000, seed=3), MPP)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir: Path) -> Predictor:
+    return Predictor(model_dir, device="cpu")
+
+
+def _run(*args: object) -> object:
+    return CliRunner().invoke(cli, ["-q", "predict-slide", *map(str, args)])
+
+
+def test_geojson_h5ad_heatmaps_and_skip(model_dir: Path, slide: Path, tmp_path: Path) -> None:
+    out = tmp_path / "res.geojson"
+    genes = Predictor(model_dir, device="cpu").bundle.genes
+    r = _run(
+        slide,
+        "--model",
+        model_dir,
+        "--out",
+        out,
+        "--batch-size",
+        2,
+        "--chunk-batches",
+        1,
+        "--device",
+        "cpu",
+        "--genes",
+        ",".join(genes[:3]),
+        "--heatmaps",
+        genes[0],
+    )
+    assert r.exit_code == 0, r.output
+    job = SlideJob.open(tmp_path / "res.parts")
+    n_tiles = job.state["n_tiles"]
+    assert 0 < n_tiles <= 20 and job.n_chunks == -(-n_tiles // 2)
+    assert validate_geojson(out) == n_tiles
+    feats = json.loads(out.read_text())["features"]
+    m = feats[0]["properties"]["measurements"]
+    for g in genes[:3]:
+        for k in ("mean", "aleatoric sd", "epistemic sd"):
+            assert f"{g}: {k}" in m
+    assert not any(k.startswith(f"{genes[3]}:") for k in m)
+    boxes = job.tiles()["boxes"]
+    xs = sorted(f["geometry"]["coordinates"][0][0][0] for f in feats)
+    assert xs == sorted(boxes[:, 0].astype(float).tolist())
+    a = ad.read_h5ad(tmp_path / "res.h5ad")
+    assert a.shape == (n_tiles, len(genes))
+    assert np.isfinite(a.X).all() and (a.layers["epistemic_sd"] >= 0).all()
+    png = tmp_path / "res.heatmaps" / f"{genes[0]}.png"
+    assert Image.open(png).size[0] > 100
+    mtime = out.stat().st_mtime_ns
+    r2 = _run(
+        slide,
+        "--model",
+        model_dir,
+        "--out",
+        out,
+        "--batch-size",
+        2,
+        "--chunk-batches",
+        1,
+        "--device",
+        "cpu",
+    )
+    assert r2.exit_code == 0 and "already predicted" in r2.output
+    assert out.stat().st_mtime_ns == mtime
+    # Other settings on the same output are refused, not mixed in.
+    r3 = _run(slide, "--model", model_dir, "--out", out, "--batch-size", 4, "--device", "cpu")
+    assert r3.exit_code == 2 and "other settings" in r3.output
+    r4 = _run(
+        slide,
+        "--model",
+        model_dir,
+        "--out",
+        out,
+        "--batch-size",
+        4,
+        "--device",
+        "cpu",
+        "--overwrite",
+    )
+    assert r4.exit_code == 0 and "wrote" in r4.output
+    assert SlideJob.open(tmp_path / "res.parts").state["settings"]["batch_size"] == 4
+    assert validate_geojson(out) == n_tiles
+
+
+def test_interrupted_job_resumes_identically(
+    predictor: Predictor, slide: Path, tmp_path: Path
+) -> None:
+    full = run_slide_job(predictor, slide, tmp_path / "full", batch_size=2, chunk_batches=1)
+    calls = []
+
+    def stop_after_first_chunk(done: int, total: int) -> None:
+        calls.append(done)
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_slide_job(
+            predictor,
+            slide,
+            tmp_path / "cut",
+            batch_size=2,
+            chunk_batches=1,
+            progress=stop_after_first_chunk,
+        )
+    cut = SlideJob.open(tmp_path / "cut")
+    assert not cut.complete and cut.chunk_path(0).exists() and not cut.chunk_path(1).exists()
+    seen = []
+    resumed = run_slide_job(
+        predictor,
+        slide,
+        tmp_path / "cut",
+        batch_size=2,
+        chunk_batches=1,
+        progress=lambda d, t: seen.append(d),
+    )
+    assert resumed.complete and seen[0] == 2  # started after the finished chunk
+    a, b = full.to_anndata(), resumed.to_anndata()
+    np.testing.assert_array_equal(a.X, b.X)
+    for k in ("aleatoric_sd", "epistemic_sd", "lower", "upper"):
+        np.testing.assert_array_equal(a.layers[k], b.layers[k])
+    assert list(a.obs_names) == list(b.obs_names)
+    with pytest.raises(SlideJobChangedError):
+        run_slide_job(predictor, slide, tmp_path / "cut", batch_size=2, chunk_batches=1, level=0.8)
+
+
+def test_region_restricts_tiles(model_dir: Path, slide: Path, tmp_path: Path) -> None:
+    region = tmp_path / "roi.geojson"
+    poly = [[[300, 200], [700, 200], [700, 600], [300, 600], [300, 200]]]
+    region.write_text(
+        json.dumps({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": poly}})
+    )
+    out = tmp_path / "roi_out.geojson"
+    r = _run(
+        slide, "--model", model_dir, "--out", out, "--region", region, "--device", "cpu", "--cells"
+    )
+    assert r.exit_code == 0, r.output
+    assert validate_geojson(out) > 0
+    every = json.loads(out.read_text())["features"]
+    feats = [f for f in every if f["properties"]["objectType"] == "tile"]
+    cells = [f for f in every if f["properties"]["objectType"] == "cell"]
+    assert 1 <= len(feats) <= 4 and len(cells) > 5
+    for f in cells:
+        cx, cy = np.array(f["geometry"]["coordinates"][0]).mean(axis=0)
+        assert 290 <= cx <= 710 and 190 <= cy <= 610
+    for f in feats:
+        pts = np.array(f["geometry"]["coordinates"][0])
+        cx, cy = pts[:4].mean(axis=0)
+        assert 300 <= cx <= 700 and 200 <= cy <= 600
+
+
+def test_bad_inputs_exit_2(model_dir: Path, slide: Path, tmp_path: Path) -> None:
+    png = tmp_path / "nompp.png"
+    Image.fromarray(render_he(200, 200, seed=4)).save(png)
+    r = _run(png, "--model", model_dir, "--out", tmp_path / "a.geojson", "--device", "cpu")
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().count("\n") == 0 and "error:" in r.output and "--mpp" in r.output
+    region = tmp_path / "far.geojson"
+    poly = [[[5000, 5000], [6000, 5000], [6000, 6000], [5000, 6000], [5000, 5000]]]
+    region.write_text(json.dumps({"type": "Polygon", "coordinates": poly}))
+    r = _run(
+        slide,
+        "--model",
+        model_dir,
+        "--out",
+        tmp_path / "b.geojson",
+        "--region",
+        region,
+        "--device",
+        "cpu",
+    )
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().count("\n") == 0 and "error:" in r.output
+    r = _run(
+        slide, "--model", model_dir, "--out", tmp_path / "c.geojson", "--cells", "--device", "cpu"
+    )
+    assert r.exit_code == 2 and "--region" in r.output

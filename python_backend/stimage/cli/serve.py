@@ -69,6 +69,12 @@ import click
     "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
 )
 @click.option(
+    "--cells-model",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Cell-type model for the cells operation [default: the bundled one].",
+)
+@click.option(
     "--make-keys",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -86,6 +92,7 @@ def serve(
     max_requests: int,
     workers: int,
     encoder_weights: tuple[str, ...],
+    cells_model: Path | None,
     make_keys: Path | None,
 ) -> None:
     """Serve models over ZeroMQ until interrupted (Ctrl+C or SIGTERM).
@@ -135,6 +142,15 @@ def serve(
     pick = None if device == "auto" else device
     predictors = [Predictor(m, device=pick, encoder_weights=weights) for m in folders]
     server = Server(predictors, config)
+    from stimage.errors import InputFileNotFoundError
+    from stimage.server._ops import use_cells_model
+
+    try:
+        use_cells_model(server, cells_model)
+    except InputFileNotFoundError as e:
+        if cells_model is not None:
+            raise
+        click.echo(f"warning: no cell-type model, cells requests will fail ({e})", err=True)
     server.start()
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -12,17 +12,16 @@ A model of a newer format version than this stimage reads is refused with a mess
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from stimage._version import __version__
 from stimage.errors import ConfigError, InputFileNotFoundError, StimageError
+from stimage.models._bundle import _json_default, _sha256
 from stimage.models._celltype import CellTypeClassifier
 
 __all__ = [
@@ -87,20 +86,6 @@ def save_celltype_model(
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=_json_default))
     return out
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_celltype_model(folder: str | os.PathLike[str]) -> CellTypeClassifier:

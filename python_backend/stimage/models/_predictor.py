@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from stimage.encoders import Encoder
     from stimage.tiles import StainNormalizer, TissueMask
 
-__all__ = ["Predictor", "TilePredictions", "predict_slide", "predict_spots"]
+__all__ = ["GridTiles", "Predictor", "TilePredictions", "predict_slide", "predict_spots"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,25 @@ class TilePredictions:
             rate=np.concatenate([p.rate for p in parts]),
             p_high={g: np.concatenate([p.p_high[g] for p in parts]) for g in p0.p_high},
         )
+
+
+@dataclass
+class GridTiles:
+    """Grid tiles of a slide (or region) with enough tissue for a model.
+
+    Attributes:
+        boxes: ``(n, 4)`` level-0 boxes ``x, y, w, h``.
+        rows: Grid row of each tile.
+        cols: Grid column of each tile.
+        coverage: Tissue fraction of each tile.
+        mask: The slide's tissue mask (the stain normaliser is fitted on it).
+    """
+
+    boxes: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    coverage: np.ndarray
+    mask: TissueMask
 
 
 class Predictor:
@@ -188,6 +207,34 @@ class Predictor:
             mask,
             TileSettings(tile_um=self.tile_um, tile_px=self.tile_px, stain=method),
             target,
+        )
+
+    def grid_tiles(self, slide: Slide, region: Any | None = None) -> GridTiles:
+        """Tiles of the model's µm size on a grid over the slide's tissue (or a region).
+
+        Tiles with less tissue than the model's minimum coverage are left out.
+
+        Raises:
+            NoTissueError: No tile has enough tissue.
+        """
+        from stimage.errors import NoTissueError
+        from stimage.tiles import detect_tissue, grid_tile_qc
+
+        mask = detect_tissue(slide)
+        grid, qc = grid_tile_qc(
+            slide,
+            mask,
+            self.tile_um,
+            float(self.bundle.tiles.get("min_coverage", 0.7)),
+            region=region,
+        )
+        keep = np.flatnonzero(qc.kept)
+        if not len(keep):
+            raise NoTissueError(
+                f"{slide.path}: no tile of the region has enough tissue; check the region"
+            )
+        return GridTiles(
+            grid.boxes[keep], grid.rows[keep], grid.cols[keep], qc.coverage[keep], mask
         )
 
     def features(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
@@ -359,25 +406,11 @@ def predict_slide(
     are left out.
     """
     from stimage.data import open_slide
-    from stimage.errors import NoTissueError
-    from stimage.tiles import detect_tissue, grid_tile_qc
 
     with open_slide(slide_path, mpp=mpp) as slide:
-        mask = detect_tissue(slide)
-        grid, qc = grid_tile_qc(
-            slide,
-            mask,
-            predictor.tile_um,
-            float(predictor.bundle.tiles.get("min_coverage", 0.7)),
-            region=region,
-        )
-        keep = np.flatnonzero(qc.kept)
-        if not len(keep):
-            raise NoTissueError(
-                f"{slide.path}: no tile of the region has enough tissue; check the region"
-            )
-        boxes = grid.boxes[keep]
-        normalizer = predictor.normalizer_for(slide, mask)
+        tiles = predictor.grid_tiles(slide, region)
+        boxes = tiles.boxes
+        normalizer = predictor.normalizer_for(slide, tiles.mask)
         parts = [
             p
             for _, p in predictor.predict_boxes(
@@ -407,10 +440,10 @@ def predict_slide(
             "y": boxes[:, 1],
             "width": boxes[:, 2],
             "height": boxes[:, 3],
-            "grid_row": grid.rows[keep],
-            "grid_col": grid.cols[keep],
-            Key.TISSUE_COVERAGE: qc.coverage[keep],
+            "grid_row": tiles.rows,
+            "grid_col": tiles.cols,
+            Key.TISSUE_COVERAGE: tiles.coverage,
         },
-        index=[f"tile_{r}_{c}" for r, c in zip(grid.rows[keep], grid.cols[keep], strict=True)],
+        index=[f"tile_{r}_{c}" for r, c in zip(tiles.rows, tiles.cols, strict=True)],
     )
     return _to_anndata(pred, obs, boxes[:, :2] + boxes[:, 2:] / 2, uns)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from stimage.constants import Key
-from stimage.errors import ConfigError, NoTissueError, StimageError
+from stimage.errors import ConfigError, StimageError
 from stimage.models._predictor import Predictor, TilePredictions, _to_anndata
 
 if TYPE_CHECKING:
@@ -249,7 +249,6 @@ def run_slide_job(
         StimageError: Cancelled.
     """
     from stimage.data import open_slide
-    from stimage.tiles import detect_tissue, grid_tile_qc
 
     if batch_size < 1 or chunk_batches < 1:
         raise ConfigError("batch_size and chunk_batches must be at least 1")
@@ -276,20 +275,8 @@ def run_slide_job(
         if job is not None and job.complete:
             logger.info("%s: finished job found; nothing to predict", folder)
             return job
-        mask = detect_tissue(slide)
-        grid, qc = grid_tile_qc(
-            slide,
-            mask,
-            predictor.tile_um,
-            float(predictor.bundle.tiles.get("min_coverage", 0.7)),
-            region=region,
-        )
-        keep = np.flatnonzero(qc.kept)
-        if not len(keep):
-            raise NoTissueError(
-                f"{slide.path}: no tile of the region has enough tissue; check the region"
-            )
-        boxes = grid.boxes[keep]
+        grid = predictor.grid_tiles(slide, region)
+        boxes = grid.boxes
         chunk_tiles = batch_size * chunk_batches
         n_chunks = -(-len(boxes) // chunk_tiles)
         if job is None:
@@ -297,9 +284,9 @@ def run_slide_job(
             np.savez(
                 folder / TILES,
                 boxes=boxes,
-                rows=grid.rows[keep],
-                cols=grid.cols[keep],
-                coverage=qc.coverage[keep],
+                rows=grid.rows,
+                cols=grid.cols,
+                coverage=grid.coverage,
             )
             job = SlideJob(
                 folder,
@@ -326,7 +313,7 @@ def run_slide_job(
         start = start_chunk * chunk_tiles
         if progress and start:
             progress(start, len(boxes))
-        normalizer = predictor.normalizer_for(slide, mask)
+        normalizer = predictor.normalizer_for(slide, grid.mask)
         parts: list[TilePredictions] = []
         idx_parts: list[np.ndarray] = []
         chunk = start_chunk

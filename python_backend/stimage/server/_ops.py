@@ -397,7 +397,8 @@ def _produce_tiles(server: Server, job: Job) -> None:
 def _produce_slide(server: Server, job: Job, path: Path, region: Any) -> None:
     """Tile a slide's region on the model's grid and queue the normalised tiles."""
     from stimage.data import open_slide
-    from stimage.tiles import detect_tissue, grid_tile_qc, iter_tiles
+    from stimage.errors import NoTissueError
+    from stimage.tiles import iter_tiles
 
     try:
         p = job.predictor
@@ -406,26 +407,20 @@ def _produce_slide(server: Server, job: Job, path: Path, region: Any) -> None:
         with open_slide(path, mpp=job.request.params["slide"].get("mpp")) as slide:
             if job.closed:
                 return
-            mask = detect_tissue(slide)
-            grid, qc = grid_tile_qc(
-                slide,
-                mask,
-                p.tile_um,
-                float(p.bundle.tiles.get("min_coverage", 0.7)),
-                region=region,
-            )
-            keep = np.flatnonzero(qc.kept)
-            if not len(keep):
+            try:
+                grid = p.grid_tiles(slide, region)
+            except NoTissueError:
                 raise ProtocolError(
                     ErrorCode.NO_TISSUE, "no tile of the region has enough tissue; check the region"
-                )
-            if len(keep) > limits.max_slide_tiles:
+                ) from None
+            n_tiles = len(grid.boxes)
+            if n_tiles > limits.max_slide_tiles:
                 raise ProtocolError(
                     ErrorCode.TOO_LARGE,
-                    f"the region holds {len(keep)} tiles; this server predicts at most "
+                    f"the region holds {n_tiles} tiles; this server predicts at most "
                     f"{limits.max_slide_tiles} per request: split the region",
                 )
-            boxes = grid.boxes[keep]
+            boxes = grid.boxes
             job.meta["boxes"] = boxes
             job.meta["names"] = None
             w, h = slide.dimensions
@@ -437,7 +432,7 @@ def _produce_slide(server: Server, job: Job, path: Path, region: Any) -> None:
             }
             job.total = len(boxes)
             job.progress("prepare", 0, len(boxes))
-            normalizer = p.normalizer_for(slide, mask)
+            normalizer = p.normalizer_for(slide, grid.mask)
             for idx, tiles in iter_tiles(
                 slide, boxes, p.tile_px, normalizer=normalizer, batch_size=limits.batch_size
             ):

@@ -27,6 +27,11 @@ def test_bundle_round_trip_predicts_the_same(bundle: ModelBundle, store3, tmp_pa
     )
     f = {"test_tiny_cnn": spots.features["test_tiny_cnn"]["S3"]}
     a, b = bundle.predict_features(f), loaded.predict_features(f)
+    assert manifest["components"][0]["depth"] is True
+    assert a.log_depth is not None and b.log_depth is not None
+    np.testing.assert_allclose(a.log_depth, b.log_depth, rtol=1e-5)
+    ens, back = bundle.components[0].ensemble, loaded.components[0].ensemble
+    np.testing.assert_array_equal(ens.members[0].l2, back.members[0].l2)  # per-gene penalties
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a.epistemic_var, b.epistemic_var, rtol=1e-3, atol=1e-7)
     np.testing.assert_allclose(bundle.predict_high(f), loaded.predict_high(f), rtol=1e-4, atol=1e-5)

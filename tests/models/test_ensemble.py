@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.stats import nbinom
 
-from stimage.models import NBEnsemble, NBEnsembleConfig, NBGLMConfig, mixture_quantiles
+from stimage.models import (
+    ExpressionPrediction,
+    NBEnsemble,
+    NBEnsembleConfig,
+    NBGLMConfig,
+    mixture_quantiles,
+)
+from stimage.models._depth import DepthModel, log1p_moments
 
 
 def simulate(n=360, d=20, g=10, seed=0):
@@ -50,9 +57,17 @@ def test_members_differ_and_uncertainties_follow_their_definitions(fitted) -> No
     assert not np.allclose(ens.members[0].weight, ens.members[1].weight)
     p = ens.predict(x[300:])
     m = np.exp(p.log_rate)
-    np.testing.assert_allclose(p.epistemic_var, np.log1p(m).var(axis=0))
-    np.testing.assert_allclose(p.aleatoric_var, ((m + m**2 / p.theta) / (1 + m) ** 2).mean(axis=0))
+    # With the predicted depth s: per member, the moments of log1p(10k Y / s).
+    s = np.exp(p.log_depth)[None, :, None]
+    mk, vk = log1p_moments(m * s / 1e4, p.theta, 1e4 / s)
+    np.testing.assert_allclose(p.mean, mk.mean(axis=0))
+    np.testing.assert_allclose(p.epistemic_var, mk.var(axis=0))
+    np.testing.assert_allclose(p.aleatoric_var, vk.mean(axis=0))
     assert (p.epistemic_var > 0).all()
+    # Without a depth: log1p(rate per 10k) and the delta method.
+    q = ExpressionPrediction(p.genes, p.log_rate, p.theta)
+    np.testing.assert_allclose(q.epistemic_var, np.log1p(m).var(axis=0))
+    np.testing.assert_allclose(q.aleatoric_var, ((m + m**2 / p.theta) / (1 + m) ** 2).mean(axis=0))
 
 
 def test_intervals_are_calibrated_on_held_out_spots(fitted) -> None:
@@ -77,3 +92,52 @@ def test_prediction_tracks_truth(fitted) -> None:
     truth = np.log1p(y[300:] / lib[300:, None] * 1e4)
     r = [np.corrcoef(p.mean[:, j], truth[:, j])[0, 1] for j in range(10)]
     assert np.mean(r) > 0.5
+
+
+def test_log1p_moments_match_direct_sums_over_the_nb() -> None:
+    rng = np.random.default_rng(3)
+    mu = np.exp(rng.uniform(-4, 7, 300))
+    theta = np.exp(rng.uniform(-1.5, 5, 300))
+    c = np.exp(rng.uniform(-1, 2.5, 300))
+    mean, var = log1p_moments(mu, theta, c)
+    for i in range(300):
+        sd = np.sqrt(mu[i] + mu[i] ** 2 / theta[i])
+        y = np.arange(int(mu[i] + 60 * sd) + 50)
+        pmf = nbinom.pmf(y, theta[i], theta[i] / (theta[i] + mu[i]))
+        f = np.log1p(c[i] * y)
+        m1 = (pmf * f).sum()
+        assert abs(mean[i] - m1) < 0.02, (mu[i], theta[i], c[i])
+        assert abs(np.sqrt(var[i]) - np.sqrt((pmf * f * f).sum() - m1**2)) < 0.08
+
+
+def test_depth_model_learns_library_size_from_features() -> None:
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(300, 8))
+    log_lib = 8.5 + z[:, 0] * 0.5 + rng.normal(0, 0.2, 300)
+    groups = np.repeat(["a", "b", "c"], 100)
+    dm = DepthModel().fit(z[:200], np.exp(log_lib[:200]), groups[:200])
+    pred = dm.predict(z[200:])
+    assert np.corrcoef(pred, log_lib[200:])[0, 1] > 0.85
+    assert 0.1 < dm.sd < 0.35
+    back = DepthModel.from_state(dm.state())
+    np.testing.assert_allclose(back.predict(z[200:]), pred, rtol=1e-5)
+
+
+def test_predicted_depth_explains_the_depth_effect_on_rare_genes() -> None:
+    """Log-normalised truth of a rare gene depends on depth; modelling depth recovers it."""
+    rng = np.random.default_rng(5)
+    n = 900
+    x = rng.normal(size=(n, 6))
+    lib = np.exp(8.0 + 0.8 * x[:, 0])  # depth follows the image (cellularity)
+    rate = np.exp(-0.5 + 0.3 * x[:, 1])  # per 10k: rare
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + rate[:, None] * lib[:, None] / 1e4))
+    groups = np.repeat(["a", "b", "c"], n // 3)
+    tr, te = slice(0, 600), slice(600, None)
+    truth = np.log1p(y[te] / lib[te, None] * 1e4)[:, 0]
+    r = {}
+    for depth in (False, True):
+        cfg = NBEnsembleConfig(members=2, pca_dim=None, depth=depth, glm=NBGLMConfig(l2=1.0))
+        p = NBEnsemble(cfg).fit(x[tr], y[tr], lib[tr], ["g"], groups=groups[tr]).predict(x[te])
+        assert (p.log_depth is not None) == depth
+        r[depth] = np.corrcoef(p.mean[:, 0], truth)[0, 1]
+    assert r[True] > r[False] + 0.05

@@ -26,6 +26,7 @@ import numpy as np
 from stimage._version import __version__
 from stimage.errors import ConfigError, InputFileNotFoundError, StimageError
 from stimage.models._classifier import HighLowClassifier
+from stimage.models._depth import DepthModel
 from stimage.models._ensemble import ExpressionPrediction, NBEnsemble, NBEnsembleConfig
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, NBGLMConfig
@@ -33,7 +34,7 @@ from stimage.models._nb import NBGLM, NBGLMConfig
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle", "UnknownGeneError", "load_bundle"]
 
 FORMAT = "stimage-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS = "weights.safetensors"
 
 
@@ -113,10 +114,12 @@ class ModelBundle:
             parts.append(c.ensemble.predict(features[name]))
         if len(parts) == 1:
             return parts[0]
+        depths = [p.log_depth for p in parts if p.log_depth is not None]
         return ExpressionPrediction(
             list(self.genes),
             np.concatenate([p.log_rate for p in parts]),
             np.concatenate([p.theta for p in parts]),
+            np.mean(depths, axis=0) if depths else None,
         )
 
     def predict_high(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -151,6 +154,11 @@ class ModelBundle:
             assert e.pipeline is not None
             for k, v in e.pipeline.state().items():
                 tensors[f"c{i}.pipeline.{k}"] = v
+            if e.depth is not None:
+                for k, v in e.depth.state().items():
+                    tensors[f"c{i}.depth.{k}"] = v
+            if e.members and e.members[0].l2 is not None:
+                tensors[f"c{i}.l2"] = np.asarray(e.members[0].l2, np.float64)
             for j, m in enumerate(e.members):
                 tensors[f"c{i}.m{j}.weight"] = np.asarray(m.weight, np.float32)
                 tensors[f"c{i}.m{j}.bias"] = np.asarray(m.bias, np.float32)
@@ -165,6 +173,7 @@ class ModelBundle:
                     "dispersion": e.config.glm.dispersion,
                     "l2": float(e.members[0].l2_chosen),
                     "bootstrap": e.config.bootstrap,
+                    "depth": e.depth is not None,
                 }
             )
         for i, state in self.encoder_states.items():
@@ -286,6 +295,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
             {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
         )
         glm = NBGLMConfig(l2=float(c.get("l2", 1.0)), dispersion=c["dispersion"])
+        per_gene_l2 = t.get(f"c{i}.l2")
         members = []
         for j in range(int(c["members"])):
             g = f"c{i}.m{j}."
@@ -298,15 +308,23 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
                 if g + "theta_weight" in t
                 else None,
                 l2_chosen=float(c.get("l2", float("nan"))),
+                l2=None if per_gene_l2 is None else per_gene_l2.astype(np.float64),
             )
             members.append(m)
+        depth = None
+        if c.get("depth"):
+            prefix = f"c{i}.depth."
+            depth = DepthModel.from_state(
+                {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
+            )
         cfg = NBEnsembleConfig(
             members=len(members),
             pca_dim=c["pca_dim"],
             glm=glm,
             bootstrap=bool(c.get("bootstrap", True)),
+            depth=depth is not None,
         )
-        comps.append(Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members)))
+        comps.append(Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members, depth)))
     states: dict[int, dict[str, Any]] = {}
     for key, v in t.items():
         if ".encoder." in key:

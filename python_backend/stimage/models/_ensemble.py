@@ -10,19 +10,25 @@ negative binomial with rate ``m_k`` per 10k UMIs and dispersion ``theta_k``. The
 * total = aleatoric + epistemic (the law of total variance of the mixture).
 
 They are reported on the count scale (at a given library size) and on the log-normalised
-scale ``log1p(rate per 10k)`` that users read (by the delta method for the aleatoric part:
-``var / (1 + m)^2``; exactly for the epistemic part: the variance of ``log1p(m_k)``).
-Predictive intervals are quantiles of the mixture of the members' NBs.
+scale that users read. An ensemble also predicts each tile's sequencing depth ``s`` (a
+:class:`~stimage.models._depth.DepthModel`), and member ``k``'s log-normalised expression is
+the distribution of ``log1p(10k * Y / s)`` with ``Y ~ NB(m_k s / 10k, theta_k)``: its mean and
+variance are computed per member (:func:`~stimage.models._depth.log1p_moments`); the
+aleatoric variance is the mean of the members' variances, the epistemic variance the variance
+of their means. (Bundles without a depth model use ``log1p(m_k)`` and the delta method.)
+Predictive intervals are quantiles of the mixture of the members' NBs at the predicted depth.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from stimage.errors import ConfigError
+from stimage.models._depth import DepthModel, log1p_moments
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, SCALE, NBGLMConfig
 
@@ -41,6 +47,8 @@ class NBEnsembleConfig:
         glm: Settings of each member's NB GLM (the penalty is chosen once, on all data).
         bootstrap: Resample spots with replacement, within each section, per member.
         seed: Base seed.
+        depth: Also learn each tile's sequencing depth from its features, so that predicted
+            log-normalised expression is the expected ``log1p(counts / depth * 10k)``.
     """
 
     members: int = 5
@@ -48,6 +56,7 @@ class NBEnsembleConfig:
     glm: NBGLMConfig = field(default_factory=NBGLMConfig)
     bootstrap: bool = True
     seed: int = 0
+    depth: bool = True
 
     def __post_init__(self) -> None:
         if self.members < 1:
@@ -62,11 +71,13 @@ class ExpressionPrediction:
         genes: Gene names.
         log_rate: ``(K, n, g)`` log rate per 10k UMIs of each member.
         theta: ``(K, n, g)`` dispersion of each member.
+        log_depth: ``(n,)`` predicted log library size of each tile (None: at 10k UMIs).
     """
 
     genes: list[str]
     log_rate: np.ndarray
     theta: np.ndarray
+    log_depth: np.ndarray | None = None
 
     @property
     def rate(self) -> np.ndarray:
@@ -74,21 +85,39 @@ class ExpressionPrediction:
         return np.exp(self.log_rate).mean(axis=0)
 
     @property
+    def depth(self) -> np.ndarray | None:
+        """Predicted library size (UMIs) of each tile, ``(n,)``, or None."""
+        return None if self.log_depth is None else np.exp(self.log_depth)
+
+    @cached_property
+    def _member_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per member, mean and variance of log-normalised expression, ``(K, n, g)`` each."""
+        m = np.exp(self.log_rate)
+        if self.log_depth is None:
+            # log1p(rate per 10k), the aleatoric part by the delta method.
+            return np.log1p(m), (m + m**2 / self.theta) / (1.0 + m) ** 2
+        s = np.exp(np.asarray(self.log_depth, np.float64))[None, :, None]
+        return log1p_moments(m * s / SCALE, self.theta, SCALE / s)
+
+    @property
     def mean(self) -> np.ndarray:
-        """Predicted log-normalised expression ``log1p(rate per 10k)``, averaged over members."""
-        return np.log1p(np.exp(self.log_rate)).mean(axis=0)
+        """Predicted log-normalised expression, averaged over members, ``(n, g)``.
+
+        With a predicted depth: the expected ``log1p(counts / depth * 10k)`` of each tile, the
+        quantity measured in spatial data (see :mod:`stimage.models._depth`). Without one:
+        ``log1p(rate per 10k)``.
+        """
+        return self._member_moments[0].mean(axis=0)
 
     @property
     def aleatoric_var(self) -> np.ndarray:
-        """Aleatoric variance on the log-normalised scale (delta method), ``(n, g)``."""
-        m = np.exp(self.log_rate)
-        var = m + m**2 / self.theta
-        return (var / (1.0 + m) ** 2).mean(axis=0)
+        """Aleatoric variance on the log-normalised scale (mean of the members'), ``(n, g)``."""
+        return self._member_moments[1].mean(axis=0)
 
     @property
     def epistemic_var(self) -> np.ndarray:
         """Epistemic variance on the log-normalised scale, ``(n, g)`` (0 for one member)."""
-        return np.log1p(np.exp(self.log_rate)).var(axis=0)
+        return self._member_moments[0].var(axis=0)
 
     def counts_moments(self, library_size: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, aleatoric and epistemic variance of the counts at given library sizes."""
@@ -105,15 +134,22 @@ class ExpressionPrediction:
         return mixture_quantiles(mu, self.theta, q)
 
     def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-        """Central predictive interval on the log-normalised scale (at 10k UMIs)."""
-        lo = self.count_quantiles((1 - level) / 2)
-        hi = self.count_quantiles((1 + level) / 2)
-        return np.log1p(lo), np.log1p(hi)
+        """Central predictive interval on the log-normalised scale.
+
+        Quantiles of the counts at the predicted depth (at 10k UMIs without one), normalised.
+        """
+        lib = SCALE if self.log_depth is None else np.exp(self.log_depth)
+        lo = self.count_quantiles((1 - level) / 2, lib)
+        hi = self.count_quantiles((1 + level) / 2, lib)
+        c = SCALE / np.broadcast_to(np.asarray(lib, np.float64), (lo.shape[0],))[:, None]
+        return np.log1p(lo * c), np.log1p(hi * c)
 
     def subset(self, genes: list[str]) -> ExpressionPrediction:
         """The prediction for some genes, in the given order."""
         idx = [self.genes.index(g) for g in genes]
-        return ExpressionPrediction(list(genes), self.log_rate[:, :, idx], self.theta[:, :, idx])
+        return ExpressionPrediction(
+            list(genes), self.log_rate[:, :, idx], self.theta[:, :, idx], self.log_depth
+        )
 
 
 def mixture_quantiles(mu: np.ndarray, theta: np.ndarray, q: float | np.ndarray) -> np.ndarray:
@@ -158,12 +194,14 @@ class NBEnsemble:
         genes: Gene names, in the order of the model's outputs.
         pipeline: Feature standardisation and PCA, fitted on all training features.
         members: The fitted NB GLMs.
+        depth: The sequencing-depth model (None: expression at 10k UMIs).
     """
 
     config: NBEnsembleConfig = field(default_factory=NBEnsembleConfig)
     genes: list[str] = field(default_factory=list)
     pipeline: FeaturePipeline | None = None
     members: list[NBGLM] = field(default_factory=list)
+    depth: DepthModel | None = None
 
     def fit(
         self,
@@ -189,6 +227,7 @@ class NBEnsemble:
         self.genes = list(genes)
         self.pipeline = FeaturePipeline(c.pca_dim).fit(x)
         z = self.pipeline.transform(x)
+        self.depth = DepthModel().fit(z, library_size, groups) if c.depth else None
         first = NBGLM(c.glm).fit(z, counts, library_size, groups=groups)
         logger.info(
             "NB ensemble: penalty %.3g (leave-one-section-out NLL %s)",
@@ -221,4 +260,5 @@ class NBEnsemble:
         z = self.pipeline.transform(x)
         lr = np.stack([m.log_rate(z) for m in self.members])
         th = np.stack([m.theta(z) for m in self.members])
-        return ExpressionPrediction(list(self.genes), lr, th)
+        depth = None if self.depth is None else self.depth.predict(z)
+        return ExpressionPrediction(list(self.genes), lr, th, depth)

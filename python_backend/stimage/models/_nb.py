@@ -81,7 +81,7 @@ class NBGLMConfig:
         tol: Stop when the relative change of the loss is below this.
     """
 
-    l2: float | tuple[float, ...] = (1e2, 1e3, 1e4, 1e5, 1e6)
+    l2: float | tuple[float, ...] = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
     dispersion: str = "gene"
     per_gene: bool = True
     select: str = "pcc"

@@ -158,3 +158,8 @@ class ObjectMarker:
     TASK: Final = "stimage.task"
     #: Optional metadata: the model bundle that produced the object.
     MODEL: Final = "stimage.model"
+
+
+#: Genes written to QuPath GeoJSON and heatmaps when none are chosen (the model's first N;
+#: predict-slide and annotate-project).
+DEFAULT_GEOJSON_GENES: Final = 10

@@ -117,6 +117,10 @@ def test_geojson_h5ad_heatmaps_and_skip(model_dir: Path, slide: Path, tmp_path: 
         1,
         "--device",
         "cpu",
+        "--genes",
+        ",".join(genes[:3]),
+        "--heatmaps",
+        genes[0],
     )
     assert r2.exit_code == 0 and "already predicted" in r2.output
     assert out.stat().st_mtime_ns == mtime
@@ -138,6 +142,41 @@ def test_geojson_h5ad_heatmaps_and_skip(model_dir: Path, slide: Path, tmp_path: 
     assert r4.exit_code == 0 and "wrote" in r4.output
     assert SlideJob.open(tmp_path / "res.parts").state["settings"]["batch_size"] == 4
     assert validate_geojson(out) == n_tiles
+
+
+def test_new_genes_or_heatmaps_reuse_the_finished_store(
+    model_dir: Path, slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "res.geojson"
+    genes = Predictor(model_dir, device="cpu").bundle.genes
+    base = (slide, "--model", model_dir, "--out", out, "--batch-size", 4, "--device", "cpu")
+    r = _run(*base, "--genes", genes[0], "--heatmaps", genes[0])
+    assert r.exit_code == 0, r.output
+    parts = tmp_path / "res.parts"
+    chunks = {p: p.stat().st_mtime_ns for p in parts.glob("chunk_*.npz")}
+    state = (parts / "state.json").read_text()
+    assert chunks
+
+    def no_prediction(*a: object, **k: object) -> None:
+        raise AssertionError("predicted again")
+
+    monkeypatch.setattr(Predictor, "predict_boxes", no_prediction)
+    r2 = _run(*base, "--genes", ",".join(genes[1:3]), "--heatmaps", genes[1])
+    assert r2.exit_code == 0, r2.output
+    assert "reusing the finished predictions" in r2.output and "wrote" in r2.output
+    assert {p: p.stat().st_mtime_ns for p in parts.glob("chunk_*.npz")} == chunks
+    assert (parts / "state.json").read_text() == state
+    m = json.loads(out.read_text())["features"][0]["properties"]["measurements"]
+    assert {k.split(":")[0] for k in m} == set(genes[1:3])
+    heat = tmp_path / "res.heatmaps"
+    assert sorted(p.name for p in heat.glob("*.png")) == [f"{genes[1]}.png"]
+    assert ad.read_h5ad(tmp_path / "res.h5ad").shape[1] == len(genes)
+    # the same outputs again: nothing to do
+    r3 = _run(*base, "--genes", ",".join(genes[1:3]), "--heatmaps", genes[1])
+    assert r3.exit_code == 0 and "already predicted" in r3.output
+    # a setting the predictions depend on is still refused without --overwrite
+    r4 = _run(*base, "--genes", genes[0], "--level", 0.8)
+    assert r4.exit_code == 2 and "other settings" in r4.output
 
 
 def test_interrupted_job_resumes_identically(

@@ -28,10 +28,15 @@ def _additive(labels: np.ndarray, weights: np.ndarray):
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(float)
 
     def fn(tiles: np.ndarray) -> np.ndarray:
-        visible = np.stack([
-            np.bincount(labels.ravel(), weights=(t.sum(axis=2) > 0).ravel(), minlength=n + 1)[1:] / sizes
-            for t in tiles
-        ])
+        visible = np.stack(
+            [
+                np.bincount(labels.ravel(), weights=(t.sum(axis=2) > 0).ravel(), minlength=n + 1)[
+                    1:
+                ]
+                / sizes
+                for t in tiles
+            ]
+        )
         return visible @ weights
 
     return fn
@@ -42,7 +47,9 @@ def test_lime_recovers_known_nucleus_effects_for_several_targets() -> None:
     n = int(labels.max())
     rng = np.random.default_rng(1)
     weights = rng.normal(size=(n, 2))
-    exp = explain_lime(tile, labels, _additive(labels, weights), ["A", "B"], num_samples=300, seed=3)
+    exp = explain_lime(
+        tile, labels, _additive(labels, weights), ["A", "B"], num_samples=300, seed=3
+    )
     assert exp.scores.shape == (n, 2)
     assert exp.num_samples == 300
     for j in range(2):
@@ -93,5 +100,7 @@ def test_cancel_stops_between_batches() -> None:
         ev.set()
 
     with pytest.raises(StimageError, match="cancelled"):
-        explain_lime(tile, labels, fn, ["A"], num_samples=100, batch_size=10, progress=progress, cancel=ev)
+        explain_lime(
+            tile, labels, fn, ["A"], num_samples=100, batch_size=10, progress=progress, cancel=ev
+        )
     assert seen == [10]

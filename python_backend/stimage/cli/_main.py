@@ -84,6 +84,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 def _register() -> None:
     from stimage.cli import (
+        annotate_project,
         cells,
         client,
         demo,
@@ -104,6 +105,7 @@ def _register() -> None:
     cli.add_command(train.train)
     cli.add_command(predict.predict)
     cli.add_command(predict_slide.predict_slide)
+    cli.add_command(annotate_project.annotate_project)
     cli.add_command(evaluate.evaluate)
     cli.add_command(train_cells.train_cells)
     cli.add_command(cells.cells)

@@ -8,9 +8,7 @@ from typing import Any
 import click
 
 from stimage.cli._common import write_run_metadata
-
-#: Genes written to the GeoJSON and heatmaps when --genes is not given.
-DEFAULT_GEOJSON_GENES = 10
+from stimage.constants import DEFAULT_GEOJSON_GENES
 
 
 @click.command("predict-slide")
@@ -98,8 +96,10 @@ def predict_slide(
 
     Tiles are the model's µm size on a grid over the tissue (or --region); tiles with too
     little tissue are left out. Results go chunk by chunk into OUT.parts/, so an interrupted
-    run resumes where it stopped when run again with the same settings; a finished run is
-    skipped unless --overwrite. Writes OUT (QuPath GeoJSON tiles with "GENE: mean",
+    run resumes where it stopped when run again with the same settings. A finished run is
+    skipped; one that changes only --genes, --heatmaps or --cells rewrites the outputs from
+    the stored predictions; other changes (model, region, mpp, level, batching) need
+    --overwrite. Writes OUT (QuPath GeoJSON tiles with "GENE: mean",
     "GENE: aleatoric sd", "GENE: epistemic sd" and interval measurements), OUT.h5ad (all
     genes; held whole in memory at the end, n_tiles x n_genes x 6 float32), and with
     --heatmaps one PNG per gene in OUT.heatmaps/.
@@ -107,7 +107,7 @@ def predict_slide(
     from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
     from stimage.errors import ConfigError
     from stimage.models import Predictor, default_model_path
-    from stimage.models._slide_job import SlideJob, run_slide_job
+    from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
 
     if region is not None and tissue:
         raise ConfigError("give --region or --tissue, not both")
@@ -138,6 +138,11 @@ def predict_slide(
 
         geom = read_region_geojson(region)
 
+    default_genes = geo_genes is None
+    if geo_genes is None:
+        geo_genes = list(bundle.genes[:DEFAULT_GEOJSON_GENES])
+    # What the outputs are made of; the predictions in the store do not depend on it.
+    outputs = {"geojson_genes": geo_genes, "heatmaps": heat_genes, "cells": cells}
     was_complete = (
         not overwrite and (parts / "state.json").exists() and SlideJob.open(parts).complete
     )
@@ -157,22 +162,36 @@ def predict_slide(
         )
     finally:
         bars.close()
-    if was_complete and out.exists() and h5ad.exists():
-        click.echo(f"{slide.name}: already predicted ({out}); --overwrite to redo")
-        return
-    if geo_genes is None:
-        geo_genes = list(bundle.genes[:DEFAULT_GEOJSON_GENES])
-        if len(bundle.genes) > len(geo_genes):
-            click.echo(
-                f"GeoJSON: the model's first {len(geo_genes)} of {len(bundle.genes)} genes "
-                "(--genes to choose; the h5ad holds all)",
-                err=True,
+    previous = job.read_outputs() if was_complete else None
+    if was_complete:
+        if previous == outputs and out.exists() and h5ad.exists():
+            click.echo(f"{slide.name}: already predicted ({out}); --overwrite to redo")
+            return
+        missing = [g for g in dict.fromkeys(geo_genes + heat_genes) if g not in job.genes]
+        if missing:
+            raise SlideJobChangedError(
+                f"{parts}: the stored predictions lack {missing[:5]}; use --overwrite to predict again"
             )
+        click.echo(
+            f"{slide.name}: reusing the finished predictions in {parts}; rewriting the outputs "
+            "from them (nothing is predicted again)",
+            err=True,
+        )
+    if default_genes and len(bundle.genes) > len(geo_genes):
+        click.echo(
+            f"GeoJSON: the model's first {len(geo_genes)} of {len(bundle.genes)} genes "
+            "(--genes to choose; the h5ad holds all)",
+            err=True,
+        )
     n = _write_geojson(job, out, geo_genes, slide, geom, cells, mpp)
     job.to_anndata().write_h5ad(h5ad)
     written = [out, h5ad]
+    for old in (previous or {}).get("heatmaps", []):
+        if old not in heat_genes:
+            (heat_dir / f"{_safe(old)}.png").unlink(missing_ok=True)
     if heat_genes:
         written += _write_heatmaps(job, slide, mpp, heat_genes, heat_dir)
+    job.record_outputs(outputs)
     write_run_metadata(
         parts,
         "predict-slide",
@@ -196,23 +215,17 @@ def _write_geojson(
     job: Any, out: Path, genes: list[str], slide: Path, geom: Any, cells: bool, mpp: float | None
 ) -> int:
     """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``."""
-    from stimage.qupath import FeatureCollectionWriter, tile_features
+    from stimage.qupath import FeatureCollectionWriter, region_cell_features, slide_job_features
 
-    t = job.tiles()
     with FeatureCollectionWriter(out) as w:
-        for idx, pred in job.iter_chunks(genes):
-            names = [f"tile_{r}_{c}" for r, c in zip(t["rows"][idx], t["cols"][idx], strict=True)]
-            w.write_all(tile_features(t["boxes"][idx], pred.measurements(), names=names))
+        w.write_all(slide_job_features(job, genes))
         if cells:
             from stimage.data import open_slide
-            from stimage.explain import detect_cells
             from stimage.models import default_celltype_model_path, load_celltype_model
 
             ct = load_celltype_model(default_celltype_model_path())
-            polys = list(getattr(geom, "geoms", [geom]))
             with open_slide(slide, mpp=mpp) as s:
-                for poly in polys:
-                    w.write_all(detect_cells(s, poly, model=ct).features())
+                w.write_all(region_cell_features(s, geom, ct))
         return int(w.count)
 
 

@@ -49,9 +49,20 @@ from stimage.cli._common import ProgressBars, write_run_metadata
     "--dispersion", type=click.Choice(["gene", "spot"]), default="gene", show_default=True
 )
 @click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier.")
-@click.option("--mode", type=click.Choice(["frozen", "finetune"]), default="frozen", show_default=True,
-              help="frozen: NB ensemble on cached features; finetune: train the encoder end to end (GPU advised).")
-@click.option("--epochs", type=click.IntRange(1, 1000), default=10, show_default=True, help="Fine-tuning epochs.")
+@click.option(
+    "--mode",
+    type=click.Choice(["frozen", "finetune"]),
+    default="frozen",
+    show_default=True,
+    help="frozen: NB ensemble on cached features; finetune: train the encoder end to end (GPU advised).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Fine-tuning epochs.",
+)
 @click.option(
     "--samples", default=None, help="Comma-separated sample ids to train on (default: all)."
 )
@@ -110,7 +121,9 @@ def train(
         if mode == "finetune":
             from stimage.training import FinetuneConfig, finetune_model
 
-            bundle = finetune_model(store, config, FinetuneConfig(epochs=epochs), ids, progress=bars)
+            bundle = finetune_model(
+                store, config, FinetuneConfig(epochs=epochs), ids, progress=bars
+            )
         else:
             bundle = train_model(store, config, ids, progress=bars)
     finally:

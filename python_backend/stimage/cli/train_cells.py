@@ -72,7 +72,9 @@ def train_cells(
             raise ConfigError(f"--map takes LABEL=CLASS, got {item!r}")
         maps[key.strip()] = None if value.strip().lower() == "none" else value.strip()
     if (out / "celltype_manifest.json").exists() and not overwrite:
-        raise ConfigError(f"{out}: a cell-type model exists there; use --overwrite or another folder")
+        raise ConfigError(
+            f"{out}: a cell-type model exists there; use --overwrite or another folder"
+        )
     if labels is None:
         from stimage.models import train_celltypes_from_dataset
 
@@ -85,11 +87,14 @@ def train_cells(
             verbose=not ctx.obj.get("quiet", False),
         )
     else:
-        model = _from_labels(data, labels, class_list, maps or dict(DEFAULT_CELLTYPE_MAPPING),
-                             hidden, segmenter, mpp)
+        model = _from_labels(
+            data, labels, class_list, maps or dict(DEFAULT_CELLTYPE_MAPPING), hidden, segmenter, mpp
+        )
     model.save(out, overwrite=overwrite)
     write_run_metadata(out, "train-cells", ctx.params, {})
-    click.echo(f"classes {list(model.classes)}; trained on {model.training.get('n_nuclei', '?')} nuclei")
+    click.echo(
+        f"classes {list(model.classes)}; trained on {model.training.get('n_nuclei', '?')} nuclei"
+    )
     click.echo(f"wrote {out}")
 
 
@@ -104,8 +109,10 @@ def _from_labels(slide_path, labels, classes, mapping, hidden, segmenter, mpp): 
 
     objs = [o for o in read_geojson(labels) if o.classification and o.geometry is not None]
     if not objs:
-        raise ConfigError(f"{labels}: no classified object with a geometry; classify cells or "
-                          "annotations in QuPath and export them as GeoJSON")
+        raise ConfigError(
+            f"{labels}: no classified object with a geometry; classify cells or "
+            "annotations in QuPath and export them as GeoJSON"
+        )
     area = unary_union([o.geometry.buffer(2.0) for o in objs])
     model = CellTypeClassifier(classes=classes, mapping=mapping, hidden=hidden)
     with open_slide(slide_path, mpp=mpp) as slide:
@@ -117,6 +124,12 @@ def _from_labels(slide_path, labels, classes, mapping, hidden, segmenter, mpp): 
         if model.patch_um:
             feats = patch_features(slide, feats, model.patch_um)
     model.fit_labels(feats, y)
-    model.training.update({"labels": str(labels), "slide": str(slide_path),
-                           "n_nuclei": int(y.notna().sum()), "segmenter": segmenter})
+    model.training.update(
+        {
+            "labels": str(labels),
+            "slide": str(slide_path),
+            "n_nuclei": int(y.notna().sum()),
+            "segmenter": segmenter,
+        }
+    )
     return model

@@ -11,7 +11,9 @@ the results chunk by chunk into a folder::
 Memory is bounded by one chunk. An interrupted job (Ctrl-C, a cancel event, a crash) keeps
 its finished chunks; run it again with the same settings and it resumes at the first
 missing chunk. Different settings are refused unless ``overwrite``. Chunks line up with
-batches, so a resumed run sees the same batches and gives the same numbers.
+batches, so a resumed run sees the same batches and gives the same numbers. Output options
+that do not change the predictions (genes written to GeoJSON, heatmaps) are recorded apart
+(``JOB/outputs.json``, :meth:`SlideJob.record_outputs`): changing them reuses the store.
 
 :class:`SlideJob` reads a finished store back: per chunk for streaming (GeoJSON), or whole
 as AnnData (``n_tiles x n_genes x 6`` float32 in memory: about 2.4 GB for 100k tiles and
@@ -41,12 +43,13 @@ from stimage.models._predictor import Predictor, TilePredictions, _to_anndata
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["SlideJob", "SlideJobChangedError", "run_slide_job"]
+__all__ = ["SlideJob", "SlideJobChangedError", "model_fingerprint", "run_slide_job"]
 
 logger = logging.getLogger(__name__)
 
 STATE = "state.json"
 TILES = "tiles.npz"
+OUTPUTS = "outputs.json"
 JOB_VERSION = 1
 _ARRAYS = ("mean", "aleatoric_sd", "epistemic_sd", "lower", "upper", "rate")
 
@@ -55,7 +58,8 @@ class SlideJobChangedError(StimageError, ValueError):
     """A job folder holds results made with other settings."""
 
 
-def _model_fingerprint(predictor: Predictor) -> str:
+def model_fingerprint(predictor: Predictor) -> str:
+    """SHA-256 of the model's ``manifest.json`` (name and genes for a bundle not on disk)."""
     b = predictor.bundle
     if b.path is not None and (Path(b.path) / "manifest.json").is_file():
         return hashlib.sha256((Path(b.path) / "manifest.json").read_bytes()).hexdigest()
@@ -184,6 +188,24 @@ class SlideJob:
         }
         return _to_anndata(pred, obs, boxes[:, :2] + boxes[:, 2:] / 2, uns)
 
+    def read_outputs(self) -> dict[str, Any] | None:
+        """The output options recorded by :meth:`record_outputs` (None when none are)."""
+        try:
+            data = json.loads((self.folder / OUTPUTS).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def record_outputs(self, options: dict[str, Any]) -> None:
+        """Record the options the outputs were last written with (genes, heatmaps ...).
+
+        The predictions do not depend on them, so a later run that changes only these can
+        rewrite the outputs from the finished store instead of predicting again.
+        """
+        tmp = self.folder / (OUTPUTS + ".part")
+        tmp.write_text(json.dumps(options, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, self.folder / OUTPUTS)
+
     def _write_state(self) -> None:
         tmp = self.folder / (STATE + ".part")
         tmp.write_text(json.dumps(self.state, indent=2, default=str))
@@ -261,7 +283,7 @@ def run_slide_job(
             "slide_size": os.path.getsize(slide.path) if slide.path.is_file() else None,
             "dimensions": list(slide.dimensions),
             "mpp": float(slide.mpp),
-            "model": _model_fingerprint(predictor),
+            "model": model_fingerprint(predictor),
             "model_name": predictor.bundle.name,
             "tile_um": predictor.tile_um,
             "genes": genes,

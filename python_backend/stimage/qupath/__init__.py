@@ -7,6 +7,11 @@ file; :func:`read_geojson` reads ours and QuPath's own exports; :func:`validate_
 :func:`validate_geojson` check output against QuPath's reader. Every object written has an
 ``id`` starting with :data:`STIMAGE_MARKER`, which QuPath keeps, so re-runs can replace
 STImage objects and leave the user's own alone. The format is documented in docs/geojson.md.
+
+QuPath projects: :func:`read_qpproj` lists a project's images (files, pixel sizes, metadata)
+from ``project.qpproj``; :func:`annotate_project` predicts over them and adds the objects
+through :class:`ProjectLike`: into the project with :class:`PaquoProject` (QuPath via paquo)
+or as one GeoJSON file per image with :class:`GeoJSONDirProject` (docs/annotate_project.md).
 """
 
 from stimage.qupath._colors import KNOWN_CLASS_COLORS, class_color
@@ -18,6 +23,24 @@ from stimage.qupath._features import (
     tile_features,
 )
 from stimage.qupath._format import COORD_DECIMALS, STIMAGE_MARKER, GeoJSONError, is_stimage_id
+from stimage.qupath._project import (
+    ObjectGroup,
+    ProjectError,
+    ProjectImage,
+    ProjectLike,
+    read_qpproj,
+    select_images,
+)
+from stimage.qupath._project_batch import (
+    ImageResult,
+    annotate_project,
+    format_summary,
+    model_id,
+    region_cell_features,
+    slide_job_features,
+)
+from stimage.qupath._project_geojson import GeoJSONDirProject
+from stimage.qupath._project_paquo import PaquoProject, QuPathNotFoundError
 from stimage.qupath._reader import QuPathObject, read_geojson
 from stimage.qupath._validate import validate_feature, validate_geojson
 from stimage.qupath._writer import FeatureCollectionWriter, feature_collection, write_geojson
@@ -27,16 +50,31 @@ __all__ = [
     "KNOWN_CLASS_COLORS",
     "STIMAGE_MARKER",
     "FeatureCollectionWriter",
+    "GeoJSONDirProject",
     "GeoJSONError",
+    "ImageResult",
+    "ObjectGroup",
+    "PaquoProject",
+    "ProjectError",
+    "ProjectImage",
+    "ProjectLike",
+    "QuPathNotFoundError",
     "QuPathObject",
+    "annotate_project",
     "annotation_feature",
     "cell_features",
     "class_color",
     "classification_dict",
     "feature_collection",
+    "format_summary",
     "is_stimage_id",
+    "model_id",
     "polygon_features",
     "read_geojson",
+    "read_qpproj",
+    "region_cell_features",
+    "select_images",
+    "slide_job_features",
     "tile_features",
     "validate_feature",
     "validate_geojson",

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build and run the tests of the pure-Java client (qupath.ext.stimage.client) with javac and the
-# JUnit 5 console launcher on Debian's jars (libjeromq-java, libgoogle-gson-java, libslf4j-java,
-# junit5), installing them with apt-get when missing. No Gradle, no network beyond apt.
+# Build and run the tests of the pure-Java client (qupath.ext.stimage.client) and of the extension's
+# pure-Java core (qupath.ext.stimage.core) with javac and the JUnit 5 console launcher on Debian's
+# jars (libjeromq-java, libgoogle-gson-java, libslf4j-java, junit5), installing them with apt-get
+# when missing. No Gradle, no network beyond apt.
 # The live tests start the real Python server from .venv (run scripts/setup.sh first).
+# It also compiles the QuPath layer (qupath.ext.stimage.qp, STImage, the extension and its JavaFX
+# UI) against the compile-only stand-ins of qupath_extension/src/stubs (a build aid, not a test of
+# QuPath: see that folder's README) and Debian's OpenJFX (libopenjfx-java); without OpenJFX the
+# JavaFX part is skipped loudly. scripts/qupath_core_check.sh checks the layer against real QuPath.
 #
 #   bash scripts/java_test.sh [extra JUnit console launcher arguments]
 #
@@ -11,7 +16,7 @@
 #   STIMAGE_JAVA_LIVE=0      only the offline tests (fixture round trips), no server
 #   STIMAGE_JAVA_NO_INSTALL=1  never run apt-get
 #   STIMAGE_MODEL=DIR        serve this model bundle in the live tests (default: the bundled one)
-#   STIMAGE_JAVA_JARS=DIR    where the jars are (default /usr/share/java)
+#   STIMAGE_JAVA_JARS=DIR    where the jars are (default /usr/share/java; OpenJFX: javafx-*.jar there)
 # Exits 0 with a loud SKIPPED line when javac or the jars cannot be had, so that the Python
 # suite still runs; non-zero when a test fails.
 set -euo pipefail
@@ -75,20 +80,58 @@ RUN_CP="$CP"
 [[ -f "$JARS/slf4j-simple.jar" ]] && RUN_CP="$RUN_CP:$JARS/slf4j-simple.jar"
 LAUNCHER="$JARS/junit-platform-console-standalone.jar"
 SRC=qupath_extension/src
+MAIN="$SRC/main/java/qupath/ext/stimage"
 BUILD="$REPO/build/java-client-test"
 rm -rf "$BUILD"
-mkdir -p "$BUILD/main" "$BUILD/test"
+mkdir -p "$BUILD/main" "$BUILD/test" "$BUILD/stubs" "$BUILD/layer"
 
 echo "java_test.sh: $("$JAVAC" -version 2>&1), --release 17" >&2
+# the client and the extension's pure-Java core (no QuPath, no JavaFX)
 "$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP" -d "$BUILD/main" \
-    $(find "$SRC/main/java/qupath/ext/stimage/client" -name '*.java' | sort)
+    $(find "$MAIN/client" "$MAIN/core" -name '*.java' | sort)
 "$JAVAC" --release 17 -encoding UTF-8 -cp "$CP:$BUILD/main:$LAUNCHER" -d "$BUILD/test" \
-    $(find "$SRC/test/java/qupath/ext/stimage/client" -name '*.java' | sort)
+    $(find "$SRC/test/java/qupath/ext/stimage/client" "$SRC/test/java/qupath/ext/stimage/core" -name '*.java' | sort)
+
+# the QuPath layer against the compile-only stand-ins (never packaged, never run)
+FX_JARS=(javafx-base.jar javafx-controls.jar javafx-graphics.jar)
+missing_fx() {
+    local j
+    for j in "${FX_JARS[@]}"; do
+        [[ -f "$JARS/$j" ]] || return 0
+    done
+    return 1
+}
+if missing_fx && [[ "${STIMAGE_JAVA_NO_INSTALL:-0}" != 1 ]] && command -v apt-get >/dev/null 2>&1; then
+    SUDO=()
+    [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null 2>&1 && SUDO=(sudo -n)
+    echo "java_test.sh: installing libopenjfx-java" >&2
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends libopenjfx-java >&2 \
+        || { "${SUDO[@]}" apt-get update -q >&2 || true
+             DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+                 libopenjfx-java >&2 || true; }
+fi
+core_stubs=$(find "$SRC/stubs/java" -name '*.java' -not -path '*/qupath/lib/gui/*' | sort)
+"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP" -d "$BUILD/stubs" $core_stubs
+"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP:$BUILD/stubs:$BUILD/main" -d "$BUILD/layer" \
+    $(find "$MAIN/qp" -name '*.java' | sort) "$MAIN/STImage.java"
+if missing_fx; then
+    echo "=====================================================================" >&2
+    echo "SKIPPED: compiling the JavaFX part of the QuPath layer (qupath.ext.stimage.ui," >&2
+    echo "StimageExtension): no OpenJFX jars (${FX_JARS[*]}) under $JARS; apt-get install libopenjfx-java" >&2
+    echo "=====================================================================" >&2
+else
+    FX_CP=$(printf "$JARS/%s:" "${FX_JARS[@]}")
+    "$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP:$FX_CP$BUILD/stubs" -d "$BUILD/stubs" \
+        $(find "$SRC/stubs/java/qupath/lib/gui" -name '*.java' | sort)
+    "$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP:$FX_CP$BUILD/stubs:$BUILD/main:$BUILD/layer" \
+        -d "$BUILD/layer" $(find "$MAIN/ui" -name '*.java' | sort) "$MAIN/StimageExtension.java"
+    echo "java_test.sh: the QuPath layer compiles against the stand-ins and OpenJFX" >&2
+fi
 
 live=true
 [[ "${STIMAGE_JAVA_LIVE:-1}" == 0 ]] && live=false
 exec "$JAVA" -Dstimage.repo="$REPO" -Dstimage.live="$live" -Dstimage.model="${STIMAGE_MODEL:-}" \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
     -jar "$LAUNCHER" -cp "$RUN_CP:$BUILD/main:$BUILD/test" \
-    --select-package qupath.ext.stimage.client --disable-banner --disable-ansi-colors \
-    --details=tree --fail-if-no-tests "$@"
+    --select-package qupath.ext.stimage.client --select-package qupath.ext.stimage.core \
+    --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests "$@"

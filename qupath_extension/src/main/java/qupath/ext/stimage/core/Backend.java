@@ -1,0 +1,220 @@
+package qupath.ext.stimage.core;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import qupath.ext.stimage.client.CancelToken;
+import qupath.ext.stimage.client.ErrorCodes;
+import qupath.ext.stimage.client.HelloResult;
+import qupath.ext.stimage.client.ModelInfo;
+import qupath.ext.stimage.client.ProgressListener;
+import qupath.ext.stimage.client.Reply;
+import qupath.ext.stimage.client.ServerException;
+import qupath.ext.stimage.client.StimageClient;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The extension's side of the conversation with the backend, above the protocol client: one
+ * shared client per address, choosing the model and checking genes against hello before any
+ * pixel is read, and the {@code cells} and {@code explain} requests (their params exactly as
+ * docs/protocol.md and tests/fixtures/protocol give them).
+ */
+public final class Backend {
+    /** Silence after which the backend counts as gone (it sends heartbeats every second). */
+    public static final Duration HEARTBEAT_TIMEOUT = Duration.ofSeconds(10);
+
+    private static final Map<String, StimageClient> CLIENTS = new ConcurrentHashMap<>();
+
+    private Backend() {
+    }
+
+    /**
+     * A client shared by every run against the same address and timeout (the client serialises
+     * requests, and reconnects by itself after the backend restarts).
+     *
+     * @param address {@code tcp://host:port}
+     * @param timeoutS request timeout in seconds
+     * @return the client
+     */
+    public static StimageClient client(String address, int timeoutS) {
+        return CLIENTS.computeIfAbsent(address + "|" + timeoutS,
+                k -> new StimageClient(address, Duration.ofSeconds(timeoutS), HEARTBEAT_TIMEOUT));
+    }
+
+    /** Closes every shared client (when QuPath closes, or the address changes). */
+    public static void closeClients() {
+        for (String k : new ArrayList<>(CLIENTS.keySet())) {
+            StimageClient c = CLIENTS.remove(k);
+            if (c != null) {
+                c.close();
+            }
+        }
+    }
+
+    /**
+     * @param hello the backend's hello
+     * @param name a model name, or null for the default
+     * @return the model
+     * @throws ServerException {@code unknown_model} (as the backend would answer), naming the models it has
+     */
+    public static ModelInfo model(HelloResult hello, String name) throws ServerException {
+        ModelInfo m = name == null || name.isBlank() ? hello.getDefaultModel() : hello.getModel(name.trim());
+        if (m == null) {
+            List<String> names = new ArrayList<>();
+            for (ModelInfo mi : hello.getModels()) {
+                names.add(mi.getName());
+            }
+            throw new ServerException(ErrorCodes.UNKNOWN_MODEL, names.isEmpty()
+                    ? "the backend serves no model; start it with one (stimage serve --model DIR)"
+                    : "no model '" + name + "' on this backend; it has " + names);
+        }
+        return m;
+    }
+
+    /**
+     * @param model the model
+     * @param genes genes asked for (null: all)
+     * @param classifierOnly whether the genes need a high/low classifier (explaining P(high))
+     * @throws ServerException {@code unknown_gene} naming the unknown ones
+     */
+    public static void checkGenes(ModelInfo model, List<String> genes, boolean classifierOnly) throws ServerException {
+        if (genes == null) {
+            return;
+        }
+        List<String> known = classifierOnly ? model.getClassifierGenes() : model.getGenes();
+        List<String> unknown = new ArrayList<>();
+        for (String g : genes) {
+            if (!known.contains(g)) {
+                unknown.add(g);
+            }
+        }
+        if (!unknown.isEmpty()) {
+            throw new ServerException(ErrorCodes.UNKNOWN_GENE, "model '" + model.getName() + "' has no "
+                    + (classifierOnly ? "P(high) classifier for " : "") + (unknown.size() == 1 ? "gene " : "genes ")
+                    + unknown + " (it has " + known.size() + (classifierOnly ? " classified" : "") + " genes, e.g. "
+                    + known.subList(0, Math.min(5, known.size())) + ")");
+        }
+    }
+
+    /**
+     * @param hello the backend's hello
+     * @param op an op
+     * @throws ServerException {@code unknown_op} when the backend does not list it
+     */
+    public static void checkOp(HelloResult hello, String op) throws ServerException {
+        if (!hello.getOps().isEmpty() && !hello.getOps().contains(op)) {
+            throw new ServerException(ErrorCodes.UNKNOWN_OP, "this backend (stimage " + hello.getVersion()
+                    + ") has no '" + op + "' operation; it has " + hello.getOps());
+        }
+    }
+
+    /**
+     * The params of a {@code cells} request for an image the client sends (frame 0).
+     *
+     * @param x full-resolution x of the image's top-left corner
+     * @param y full-resolution y
+     * @param downsample full-resolution pixels per image pixel
+     * @param mpp µm per pixel of the image sent
+     * @param classify whether to type the cells
+     * @param deadline the request's deadline
+     * @return the params
+     */
+    public static JsonObject cellsParams(double x, double y, double downsample, double mpp, boolean classify,
+            Duration deadline) {
+        JsonObject image = new JsonObject();
+        image.addProperty("frame", 0);
+        image.addProperty("x", x);
+        image.addProperty("y", y);
+        image.addProperty("downsample", downsample);
+        JsonObject p = new JsonObject();
+        p.add("image", image);
+        p.addProperty("mpp", mpp);
+        p.addProperty("classify", classify);
+        p.addProperty("deadline_ms", Math.max(1L, deadline.toMillis()));
+        return p;
+    }
+
+    /**
+     * The params of an {@code explain} request for a tile the client sends (frame 0).
+     *
+     * @param options genes, method, target, samples, seed, model
+     * @param box the tile's box in full-resolution pixels
+     * @param mpp µm per pixel of the image sent
+     * @param imageId the image's id (stain normalisation as in predict), or null
+     * @param deadline the request's deadline
+     * @return the params
+     */
+    public static JsonObject explainParams(ExplainOptions options, double[] box, double mpp, String imageId,
+            Duration deadline) {
+        JsonObject p = new JsonObject();
+        if (options.getModel() != null) {
+            p.addProperty("model", options.getModel());
+        }
+        JsonArray genes = new JsonArray();
+        for (String g : options.getGenes()) {
+            genes.add(g);
+        }
+        p.add("genes", genes);
+        p.addProperty("method", options.getMethod());
+        p.addProperty("target", options.getTarget());
+        p.addProperty("num_samples", options.getNumSamples());
+        p.addProperty("seed", options.getSeed());
+        p.addProperty("mpp", mpp);
+        if (imageId != null) {
+            p.addProperty("image_id", imageId);
+        }
+        JsonObject tile = new JsonObject();
+        tile.addProperty("frame", 0);
+        JsonArray b = new JsonArray();
+        for (double v : box) {
+            b.add(v);
+        }
+        tile.add("box", b);
+        p.add("tile", tile);
+        p.addProperty("deadline_ms", Math.max(1L, deadline.toMillis()));
+        return p;
+    }
+
+    /**
+     * Sends a {@code cells} request.
+     *
+     * @param client the client
+     * @param params from {@link #cellsParams}
+     * @param image the encoded region
+     * @param listener progress, or null
+     * @param cancel cancel token, or null
+     * @return the result
+     * @throws ServerException the backend's error
+     */
+    public static CellsResult cells(StimageClient client, JsonObject params, byte[] image, ProgressListener listener,
+            CancelToken cancel) throws ServerException {
+        Reply r = client.request("cells", params, List.of(image), listener, cancel, deadlineOf(params, client));
+        return new CellsResult(r.getResult());
+    }
+
+    /**
+     * Sends an {@code explain} request.
+     *
+     * @param client the client
+     * @param params from {@link #explainParams}
+     * @param image the encoded tile
+     * @param listener progress, or null
+     * @param cancel cancel token, or null
+     * @return the result
+     * @throws ServerException the backend's error
+     */
+    public static ExplainResult explain(StimageClient client, JsonObject params, byte[] image,
+            ProgressListener listener, CancelToken cancel) throws ServerException {
+        Reply r = client.request("explain", params, List.of(image), listener, cancel, deadlineOf(params, client));
+        return new ExplainResult(r.getResult());
+    }
+
+    private static Duration deadlineOf(JsonObject params, StimageClient client) {
+        return params.has("deadline_ms") ? Duration.ofMillis(params.get("deadline_ms").getAsLong())
+                : client.getTimeout();
+    }
+}

@@ -1,0 +1,67 @@
+package qupath.ext.stimage.ui;
+
+import javafx.scene.control.Alert;
+import javafx.scene.control.Button;
+import javafx.scene.control.Label;
+import javafx.scene.control.TextField;
+import javafx.scene.input.Clipboard;
+import javafx.scene.input.ClipboardContent;
+import javafx.scene.layout.HBox;
+import javafx.scene.layout.Priority;
+import javafx.scene.layout.VBox;
+import javafx.stage.Window;
+import qupath.ext.stimage.core.UserMessage;
+
+/**
+ * Shows a {@link UserMessage}: its title and text, and its command (such as {@code stimage serve})
+ * in a selectable field with a Copy button. Call on the JavaFX thread.
+ */
+final class MessageDialogs {
+    private MessageDialogs() {
+    }
+
+    static void show(Window owner, UserMessage message) {
+        Alert.AlertType type;
+        switch (message.getSeverity()) {
+            case ERROR:
+                type = Alert.AlertType.ERROR;
+                break;
+            case WARNING:
+                type = Alert.AlertType.WARNING;
+                break;
+            default:
+                type = Alert.AlertType.INFORMATION;
+        }
+        Alert alert = new Alert(type);
+        if (owner != null) {
+            alert.initOwner(owner);
+        }
+        alert.setTitle("STImage");
+        alert.setHeaderText(message.getTitle());
+        Label text = new Label(message.getText());
+        text.setWrapText(true);
+        text.setMaxWidth(520);
+        VBox box = new VBox(10, text);
+        if (message.getCommand() != null) {
+            TextField command = new TextField(message.getCommand());
+            command.setEditable(false);
+            command.setStyle("-fx-font-family: monospace;");
+            HBox.setHgrow(command, Priority.ALWAYS);
+            Button copy = new Button("Copy");
+            copy.setOnAction(e -> {
+                ClipboardContent c = new ClipboardContent();
+                c.putString(message.getCommand());
+                Clipboard.getSystemClipboard().setContent(c);
+            });
+            box.getChildren().add(new HBox(6, command, copy));
+        }
+        alert.getDialogPane().setContent(box);
+        alert.getDialogPane().setPrefWidth(580);
+        alert.setResizable(true);
+        alert.showAndWait();
+    }
+
+    static void info(Window owner, String title, String text) {
+        show(owner, new UserMessage(UserMessage.Severity.INFO, title, text, null));
+    }
+}

@@ -1,0 +1,159 @@
+package qupath.ext.stimage.ui;
+
+import javafx.application.Platform;
+import javafx.event.ActionEvent;
+import javafx.geometry.Insets;
+import javafx.scene.control.Button;
+import javafx.scene.control.ButtonType;
+import javafx.scene.control.ComboBox;
+import javafx.scene.control.Dialog;
+import javafx.scene.control.Label;
+import javafx.scene.control.Spinner;
+import javafx.scene.control.TextArea;
+import javafx.scene.control.TextField;
+import javafx.scene.layout.GridPane;
+import javafx.scene.layout.HBox;
+import javafx.stage.Window;
+import qupath.ext.stimage.client.HelloResult;
+import qupath.ext.stimage.client.ModelInfo;
+import qupath.ext.stimage.client.StimageClient;
+import qupath.ext.stimage.core.Backend;
+import qupath.ext.stimage.core.BackendOptions;
+import qupath.ext.stimage.core.UserMessage;
+import qupath.ext.stimage.core.UserMessages;
+
+import java.util.concurrent.ExecutorService;
+
+/**
+ * Extensions &gt; STImage &gt; Backend settings: the backend's address (with a Test button that
+ * asks its hello off the JavaFX thread and shows versions, device and models, or what is wrong),
+ * the default model and genes, the timeout, tiles per request and the minimum tissue fraction.
+ * Saved in QuPath's preferences.
+ */
+final class SettingsDialog {
+    private SettingsDialog() {
+    }
+
+    static void show(Window owner, ExecutorService executor) {
+        Dialog<ButtonType> d = new Dialog<>();
+        if (owner != null) {
+            d.initOwner(owner);
+        }
+        d.setTitle("STImage: Backend settings");
+        d.setHeaderText("Where the STImage backend listens, and the defaults of each run");
+        d.getDialogPane().getButtonTypes().setAll(ButtonType.OK, ButtonType.CANCEL);
+        d.setResizable(true);
+
+        TextField address = new TextField(StimagePrefs.server());
+        address.setPrefColumnCount(26);
+        Button test = new Button("Test connection");
+        TextArea status = new TextArea("Start the backend in a terminal with:  "
+                + UserMessages.serveCommand(StimagePrefs.server()) + "\nthen press 'Test connection'.");
+        status.setEditable(false);
+        status.setWrapText(true);
+        status.setPrefRowCount(6);
+        ComboBox<String> model = new ComboBox<>();
+        model.setEditable(true);
+        model.setPromptText("backend default");
+        model.setValue(StimagePrefs.modelProperty().get());
+        TextField genes = new TextField(StimagePrefs.genesProperty().get());
+        genes.setPromptText("all genes of the model");
+        Spinner<Integer> timeout = new Spinner<>(1, BackendOptions.MAX_TIMEOUT_S, StimagePrefs.timeoutS(), 30);
+        timeout.setEditable(true);
+        Spinner<Integer> batch = new Spinner<>(1, 512, StimagePrefs.batchSizeProperty().get());
+        batch.setEditable(true);
+        Spinner<Integer> minTissue = new Spinner<>(0, 100,
+                (int) Math.round(StimagePrefs.minTissueProperty().get() * 100));
+        minTissue.setEditable(true);
+        Label error = new Label();
+        error.setStyle("-fx-text-fill: #c00000;");
+        error.setWrapText(true);
+
+        test.setOnAction(e -> {
+            String a;
+            try {
+                a = BackendOptions.checkAddress("settings", address.getText());
+            } catch (IllegalArgumentException ex) {
+                status.setText(ex.getMessage());
+                return;
+            }
+            status.setText("Asking " + a + " ...");
+            test.setDisable(true);
+            executor.submit(() -> {
+                String text;
+                HelloResult hello = null;
+                try (StimageClient c = new StimageClient(a, java.time.Duration.ofSeconds(30),
+                        Backend.HEARTBEAT_TIMEOUT)) {
+                    hello = c.hello();
+                    text = describe(hello);
+                } catch (Exception ex) {
+                    UserMessage m = UserMessages.of(ex, a);
+                    text = m.getTitle() + ": " + m.getText() + (m.getCommand() == null ? ""
+                            : "\n\n    " + m.getCommand());
+                }
+                String t = text;
+                HelloResult h = hello;
+                Platform.runLater(() -> {
+                    status.setText(t);
+                    test.setDisable(false);
+                    if (h != null) {
+                        String current = model.getValue();
+                        model.getItems().clear();
+                        for (ModelInfo m : h.getModels()) {
+                            model.getItems().add(m.getName());
+                        }
+                        model.setValue(current);
+                    }
+                });
+            });
+        });
+
+        GridPane g = new GridPane();
+        g.setHgap(10);
+        g.setVgap(8);
+        g.setPadding(new Insets(10));
+        int r = 0;
+        g.addRow(r++, new Label("Server address"), new HBox(6, address, test));
+        g.add(status, 0, r++, 2, 1);
+        g.addRow(r++, new Label("Default model"), model);
+        g.addRow(r++, new Label("Default genes"), genes);
+        g.addRow(r++, new Label("Timeout per request (s)"), timeout);
+        g.addRow(r++, new Label("Tiles per request"), batch);
+        g.addRow(r++, new Label("Min. tissue per tile (%)"), minTissue);
+        g.add(error, 0, r, 2, 1);
+        d.getDialogPane().setContent(g);
+
+        Button ok = (Button) d.getDialogPane().lookupButton(ButtonType.OK);
+        ok.addEventFilter(ActionEvent.ACTION, e -> {
+            try {
+                BackendOptions.checkAddress("settings", address.getText());
+            } catch (IllegalArgumentException ex) {
+                error.setText(ex.getMessage());
+                e.consume();
+            }
+        });
+        if (d.showAndWait().filter(b -> b == ButtonType.OK).isPresent()) {
+            StimagePrefs.serverProperty().set(address.getText().trim());
+            String m = model.getEditor().getText();
+            StimagePrefs.modelProperty().set(m == null ? "" : m.trim());
+            StimagePrefs.genesProperty().set(genes.getText().trim());
+            StimagePrefs.timeoutProperty().set(timeout.getValue());
+            StimagePrefs.batchSizeProperty().set(batch.getValue());
+            StimagePrefs.minTissueProperty().set(minTissue.getValue() / 100.0);
+        }
+    }
+
+    private static String describe(HelloResult h) {
+        StringBuilder sb = new StringBuilder("Connected: ").append(h.getServer()).append(' ').append(h.getVersion())
+                .append(", protocol ").append(h.getProtocol()).append(", device ").append(h.getDevice()).append('.');
+        for (ModelInfo m : h.getModels()) {
+            sb.append("\n• ").append(m.getName()).append(m.isDefault() ? " (default)" : "").append(": ")
+                    .append(m.getGenes().size()).append(" genes, ").append(m.getTileUm()).append(" µm tiles at ")
+                    .append(m.getTilePx()).append(" px");
+        }
+        if (h.getModels().isEmpty()) {
+            sb.append("\nThe backend serves no model.");
+        }
+        return sb.toString();
+    }
+}

@@ -8,6 +8,8 @@
 # UI) against the compile-only stand-ins of qupath_extension/src/stubs (a build aid, not a test of
 # QuPath: see that folder's README) and Debian's OpenJFX (libopenjfx-java); without OpenJFX the
 # JavaFX part is skipped loudly. scripts/qupath_core_check.sh checks the layer against real QuPath.
+# With xvfb-run it also opens the extension's dialogs headless and checks them
+# (scripts/qupath_ui_screenshots.sh --check; skipped loudly without xvfb-run).
 #
 #   bash scripts/java_test.sh [extra JUnit console launcher arguments]
 #
@@ -17,6 +19,7 @@
 #   STIMAGE_JAVA_NO_INSTALL=1  never run apt-get
 #   STIMAGE_MODEL=DIR        serve this model bundle in the live tests (default: the bundled one)
 #   STIMAGE_JAVA_JARS=DIR    where the jars are (default /usr/share/java; OpenJFX: javafx-*.jar there)
+#   STIMAGE_JAVA_UI=0        skip the dialogs' headless UI check (run when xvfb-run is there)
 # Exits 0 with a loud SKIPPED line when javac or the jars cannot be had, so that the Python
 # suite still runs; non-zero when a test fails.
 set -euo pipefail
@@ -126,6 +129,18 @@ else
     "$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP:$FX_CP$BUILD/stubs:$BUILD/main:$BUILD/layer" \
         -d "$BUILD/layer" $(find "$MAIN/ui" -name '*.java' | sort) "$MAIN/StimageExtension.java"
     echo "java_test.sh: the QuPath layer compiles against the stand-ins and OpenJFX" >&2
+    # the dialogs' headless UI check (checks only, no screenshots; about 20 s): needs xvfb-run
+    if [[ "${STIMAGE_JAVA_UI:-1}" == 0 ]]; then
+        echo "java_test.sh: dialogs' UI check off (STIMAGE_JAVA_UI=0)" >&2
+    elif command -v xvfb-run >/dev/null 2>&1; then
+        STIMAGE_JAVA_NO_INSTALL=1 bash scripts/qupath_ui_screenshots.sh --check >&2 \
+            || { echo "java_test.sh: the dialogs' UI check failed (scripts/qupath_ui_screenshots.sh --check)" >&2; exit 1; }
+    else
+        echo "=====================================================================" >&2
+        echo "SKIPPED: the dialogs' headless UI check (scripts/qupath_ui_screenshots.sh --check):" >&2
+        echo "no xvfb-run; apt-get install xvfb" >&2
+        echo "=====================================================================" >&2
+    fi
 fi
 
 live=true

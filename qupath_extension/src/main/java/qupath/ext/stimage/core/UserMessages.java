@@ -68,7 +68,7 @@ public final class UserMessages {
                                 + "loading its models, or unreachable. Start it in a terminal of the Python "
                                 + "environment where stimage is installed with the command below, wait for the "
                                 + "line 'stimage server on ...', then try again. The address is set in "
-                                + SETTINGS + ".", serveCommand(address));
+                                + "Extensions > STImage > Backend settings.", serveCommand(address));
             case ErrorCodes.UNAVAILABLE:
                 return new UserMessage(UserMessage.Severity.ERROR, "STImage backend stopped",
                         "The STImage backend at " + address + " is shutting down. Start it again with the "
@@ -90,7 +90,7 @@ public final class UserMessages {
             case ErrorCodes.UNKNOWN_GENE:
                 return new UserMessage(UserMessage.Severity.WARNING, "Unknown gene",
                         said + " Leave the genes empty for all genes of the model, or pick genes from the "
-                                + "model's list in " + SETTINGS + ".", null);
+                                + "model's list in Extensions > STImage > Backend settings.", null);
             case ErrorCodes.WRONG_SCALE:
                 return new UserMessage(UserMessage.Severity.ERROR, "Wrong tile size",
                         said + " Check the image's pixel size (Image tab): a wrong µm per pixel makes tiles "

@@ -21,6 +21,11 @@ final class MessageDialogs {
     }
 
     static void show(Window owner, UserMessage message) {
+        create(owner, message).showAndWait();
+    }
+
+    /** The message's dialog, built but not shown; {@link #show} shows it and waits. */
+    static Alert create(Window owner, UserMessage message) {
         Alert.AlertType type;
         switch (message.getSeverity()) {
             case ERROR:
@@ -39,15 +44,18 @@ final class MessageDialogs {
         alert.setTitle("STImage");
         alert.setHeaderText(message.getTitle());
         Label text = new Label(message.getText());
+        text.setId("text");
         text.setWrapText(true);
         text.setMaxWidth(520);
         VBox box = new VBox(10, text);
         if (message.getCommand() != null) {
             TextField command = new TextField(message.getCommand());
+            command.setId("command");
             command.setEditable(false);
             command.setStyle("-fx-font-family: monospace;");
             HBox.setHgrow(command, Priority.ALWAYS);
             Button copy = new Button("Copy");
+            copy.setId("copy");
             copy.setOnAction(e -> {
                 ClipboardContent c = new ClipboardContent();
                 c.putString(message.getCommand());
@@ -58,7 +66,7 @@ final class MessageDialogs {
         alert.getDialogPane().setContent(box);
         alert.getDialogPane().setPrefWidth(580);
         alert.setResizable(true);
-        alert.showAndWait();
+        return alert;
     }
 
     static void info(Window owner, String title, String text) {

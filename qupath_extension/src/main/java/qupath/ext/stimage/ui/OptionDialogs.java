@@ -3,6 +3,7 @@ package qupath.ext.stimage.ui;
 import javafx.event.ActionEvent;
 import javafx.geometry.Insets;
 import javafx.scene.Node;
+import javafx.scene.Scene;
 import javafx.scene.control.Button;
 import javafx.scene.control.ButtonType;
 import javafx.scene.control.CheckBox;
@@ -11,6 +12,7 @@ import javafx.scene.control.ComboBox;
 import javafx.scene.control.Dialog;
 import javafx.scene.control.Label;
 import javafx.scene.control.Spinner;
+import javafx.scene.control.SpinnerValueFactory;
 import javafx.scene.control.TextField;
 import javafx.scene.control.Tooltip;
 import javafx.scene.layout.GridPane;
@@ -19,12 +21,14 @@ import qupath.ext.stimage.client.HelloResult;
 import qupath.ext.stimage.client.ModelInfo;
 import qupath.ext.stimage.core.CellsOptions;
 import qupath.ext.stimage.core.ExplainOptions;
+import qupath.ext.stimage.core.PixelSize;
 import qupath.ext.stimage.core.PredictOptions;
 import qupath.ext.stimage.core.Region;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
@@ -55,21 +59,41 @@ final class OptionDialogs {
     }
 
     static Optional<PredictOptions> predict(Window owner, HelloResult hello, ImageState image) {
+        return predictForm(owner, hello, image).showAndWait();
+    }
+
+    /**
+     * The predict dialog, built but not shown; {@link #predict} shows it and waits. Accepting it
+     * stores the genes, tissue fraction, batch size and model as the new defaults.
+     */
+    static Form<PredictOptions> predictForm(Window owner, HelloResult hello, ImageState image) {
         Dialog<ButtonType> d = dialog(owner, "Predict expression", "Predict gene expression on '" + image.name + "'");
         GridPane g = grid();
         ComboBox<String> model = modelBox(hello);
         Label modelInfo = new Label();
-        model.valueProperty().addListener((o, a, b) -> modelInfo.setText(describe(modelOf(hello, b))));
-        modelInfo.setText(describe(modelOf(hello, model.getValue())));
+        modelInfo.setId("modelInfo");
+        modelInfo.setWrapText(true);
+        modelInfo.setMaxWidth(440);
+        Tooltip modelTip = new Tooltip();
+        modelTip.setWrapText(true);
+        modelTip.setMaxWidth(500);
+        modelInfo.setTooltip(modelTip);
+        Consumer<String> showModel = v -> {
+            ModelInfo mi = modelOf(hello, v);
+            modelInfo.setText(describe(mi));
+            modelTip.setText(mi == null || mi.getDescription() == null ? modelInfo.getText() : mi.getDescription());
+        };
+        model.valueProperty().addListener((o, a, b) -> showModel.accept(b));
+        showModel.accept(model.getValue());
         TextField genes = new TextField(StimagePrefs.genesProperty().get());
+        genes.setId("genes");
         genes.setPromptText("all genes of the model");
         genes.setTooltip(new Tooltip("Genes separated by commas, e.g. ERBB2, GATA3; empty for all"));
         ChoiceBox<Region> region = regionBox(image);
         TextField mpp = new TextField();
-        Spinner<Integer> minTissue = new Spinner<>(0, 100, (int) Math.round(StimagePrefs.minTissueProperty().get() * 100));
-        minTissue.setEditable(true);
-        Spinner<Integer> batch = new Spinner<>(1, 512, StimagePrefs.batchSizeProperty().get());
-        batch.setEditable(true);
+        Spinner<Integer> minTissue = spinner("minTissue", 0, 100,
+                (int) Math.round(StimagePrefs.minTissueProperty().get() * 100), 1);
+        Spinner<Integer> batch = spinner("batch", 1, 512, StimagePrefs.batchSizeProperty().get(), 1);
         int r = 0;
         g.addRow(r++, new Label("Model"), model);
         g.add(modelInfo, 1, r++);
@@ -84,27 +108,31 @@ final class OptionDialogs {
                 .server(StimagePrefs.server())
                 .timeout(StimagePrefs.timeoutS())
                 .model(modelName(model.getValue()))
-                .genes(genes.getText())
+                .genes(checkGenes(modelOf(hello, model.getValue()), genes.getText()))
                 .region(region.getValue())
                 .mpp(parseMpp(mpp, image))
-                .minTissue(minTissue.getValue() / 100.0)
-                .batchSize(batch.getValue())
+                .minTissue(intValue(minTissue, "Min. tissue per tile (%)") / 100.0)
+                .batchSize(intValue(batch, "Tiles per request"))
                 .build();
-        Optional<PredictOptions> out = run(d, g, error, build);
-        out.ifPresent(o -> {
+        return new Form<>(d, g, error, build, o -> {
             StimagePrefs.genesProperty().set(genes.getText().trim());
             StimagePrefs.minTissueProperty().set(o.getMinTissue());
             StimagePrefs.batchSizeProperty().set(o.getBatchSize());
             StimagePrefs.modelProperty().set(o.getModel() == null ? "" : o.getModel());
         });
-        return out;
     }
 
     static Optional<CellsOptions> cells(Window owner, ImageState image) {
+        return cellsForm(owner, image).showAndWait();
+    }
+
+    /** The detect-cells dialog, built but not shown; {@link #cells} shows it and waits. */
+    static Form<CellsOptions> cellsForm(Window owner, ImageState image) {
         Dialog<ButtonType> d = dialog(owner, "Detect cells", "Segment and type the cells of '" + image.name + "'");
         GridPane g = grid();
         ChoiceBox<Region> region = regionBox(image);
         CheckBox classify = new CheckBox("Type the cells (tumour, immune, stromal...)");
+        classify.setId("classify");
         classify.setSelected(true);
         TextField mpp = new TextField();
         int r = 0;
@@ -113,21 +141,27 @@ final class OptionDialogs {
         r = pixelSizeRow(g, r, image, mpp);
         Label error = errorLabel();
         g.add(error, 0, r, 2, 1);
-        return run(d, g, error, () -> CellsOptions.builder()
+        return new Form<>(d, g, error, () -> CellsOptions.builder()
                 .server(StimagePrefs.server())
                 .timeout(StimagePrefs.timeoutS())
                 .region(region.getValue())
                 .classify(classify.isSelected())
                 .mpp(parseMpp(mpp, image))
-                .build());
+                .build(), null);
     }
 
     static Optional<ExplainOptions> explain(Window owner, HelloResult hello, ImageState image, String tileText) {
+        return explainForm(owner, hello, image, tileText).showAndWait();
+    }
+
+    /** The explain dialog, built but not shown; {@link #explain} shows it and waits. */
+    static Form<ExplainOptions> explainForm(Window owner, HelloResult hello, ImageState image, String tileText) {
         Dialog<ButtonType> d = dialog(owner, "Explain tile", "Explain " + tileText + ": which nuclei drive a gene's "
                 + "prediction");
         GridPane g = grid();
         ComboBox<String> model = modelBox(hello);
         ComboBox<String> gene = new ComboBox<>();
+        gene.setId("gene");
         gene.setEditable(true);
         Runnable fillGenes = () -> {
             ModelInfo m = modelOf(hello, model.getValue());
@@ -140,13 +174,14 @@ final class OptionDialogs {
         fillGenes.run();
         gene.setTooltip(new Tooltip("One gene, or several separated by commas (up to 50)"));
         ChoiceBox<String> method = new ChoiceBox<>();
+        method.setId("method");
         method.getItems().setAll("lime", "occlusion");
         method.setValue("lime");
         ChoiceBox<String> target = new ChoiceBox<>();
+        target.setId("target");
         target.getItems().setAll("mean", "p_high");
         target.setValue("mean");
-        Spinner<Integer> samples = new Spinner<>(10, 10000, ExplainOptions.DEFAULT_NUM_SAMPLES, 100);
-        samples.setEditable(true);
+        Spinner<Integer> samples = spinner("samples", 10, 10000, ExplainOptions.DEFAULT_NUM_SAMPLES, 100);
         TextField mpp = new TextField();
         int r = 0;
         g.addRow(r++, new Label("Model"), model);
@@ -157,17 +192,65 @@ final class OptionDialogs {
         r = pixelSizeRow(g, r, image, mpp);
         Label error = errorLabel();
         g.add(error, 0, r, 2, 1);
-        return run(d, g, error, () -> ExplainOptions.builder()
+        return new Form<>(d, g, error, () -> ExplainOptions.builder()
                 .server(StimagePrefs.server())
                 .timeout(StimagePrefs.timeoutS())
                 .model(modelName(model.getValue()))
-                .genes(gene.getEditor().getText() == null || gene.getEditor().getText().isBlank()
-                        ? String.valueOf(gene.getValue()) : gene.getEditor().getText())
+                .genes(explainGenes(modelOf(hello, model.getValue()), gene))
                 .method(method.getValue())
                 .target(target.getValue())
-                .numSamples(samples.getValue())
+                .numSamples(intValue(samples, "LIME samples"))
                 .mpp(parseMpp(mpp, image))
-                .build());
+                .build(), null);
+    }
+
+    /**
+     * A built options dialog: OK builds the options (an invalid input keeps the dialog open with
+     * the reason in red), Cancel or closing gives nothing.
+     *
+     * @param <T> the options
+     */
+    static final class Form<T> {
+        final Dialog<ButtonType> dialog;
+        final Label error;
+        private final Consumer<T> onAccept;
+        private T result;
+
+        Form(Dialog<ButtonType> dialog, Node content, Label error, Supplier<T> build, Consumer<T> onAccept) {
+            this.dialog = dialog;
+            this.error = error;
+            this.onAccept = onAccept;
+            dialog.getDialogPane().setContent(content);
+            Button ok = (Button) dialog.getDialogPane().lookupButton(ButtonType.OK);
+            ok.addEventFilter(ActionEvent.ACTION, e -> {
+                try {
+                    result = build.get();
+                    error.setText("");
+                } catch (IllegalArgumentException ex) {
+                    result = null;
+                    showError(error, ex.getMessage());
+                    e.consume();
+                }
+            });
+        }
+
+        /** @return the options when the dialog was closed with OK (and then stores them as defaults) */
+        Optional<T> result() {
+            ButtonType b = dialog.getResult();
+            if (b != ButtonType.OK || result == null) {
+                return Optional.empty();
+            }
+            if (onAccept != null) {
+                onAccept.accept(result);
+            }
+            return Optional.of(result);
+        }
+
+        /** Shows the dialog and waits for OK (the options) or Cancel (empty). */
+        Optional<T> showAndWait() {
+            dialog.showAndWait();
+            return result();
+        }
     }
 
     // -- helpers -----------------------------------------------------------------------------
@@ -194,37 +277,31 @@ final class OptionDialogs {
         return g;
     }
 
+    /** Shows a message in a dialog's error label, growing the window when the message needs more lines. */
+    static void showError(Label error, String message) {
+        error.setText(message);
+        Scene scene = error.getScene();
+        if (scene != null && scene.getWindow() != null && scene.getWindow().isShowing()) {
+            scene.getRoot().applyCss();
+            scene.getRoot().layout();
+            if (scene.getRoot().prefHeight(scene.getWidth()) > scene.getHeight()) {
+                scene.getWindow().sizeToScene();
+            }
+        }
+    }
+
     private static Label errorLabel() {
         Label l = new Label();
+        l.setId("error");
         l.setStyle("-fx-text-fill: #c00000;");
         l.setWrapText(true);
         l.setMaxWidth(460);
         return l;
     }
 
-    private static <T> Optional<T> run(Dialog<ButtonType> d, Node content, Label error, Supplier<T> build) {
-        d.getDialogPane().setContent(content);
-        Object[] result = new Object[1];
-        Button ok = (Button) d.getDialogPane().lookupButton(ButtonType.OK);
-        ok.addEventFilter(ActionEvent.ACTION, e -> {
-            try {
-                result[0] = build.get();
-            } catch (IllegalArgumentException ex) {
-                error.setText(ex.getMessage());
-                e.consume();
-            }
-        });
-        Optional<ButtonType> b = d.showAndWait();
-        if (b.isPresent() && b.get() == ButtonType.OK && result[0] != null) {
-            @SuppressWarnings("unchecked")
-            T t = (T) result[0];
-            return Optional.of(t);
-        }
-        return Optional.empty();
-    }
-
     private static ComboBox<String> modelBox(HelloResult hello) {
         ComboBox<String> box = new ComboBox<>();
+        box.setId("model");
         box.getItems().add(DEFAULT_MODEL);
         for (ModelInfo m : hello.getModels()) {
             box.getItems().add(m.getName());
@@ -248,11 +325,12 @@ final class OptionDialogs {
             return "the backend serves no model";
         }
         return m.getGenes().size() + " genes, " + fmt(m.getTileUm()) + " µm tiles" + (m.getDescription() == null
-                ? "" : "; " + shorten(m.getDescription(), 80));
+                ? "" : "; " + shorten(m.getDescription(), 160));
     }
 
     private static ChoiceBox<Region> regionBox(ImageState image) {
         ChoiceBox<Region> box = new ChoiceBox<>();
+        box.setId("region");
         box.getItems().setAll(Region.values());
         box.setValue(Region.SELECTED);
         box.setConverter(new javafx.util.StringConverter<Region>() {
@@ -281,6 +359,7 @@ final class OptionDialogs {
     }
 
     private static int pixelSizeRow(GridPane g, int row, ImageState image, TextField mpp) {
+        mpp.setId("mpp");
         if (image.pixelSize != null) {
             g.addRow(row, new Label("Pixel size"), new Label(image.pixelSize + " (from the image)"));
         } else {
@@ -302,18 +381,97 @@ final class OptionDialogs {
             }
             return null;
         }
+        double v;
         try {
-            return Double.parseDouble(t.replace(',', '.'));
+            v = Double.parseDouble(t.replace(',', '.'));
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("µm per pixel must be a number, e.g. 0.5; got '" + t + "'");
         }
+        if (!(v >= PixelSize.MIN_UM && v <= PixelSize.MAX_UM)) {
+            throw new IllegalArgumentException("µm per pixel must lie between " + PixelSize.MIN_UM + " and "
+                    + Math.round(PixelSize.MAX_UM) + " (H&E scans: about 0.25 to 1); got '" + t + "'");
+        }
+        return v;
     }
 
-    private static String fmt(double v) {
+    private static Spinner<Integer> spinner(String id, int min, int max, int value, int step) {
+        Spinner<Integer> s = new Spinner<>(min, max, Math.max(min, Math.min(max, value)), step);
+        s.setId(id);
+        s.setEditable(true);
+        return s;
+    }
+
+    /** The spinner's typed text (committed to it), checked; the spinner itself would drop bad text silently. */
+    static int intValue(Spinner<Integer> s, String what) {
+        SpinnerValueFactory.IntegerSpinnerValueFactory f = (SpinnerValueFactory.IntegerSpinnerValueFactory) s
+                .getValueFactory();
+        String t = s.getEditor().getText() == null ? "" : s.getEditor().getText().trim();
+        int v;
+        try {
+            v = Integer.parseInt(t);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(what + " must be a whole number from " + f.getMin() + " to "
+                    + f.getMax() + "; got '" + t + "'");
+        }
+        if (v < f.getMin() || v > f.getMax()) {
+            throw new IllegalArgumentException(what + " must lie between " + f.getMin() + " and " + f.getMax()
+                    + "; got " + v);
+        }
+        f.setValue(v);
+        return v;
+    }
+
+    /** The genes typed, or null for all; names the model lacks are refused here, not after the run starts. */
+    private static List<String> checkGenes(ModelInfo m, String text) {
+        List<String> genes = new ArrayList<>();
+        for (String s : (text == null ? "" : text).split("[,;\\s]+")) {
+            if (!s.isEmpty() && !genes.contains(s)) {
+                genes.add(s);
+            }
+        }
+        if (m == null || m.getGenes().isEmpty()) {
+            return genes;
+        }
+        List<String> unknown = new ArrayList<>();
+        List<String> hints = new ArrayList<>();
+        for (String s : genes) {
+            if (!m.getGenes().contains(s)) {
+                unknown.add(s);
+                for (String known : m.getGenes()) {
+                    if (known.equalsIgnoreCase(s)) {
+                        hints.add(known);
+                    }
+                }
+            }
+        }
+        if (!unknown.isEmpty()) {
+            throw new IllegalArgumentException("Model '" + m.getName() + "' does not predict " + String.join(", ",
+                    unknown) + (hints.isEmpty() ? "" : " (did you mean " + String.join(", ", hints) + "?)") + ". It "
+                    + "predicts " + m.getGenes().size() + " genes, e.g. " + String.join(", ", m.getGenes().subList(0,
+                    Math.min(6, m.getGenes().size()))) + "; leave the field empty for all of them.");
+        }
+        return genes;
+    }
+
+    private static List<String> explainGenes(ModelInfo m, ComboBox<String> gene) {
+        String t = gene.getEditor().getText();
+        if (t == null || t.isBlank()) {
+            throw new IllegalArgumentException("Choose a gene to explain (pick one from the list or type its name; "
+                    + "several separated by commas, up to 50).");
+        }
+        return checkGenes(m, t);
+    }
+
+    static String fmt(double v) {
         return v == Math.rint(v) ? String.valueOf((long) v) : String.format("%.3g", v);
     }
 
+    /** At most about n characters, cut at a word (the label's tooltip has the whole text). */
     private static String shorten(String s, int n) {
-        return s.length() <= n ? s : s.substring(0, n - 3) + "...";
+        if (s.length() <= n) {
+            return s;
+        }
+        int cut = s.lastIndexOf(' ', n - 4);
+        return s.substring(0, cut > n / 2 ? cut : n - 4).replaceAll("[\\s,;:(]+$", "") + " ...";
     }
 }

@@ -42,7 +42,10 @@ final class ProgressWindow implements TilePipeline.Progress {
         bar.setPrefWidth(420);
         label.setWrapText(true);
         label.setMaxWidth(420);
+        bar.setId("progress");
+        label.setId("status");
         Button cancelButton = new Button("Cancel");
+        cancelButton.setId("cancel");
         cancelButton.setCancelButton(true);
         cancelButton.setOnAction(e -> {
             cancel.cancel();
@@ -66,6 +69,11 @@ final class ProgressWindow implements TilePipeline.Progress {
 
     void close() {
         stage.close();
+    }
+
+    /** @return the window */
+    Stage stage() {
+        return stage;
     }
 
     @Override

@@ -35,6 +35,14 @@ final class SettingsDialog {
     }
 
     static void show(Window owner, ExecutorService executor) {
+        create(owner, executor).showAndWait();
+    }
+
+    /**
+     * The settings dialog, built but not shown ({@link #show} shows it and waits); OK with valid
+     * values saves the settings in the preferences.
+     */
+    static Dialog<ButtonType> create(Window owner, ExecutorService executor) {
         Dialog<ButtonType> d = new Dialog<>();
         if (owner != null) {
             d.initOwner(owner);
@@ -45,27 +53,36 @@ final class SettingsDialog {
         d.setResizable(true);
 
         TextField address = new TextField(StimagePrefs.server());
+        address.setId("address");
         address.setPrefColumnCount(26);
         Button test = new Button("Test connection");
+        test.setId("test");
         TextArea status = new TextArea("Start the backend in a terminal with:  "
                 + UserMessages.serveCommand(StimagePrefs.server()) + "\nthen press 'Test connection'.");
+        status.setId("status");
         status.setEditable(false);
         status.setWrapText(true);
         status.setPrefRowCount(6);
         ComboBox<String> model = new ComboBox<>();
+        model.setId("model");
         model.setEditable(true);
         model.setPromptText("backend default");
         model.setValue(StimagePrefs.modelProperty().get());
         TextField genes = new TextField(StimagePrefs.genesProperty().get());
+        genes.setId("genes");
         genes.setPromptText("all genes of the model");
         Spinner<Integer> timeout = new Spinner<>(1, BackendOptions.MAX_TIMEOUT_S, StimagePrefs.timeoutS(), 30);
+        timeout.setId("timeout");
         timeout.setEditable(true);
         Spinner<Integer> batch = new Spinner<>(1, 512, StimagePrefs.batchSizeProperty().get());
+        batch.setId("batch");
         batch.setEditable(true);
         Spinner<Integer> minTissue = new Spinner<>(0, 100,
                 (int) Math.round(StimagePrefs.minTissueProperty().get() * 100));
+        minTissue.setId("minTissue");
         minTissue.setEditable(true);
         Label error = new Label();
+        error.setId("error");
         error.setStyle("-fx-text-fill: #c00000;");
         error.setWrapText(true);
 
@@ -127,20 +144,27 @@ final class SettingsDialog {
         ok.addEventFilter(ActionEvent.ACTION, e -> {
             try {
                 BackendOptions.checkAddress("settings", address.getText());
+                OptionDialogs.intValue(timeout, "Timeout per request (s)");
+                OptionDialogs.intValue(batch, "Tiles per request");
+                OptionDialogs.intValue(minTissue, "Min. tissue per tile (%)");
             } catch (IllegalArgumentException ex) {
-                error.setText(ex.getMessage());
+                OptionDialogs.showError(error, ex.getMessage());
                 e.consume();
             }
         });
-        if (d.showAndWait().filter(b -> b == ButtonType.OK).isPresent()) {
-            StimagePrefs.serverProperty().set(address.getText().trim());
-            String m = model.getEditor().getText();
-            StimagePrefs.modelProperty().set(m == null ? "" : m.trim());
-            StimagePrefs.genesProperty().set(genes.getText().trim());
-            StimagePrefs.timeoutProperty().set(timeout.getValue());
-            StimagePrefs.batchSizeProperty().set(batch.getValue());
-            StimagePrefs.minTissueProperty().set(minTissue.getValue() / 100.0);
-        }
+        d.setResultConverter(b -> {
+            if (b == ButtonType.OK) {
+                StimagePrefs.serverProperty().set(address.getText().trim());
+                String m = model.getEditor().getText();
+                StimagePrefs.modelProperty().set(m == null ? "" : m.trim());
+                StimagePrefs.genesProperty().set(genes.getText().trim());
+                StimagePrefs.timeoutProperty().set(timeout.getValue());
+                StimagePrefs.batchSizeProperty().set(batch.getValue());
+                StimagePrefs.minTissueProperty().set(minTissue.getValue() / 100.0);
+            }
+            return b;
+        });
+        return d;
     }
 
     private static String describe(HelloResult h) {
@@ -148,7 +172,8 @@ final class SettingsDialog {
                 .append(", protocol ").append(h.getProtocol()).append(", device ").append(h.getDevice()).append('.');
         for (ModelInfo m : h.getModels()) {
             sb.append("\n• ").append(m.getName()).append(m.isDefault() ? " (default)" : "").append(": ")
-                    .append(m.getGenes().size()).append(" genes, ").append(m.getTileUm()).append(" µm tiles at ")
+                    .append(m.getGenes().size()).append(" genes, ").append(OptionDialogs.fmt(m.getTileUm()))
+                    .append(" µm tiles at ")
                     .append(m.getTilePx()).append(" px");
         }
         if (h.getModels().isEmpty()) {

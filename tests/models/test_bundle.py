@@ -105,3 +105,26 @@ def test_finetuned_encoder_travels_in_the_bundle(store3, tmp_path: Path) -> None
     tiles = np.asarray(store3.tiles("S3")[:4])
     out = pred.predict_tiles(tiles)
     assert out.mean.shape == (4, len(b.genes)) and np.isfinite(out.mean).all()
+
+
+def test_hidden_layer_bundle_round_trip(store3, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from stimage.models import NBMLP
+    from stimage.training import train_model
+    from tests.conftest import FAST
+
+    cfg = replace(FAST, ensemble=replace(FAST.ensemble, hidden=16))
+    bundle = train_model(store3, cfg, ["S1", "S2"])
+    path = bundle.save(tmp_path / "mlp")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["components"][0]["hidden"] == 16
+    loaded = load_bundle(path)
+    assert all(isinstance(m, NBMLP) for m in loaded.components[0].ensemble.members)
+    spots = load_spot_set(
+        store3, [create_encoder("test_tiny_cnn", random_init=True, device="cpu")], ["S3"]
+    )
+    f = {"test_tiny_cnn": spots.features["test_tiny_cnn"]["S3"]}
+    a, b = bundle.predict_features(f), loaded.predict_features(f)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.epistemic_var, b.epistemic_var, rtol=1e-2, atol=1e-6)

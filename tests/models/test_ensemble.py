@@ -12,6 +12,7 @@ from stimage.models import (
     mixture_quantiles,
 )
 from stimage.models._depth import DepthModel, log1p_moments
+from stimage.models._nb_mlp import NBMLP
 
 
 def simulate(n=360, d=20, g=10, seed=0):
@@ -141,3 +142,31 @@ def test_predicted_depth_explains_the_depth_effect_on_rare_genes() -> None:
         assert (p.log_depth is not None) == depth
         r[depth] = np.corrcoef(p.mean[:, 0], truth)[0, 1]
     assert r[True] > r[False] + 0.05
+
+
+@pytest.mark.slow
+def test_shared_hidden_layer_learns_what_a_linear_model_cannot() -> None:
+    """Genes driven by a non-linear function of the features: the hidden layer fits them."""
+    rng = np.random.default_rng(6)
+    n, g = 900, 8
+    x = rng.normal(size=(n, 5))
+    signal = np.abs(x[:, 0]) + x[:, 1] * x[:, 2]  # no linear trace
+    lib = rng.uniform(4000, 12000, n)
+    load = rng.uniform(0.4, 0.8, g)
+    mu = lib[:, None] / 1e4 * np.exp(1.5 + signal[:, None] * load[None, :])
+    y = rng.negative_binomial(5.0, 5.0 / (5.0 + mu))
+    groups = np.repeat(["a", "b", "c"], n // 3)
+    tr, te = slice(0, 600), slice(600, None)
+    truth = np.log1p(y[te] / lib[te, None] * 1e4)
+    genes = [f"g{i}" for i in range(g)]
+    r = {}
+    for hidden in (None, 32):
+        cfg = NBEnsembleConfig(members=2, pca_dim=None, hidden=hidden, glm=NBGLMConfig(l2=1.0))
+        ens = NBEnsemble(cfg).fit(x[tr], y[tr], lib[tr], genes, groups=groups[tr])
+        p = ens.predict(x[te])
+        r[hidden] = np.mean([np.corrcoef(p.mean[:, j], truth[:, j])[0, 1] for j in range(g)])
+    assert r[None] < 0.3
+    assert r[32] > r[None] + 0.25
+    assert all(isinstance(m, NBMLP) for m in ens.members) and ens.members[0].steps >= 1
+    # Members differ (bootstrap and initialisation), so there is epistemic uncertainty.
+    assert (p.epistemic_var > 0).all()

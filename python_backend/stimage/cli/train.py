@@ -48,6 +48,12 @@ from stimage.cli._common import ProgressBars, write_run_metadata
 @click.option(
     "--dispersion", type=click.Choice(["gene", "spot"]), default="gene", show_default=True
 )
+@click.option(
+    "--hidden",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Units of a hidden layer shared by all genes (NB MLP members) [default: linear NB GLM].",
+)
 @click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier.")
 @click.option(
     "--mode",
@@ -81,6 +87,7 @@ def train(
     members: int,
     pca_dim: int,
     dispersion: str,
+    hidden: int | None,
     no_classifier: bool,
     mode: str,
     epochs: int,
@@ -110,7 +117,10 @@ def train(
         genes=tuple(parse_genes(genes)) if genes else None,
         gene_sets=tuple(s.strip() for s in gene_sets.split(",") if s.strip()),
         ensemble=NBEnsembleConfig(
-            members=members, pca_dim=pca_dim, glm=NBGLMConfig(dispersion=dispersion)
+            members=members,
+            pca_dim=pca_dim,
+            glm=NBGLMConfig(dispersion=dispersion),
+            hidden=hidden,
         ),
         classifier=not no_classifier,
         name=name or out.name,

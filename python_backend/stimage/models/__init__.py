@@ -41,6 +41,7 @@ from stimage.models._ensemble import (
 )
 from stimage.models._linear import FeaturePipeline, PCARidge
 from stimage.models._nb import NBGLM, NBGLMConfig, nb_nll
+from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 from stimage.models._paper import PaperConfig, PaperNB
 from stimage.models._predictor import Predictor, TilePredictions, predict_slide, predict_spots
 from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
@@ -52,6 +53,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HER2ST_CELLTYPE_MAPPING",
     "NBGLM",
+    "NBMLP",
     "CellTypeClassifier",
     "ExpressionPrediction",
     "FeaturePipeline",
@@ -60,6 +62,7 @@ __all__ = [
     "NBEnsemble",
     "NBEnsembleConfig",
     "NBGLMConfig",
+    "NBMLPConfig",
     "PCARidge",
     "PaperConfig",
     "PaperNB",

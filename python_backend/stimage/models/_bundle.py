@@ -30,6 +30,7 @@ from stimage.models._depth import DepthModel
 from stimage.models._ensemble import ExpressionPrediction, NBEnsemble, NBEnsembleConfig
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, NBGLMConfig
+from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle", "UnknownGeneError", "load_bundle"]
 
@@ -157,9 +158,14 @@ class ModelBundle:
             if e.depth is not None:
                 for k, v in e.depth.state().items():
                     tensors[f"c{i}.depth.{k}"] = v
-            if e.members and e.members[0].l2 is not None:
-                tensors[f"c{i}.l2"] = np.asarray(e.members[0].l2, np.float64)
+            first = e.members[0]
+            if getattr(first, "l2", None) is not None:
+                tensors[f"c{i}.l2"] = np.asarray(first.l2, np.float64)
             for j, m in enumerate(e.members):
+                if isinstance(m, NBMLP):
+                    for k, v in m.state().items():
+                        tensors[f"c{i}.m{j}.mlp.{k}"] = v
+                    continue
                 tensors[f"c{i}.m{j}.weight"] = np.asarray(m.weight, np.float32)
                 tensors[f"c{i}.m{j}.bias"] = np.asarray(m.bias, np.float32)
                 tensors[f"c{i}.m{j}.log_theta"] = np.asarray(m.log_theta, np.float32)
@@ -171,9 +177,14 @@ class ModelBundle:
                     "members": len(e.members),
                     "pca_dim": e.pipeline.n_components,
                     "dispersion": e.config.glm.dispersion,
-                    "l2": float(e.members[0].l2_chosen),
+                    "l2": float(getattr(first, "l2_chosen", float("nan"))),
                     "bootstrap": e.config.bootstrap,
                     "depth": e.depth is not None,
+                    **(
+                        {"hidden": int(first.config.hidden), "steps": int(first.steps)}
+                        if isinstance(first, NBMLP)
+                        else {}
+                    ),
                 }
             )
         for i, state in self.encoder_states.items():
@@ -299,6 +310,14 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
         members = []
         for j in range(int(c["members"])):
             g = f"c{i}.m{j}."
+            if c.get("hidden"):
+                members.append(
+                    NBMLP.from_state(
+                        {k[len(g) + 4 :]: v for k, v in t.items() if k.startswith(g + "mlp.")},
+                        NBMLPConfig(hidden=int(c["hidden"])),
+                    )
+                )
+                continue
             m = NBGLM(
                 glm,
                 weight=t[g + "weight"].astype(np.float64),
@@ -323,6 +342,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
             glm=glm,
             bootstrap=bool(c.get("bootstrap", True)),
             depth=depth is not None,
+            hidden=int(c["hidden"]) if c.get("hidden") else None,
         )
         comps.append(Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members, depth)))
     states: dict[int, dict[str, Any]] = {}

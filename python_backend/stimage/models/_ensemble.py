@@ -22,7 +22,7 @@ Predictive intervals are quantiles of the mixture of the members' NBs at the pre
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -31,6 +31,7 @@ from stimage.errors import ConfigError
 from stimage.models._depth import DepthModel, log1p_moments
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, SCALE, NBGLMConfig
+from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 
 __all__ = ["ExpressionPrediction", "NBEnsemble", "NBEnsembleConfig", "mixture_quantiles"]
 
@@ -49,6 +50,9 @@ class NBEnsembleConfig:
         seed: Base seed.
         depth: Also learn each tile's sequencing depth from its features, so that predicted
             log-normalised expression is the expected ``log1p(counts / depth * 10k)``.
+        hidden: Hidden units of a layer shared by all genes (:class:`NBMLP` members); None
+            for the linear NB GLM.
+        mlp: Other settings of the hidden-layer members.
     """
 
     members: int = 5
@@ -57,6 +61,8 @@ class NBEnsembleConfig:
     bootstrap: bool = True
     seed: int = 0
     depth: bool = True
+    hidden: int | None = None
+    mlp: NBMLPConfig = field(default_factory=NBMLPConfig)
 
     def __post_init__(self) -> None:
         if self.members < 1:
@@ -187,7 +193,7 @@ def mixture_quantiles(mu: np.ndarray, theta: np.ndarray, q: float | np.ndarray) 
 
 @dataclass
 class NBEnsemble:
-    """Bootstrap ensemble of NB GLMs on PCA-projected encoder features.
+    """Bootstrap ensemble of NB models (GLMs, or with a shared hidden layer) on PCA features.
 
     Attributes:
         config: Settings.
@@ -200,7 +206,7 @@ class NBEnsemble:
     config: NBEnsembleConfig = field(default_factory=NBEnsembleConfig)
     genes: list[str] = field(default_factory=list)
     pipeline: FeaturePipeline | None = None
-    members: list[NBGLM] = field(default_factory=list)
+    members: list[NBGLM | NBMLP] = field(default_factory=list)
     depth: DepthModel | None = None
 
     def fit(
@@ -228,6 +234,8 @@ class NBEnsemble:
         self.pipeline = FeaturePipeline(c.pca_dim).fit(x)
         z = self.pipeline.transform(x)
         self.depth = DepthModel().fit(z, library_size, groups) if c.depth else None
+        if c.hidden:
+            return self._fit_mlp(z, counts, library_size, groups)
         first = NBGLM(c.glm).fit(z, counts, library_size, groups=groups)
         logger.info(
             "NB ensemble: penalty %.3g (leave-one-section-out NLL %s)",
@@ -252,6 +260,46 @@ class NBEnsemble:
             m.cv_loss = first.cv_loss
             self.members.append(m)
         return self
+
+    def _fit_mlp(
+        self,
+        z: np.ndarray,
+        counts: np.ndarray,
+        library_size: np.ndarray,
+        groups: np.ndarray | None,
+    ) -> NBEnsemble:
+        """Members with a shared hidden layer; the first chooses the steps for all."""
+        c = self.config
+        self.members = []
+        steps = None
+        for k, w in enumerate(self._bootstrap_weights(len(z), groups)):
+            cfg = replace(c.mlp, hidden=int(c.hidden or 0), seed=c.seed + k)
+            m = NBMLP(cfg).fit(z, counts, library_size, groups, sample_weight=w, steps=steps)
+            steps = m.steps
+            self.members.append(m)
+        logger.info(
+            "NB ensemble: %d members with %d shared hidden units, %d steps",
+            len(self.members),
+            c.hidden,
+            steps,
+        )
+        return self
+
+    def _bootstrap_weights(self, n: int, groups: np.ndarray | None) -> list[np.ndarray | None]:
+        """One weight vector per member: bootstrap multiplicities within sections (or None)."""
+        c = self.config
+        if not c.bootstrap:
+            return [None] * c.members
+        rng = np.random.default_rng(c.seed)
+        grp = np.zeros(n, int) if groups is None else np.unique(groups, return_inverse=True)[1]
+        out: list[np.ndarray | None] = []
+        for _ in range(c.members):
+            w = np.zeros(n)
+            for gi in np.unique(grp):
+                idx = np.flatnonzero(grp == gi)
+                np.add.at(w, rng.choice(idx, size=len(idx), replace=True), 1.0)
+            out.append(w)
+        return out
 
     def predict(self, x: np.ndarray) -> ExpressionPrediction:
         """Per-member NB parameters for ``(n, d)`` features."""

@@ -110,8 +110,7 @@ def test_finetuned_encoder_travels_in_the_bundle(store3, tmp_path: Path) -> None
 def test_hidden_layer_bundle_round_trip(store3, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from tests.conftest import FAST
-
+    from conftest import FAST
     from stimage.models import NBMLP
     from stimage.training import train_model
 

@@ -78,11 +78,16 @@ def part_cv(args: argparse.Namespace) -> None:
         if args.scheme not in ("both", kind):
             continue
         t0 = time.perf_counter()
-        res = cross_validate(spots, folds, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-        doc = write_report(res, spots, args.work / f"report-{kind}", extra={"cv": kind, "members": args.members})
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        res = cross_validate(spots, folds, config, methods=methods,
+                             progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+        doc = write_report(res, spots, args.work / f"report-{kind}{args.report_suffix}",
+                           extra={"cv": kind, "members": args.members})
         print(_table(doc["summary"], f"leave-one-{kind}-out ({len(folds)} folds, {time.perf_counter() - t0:.0f} s)"))
         print("\ninterval coverage of (d), nominal -> observed:",
               {k: round(v, 3) for k, v in doc.get("coverage", {}).items()})
+        print("randomised-PIT coverage of (d), nominal -> observed:",
+              {k: round(v, 3) for k, v in doc.get("coverage_pit", {}).items()})
         print("uncertainty of (d):", {k: round(v, 3) for k, v in doc.get("nb_uncertainty", {}).items()})
         print("seconds per method (all folds):", {k: round(v) for k, v in res.timings.items()}, "\n", flush=True)
 
@@ -204,6 +209,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--part", choices=["cv", "speed", "all"], default="all")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--methods", default="mean,paper,ridge,ridge_cv,nb",
+                    help="comma-separated methods of the cv part (e.g. nb to re-measure ours only)")
+    ap.add_argument("--report-suffix", default="",
+                    help="write WORK/report-<scheme><suffix> (keeps earlier reports)")
     ap.add_argument("--scheme", choices=["section", "patient", "both"], default="both",
                     help="which cross-validation of --part cv to run")
     args = ap.parse_args()

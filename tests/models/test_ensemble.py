@@ -9,6 +9,7 @@ from stimage.models import (
     NBEnsemble,
     NBEnsembleConfig,
     NBGLMConfig,
+    mixture_pit,
     mixture_quantiles,
 )
 from stimage.models._depth import DepthModel, log1p_moments
@@ -170,3 +171,16 @@ def test_shared_hidden_layer_learns_what_a_linear_model_cannot() -> None:
     assert all(isinstance(m, NBMLP) for m in ens.members) and ens.members[0].steps >= 1
     # Members differ (bootstrap and initialisation), so there is epistemic uncertainty.
     assert (p.epistemic_var > 0).all()
+
+
+def test_randomised_pit_is_uniform_for_discrete_counts_where_intervals_over_cover() -> None:
+    rng = np.random.default_rng(7)
+    mu = np.exp(rng.uniform(-2.5, 1.5, (1, 20000)))  # mostly 0-3 counts
+    theta = np.full_like(mu, 2.0)
+    y = rng.negative_binomial(theta[0], theta[0] / (theta[0] + mu[0]))
+    pit = mixture_pit(mu, theta, y, seed=1)
+    assert pit.min() >= 0 and pit.max() <= 1
+    for level in (0.5, 0.8, 0.9):
+        assert abs((np.abs(pit - 0.5) <= level / 2).mean() - level) < 0.015
+    lo, hi = mixture_quantiles(mu, theta, 0.25), mixture_quantiles(mu, theta, 0.75)
+    assert ((y >= lo) & (y <= hi)).mean() > 0.6  # the plain 50% interval of counts over-covers

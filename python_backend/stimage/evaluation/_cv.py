@@ -326,15 +326,26 @@ def _metrics(
 
 def _nb_metrics(pred, counts, lib, truth, point, cov_rows, fold, section):  # type: ignore[no-untyped-def]
     from stimage.evaluation._metrics import sparsification_auc, uncertainty_error_spearman
+    from stimage.models._ensemble import mixture_pit
 
     out: dict[str, np.ndarray] = {}
+    mu = np.exp(pred.log_rate) * (np.asarray(lib, np.float64)[None, :, None] / 1e4)
+    pit = mixture_pit(mu, pred.theta, counts)
     for level in LEVELS:
         lo = pred.count_quantiles((1 - level) / 2, lib)
         hi = pred.count_quantiles((1 + level) / 2, lib)
         inside = (counts >= lo) & (counts <= hi)
+        inside_pit = np.abs(pit - 0.5) <= level / 2
         out[f"coverage_{int(level * 100)}"] = inside.mean(axis=0)
+        out[f"pit_coverage_{int(level * 100)}"] = inside_pit.mean(axis=0)
         cov_rows.append(
-            {"fold": fold, "section": section, "level": level, "observed": float(inside.mean())}
+            {
+                "fold": fold,
+                "section": section,
+                "level": level,
+                "observed": float(inside.mean()),
+                "observed_pit": float(inside_pit.mean()),
+            }
         )
     err = np.abs(point - truth)
     epi = np.sqrt(pred.epistemic_var)

@@ -49,6 +49,8 @@ def write_report(
     }
     if not result.coverage.empty:
         doc["coverage"] = result.coverage.groupby("level")["observed"].mean().to_dict()
+        if "observed_pit" in result.coverage:
+            doc["coverage_pit"] = result.coverage.groupby("level")["observed_pit"].mean().to_dict()
     nb = result.genes[result.genes["method"] == "nb"]
     if len(nb):
         cols = [
@@ -64,13 +66,14 @@ def write_report(
     for gs, df in exploded.groupby("gene_set"):
         pcc_boxplot(df, str(gs), path=out / f"pcc_{gs}.png")
     if not result.coverage.empty:
-        cov = result.coverage.groupby("level")["observed"].mean()
-        calibration_plot(
-            pd.DataFrame(
-                {"nominal": cov.index.to_numpy(), "observed": cov.to_numpy()}, index=cov.index
-            ),
-            path=out / "calibration.png",
-        )
+        tables = {}
+        for col, label in (("observed", "interval of counts"), ("observed_pit", "randomised PIT")):
+            if col in result.coverage:
+                cov = result.coverage.groupby("level")[col].mean()
+                tables[label] = pd.DataFrame(
+                    {"nominal": cov.index.to_numpy(), "observed": cov.to_numpy()}, index=cov.index
+                )
+        calibration_plot(tables, path=out / "calibration.png")
     for section, p in result.predictions.items():
         if "nb" not in p:
             continue

@@ -37,6 +37,7 @@ from stimage.models._ensemble import (
     ExpressionPrediction,
     NBEnsemble,
     NBEnsembleConfig,
+    mixture_pit,
     mixture_quantiles,
 )
 from stimage.models._linear import FeaturePipeline, PCARidge
@@ -86,6 +87,7 @@ __all__ = [
     "load_celltype_model",
     "map_labels",
     "map_proportions",
+    "mixture_pit",
     "mixture_quantiles",
     "nb_nll",
     "patch_features",

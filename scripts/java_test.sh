@@ -24,6 +24,8 @@
 # suite still runs; non-zero when a test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_apt.sh
+source scripts/_apt.sh
 REPO=$PWD
 JARS="${STIMAGE_JAVA_JARS:-/usr/share/java}"
 NEED=(jeromq.jar gson.jar slf4j-api.jar junit-platform-console-standalone.jar)
@@ -55,23 +57,7 @@ pkgs=()
 command -v "$JAVAC" >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 missing_jars && pkgs+=(libjeromq-java libgoogle-gson-java libslf4j-java junit5)
 if ((${#pkgs[@]})); then
-    [[ "${STIMAGE_JAVA_NO_INSTALL:-0}" != 1 ]] || skip "missing ${pkgs[*]} and STIMAGE_JAVA_NO_INSTALL=1"
-    command -v apt-get >/dev/null 2>&1 || skip "missing ${pkgs[*]} and no apt-get to install them"
-    SUDO=()
-    if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || skip "missing ${pkgs[*]}; not root and no sudo"
-        SUDO=(sudo -n)
-    fi
-    echo "java_test.sh: installing ${pkgs[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; then
-        "${SUDO[@]}" apt-get update -q >&2 || true
-        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 \
-            || skip "apt-get could not install ${pkgs[*]}"
-    fi
-    if [[ -z "${JAVA_HOME:-}" ]]; then
-        hash -r
-    fi
+    apt_install java_test.sh "${pkgs[@]}" || skip "could not install ${pkgs[*]}"
 fi
 command -v "$JAVAC" >/dev/null 2>&1 || skip "no javac ($JAVAC)"
 missing_jars && skip "jars missing under $JARS: need ${NEED[*]}"
@@ -104,14 +90,8 @@ missing_fx() {
     done
     return 1
 }
-if missing_fx && [[ "${STIMAGE_JAVA_NO_INSTALL:-0}" != 1 ]] && command -v apt-get >/dev/null 2>&1; then
-    SUDO=()
-    [[ "$(id -u)" != 0 ]] && command -v sudo >/dev/null 2>&1 && SUDO=(sudo -n)
-    echo "java_test.sh: installing libopenjfx-java" >&2
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends libopenjfx-java >&2 \
-        || { "${SUDO[@]}" apt-get update -q >&2 || true
-             DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-                 libopenjfx-java >&2 || true; }
+if missing_fx; then
+    apt_install java_test.sh libopenjfx-java || true
 fi
 core_stubs=$(find "$SRC/stubs/java" -name '*.java' -not -path '*/qupath/lib/gui/*' | sort)
 "$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -cp "$CP" -d "$BUILD/stubs" $core_stubs

@@ -21,6 +21,8 @@
 #   STIMAGE_UI_OUT=DIR       where the PNGs go (default docs/images/qupath)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/_apt.sh
+source scripts/_apt.sh
 REPO=$PWD
 JARS="${STIMAGE_JAVA_JARS:-/usr/share/java}"
 MODE=shots
@@ -53,21 +55,7 @@ command -v "$JAVAC" >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 missing_jars && pkgs+=(libjeromq-java libgoogle-gson-java libslf4j-java libopenjfx-java)
 command -v xvfb-run >/dev/null 2>&1 || pkgs+=(xvfb xauth)
 if ((${#pkgs[@]})); then
-    [[ "${STIMAGE_JAVA_NO_INSTALL:-0}" != 1 ]] || skip "missing ${pkgs[*]} and STIMAGE_JAVA_NO_INSTALL=1"
-    command -v apt-get >/dev/null 2>&1 || skip "missing ${pkgs[*]} and no apt-get to install them"
-    SUDO=()
-    if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || skip "missing ${pkgs[*]}; not root and no sudo"
-        SUDO=(sudo -n)
-    fi
-    echo "qupath_ui_screenshots.sh: installing ${pkgs[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    if ! "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2; then
-        "${SUDO[@]}" apt-get update -q >&2 || true
-        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >&2 \
-            || skip "apt-get could not install ${pkgs[*]}"
-    fi
-    hash -r
+    apt_install qupath_ui_screenshots.sh "${pkgs[@]}" || skip "could not install ${pkgs[*]}"
 fi
 command -v "$JAVAC" >/dev/null 2>&1 || skip "no javac ($JAVAC)"
 missing_jars && skip "jars missing under $JARS: need ${NEED[*]}"

@@ -273,13 +273,7 @@ class NBEnsemble:
         )
         penalties = first.l2
         self.members = [first] if not c.bootstrap else []
-        rng = np.random.default_rng(c.seed)
-        grp = np.zeros(len(z), int) if groups is None else np.unique(groups, return_inverse=True)[1]
-        while len(self.members) < c.members:
-            w = np.zeros(len(z))
-            for gi in np.unique(grp):
-                idx = np.flatnonzero(grp == gi)
-                np.add.at(w, rng.choice(idx, size=len(idx), replace=True), 1.0)
+        for w in _bootstrap_weights(len(z), groups, c.members - len(self.members), c.seed):
             m = NBGLM(fixed).fit(
                 z, counts, library_size, sample_weight=w, penalties=penalties, init=first
             )
@@ -298,7 +292,12 @@ class NBEnsemble:
         c = self.config
         self.members = []
         steps = None
-        for k, w in enumerate(self._bootstrap_weights(len(z), groups)):
+        weights: list[np.ndarray | None] = (
+            list(_bootstrap_weights(len(z), groups, c.members, c.seed))
+            if c.bootstrap
+            else [None] * c.members
+        )
+        for k, w in enumerate(weights):
             cfg = replace(c.mlp, hidden=int(c.hidden or 0), seed=c.seed + k)
             m = NBMLP(cfg).fit(z, counts, library_size, groups, sample_weight=w, steps=steps)
             steps = m.steps
@@ -311,22 +310,6 @@ class NBEnsemble:
         )
         return self
 
-    def _bootstrap_weights(self, n: int, groups: np.ndarray | None) -> list[np.ndarray | None]:
-        """One weight vector per member: bootstrap multiplicities within sections (or None)."""
-        c = self.config
-        if not c.bootstrap:
-            return [None] * c.members
-        rng = np.random.default_rng(c.seed)
-        grp = np.zeros(n, int) if groups is None else np.unique(groups, return_inverse=True)[1]
-        out: list[np.ndarray | None] = []
-        for _ in range(c.members):
-            w = np.zeros(n)
-            for gi in np.unique(grp):
-                idx = np.flatnonzero(grp == gi)
-                np.add.at(w, rng.choice(idx, size=len(idx), replace=True), 1.0)
-            out.append(w)
-        return out
-
     def predict(self, x: np.ndarray) -> ExpressionPrediction:
         """Per-member NB parameters for ``(n, d)`` features."""
         if self.pipeline is None or not self.members:
@@ -336,3 +319,19 @@ class NBEnsemble:
         th = np.stack([m.theta(z) for m in self.members])
         depth = None if self.depth is None else self.depth.predict(z)
         return ExpressionPrediction(list(self.genes), lr, th, depth)
+
+
+def _bootstrap_weights(
+    n: int, groups: np.ndarray | None, count: int, seed: int
+) -> list[np.ndarray]:
+    """``count`` vectors of bootstrap multiplicities, resampling spots within each section."""
+    rng = np.random.default_rng(seed)
+    grp = np.zeros(n, int) if groups is None else np.unique(groups, return_inverse=True)[1]
+    out = []
+    for _ in range(count):
+        w = np.zeros(n)
+        for gi in np.unique(grp):
+            idx = np.flatnonzero(grp == gi)
+            np.add.at(w, rng.choice(idx, size=len(idx), replace=True), 1.0)
+        out.append(w)
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ImageTooLargeError",
     "InputFileNotFoundError",
     "InvalidSampleError",
     "MissingDependencyError",
@@ -32,6 +33,10 @@ class InputFileNotFoundError(StimageError, FileNotFoundError):
 
 class UnreadableImageError(StimageError, OSError):
     """An image exists but cannot be decoded (truncated, corrupt or of an unknown format)."""
+
+
+class ImageTooLargeError(StimageError, ValueError):
+    """An image that would have to be decoded whole is larger than the configured limit."""
 
 
 class UnsupportedFormatError(StimageError, ValueError):

@@ -191,28 +191,39 @@ def store_from(data: Path, default_out: Path, progress: Any) -> Any:
 def read_region_geojson(path: Path) -> Any:
     """The union of the polygons of a GeoJSON file (a QuPath export), in pixels.
 
+    Sizes are bounded before any geometry work (see :func:`stimage.qupath.region_geometry`).
+
     Raises:
         ConfigError: No polygon in the file, or it cannot be read.
     """
     import json
 
-    from shapely.geometry import shape
-    from shapely.ops import unary_union
-
     from stimage.errors import ConfigError
+    from stimage.qupath import GeoJSONError, union_regions
 
+    max_bytes = 256 << 20
     try:
+        if path.stat().st_size > max_bytes:
+            raise ConfigError(
+                f"{path}: {path.stat().st_size} bytes is too large for a region file "
+                f"(at most {max_bytes >> 20} MiB); export only the region's annotation"
+            )
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read the region GeoJSON ({e})") from e
     feats = data.get("features", [data]) if isinstance(data, dict) else data
-    geoms = []
+    if not isinstance(feats, list):
+        feats = []
+    specs = []
     for f in feats:
         g = f.get("geometry", f) if isinstance(f, dict) else None
         if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon"):
-            geoms.append(shape(g).buffer(0))
-    if not geoms:
+            specs.append(g)
+    if not specs:
         raise ConfigError(
             f"{path}: no Polygon or MultiPolygon in the GeoJSON; export an annotation from QuPath"
         )
-    return unary_union(geoms)
+    try:
+        return union_regions(specs, str(path))
+    except GeoJSONError as e:
+        raise ConfigError(str(e)) from e

@@ -15,6 +15,7 @@ All coordinates are level-0 (full-resolution) pixels, ``(x, y)`` order, as in Qu
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from stimage.errors import (
+    ImageTooLargeError,
     InputFileNotFoundError,
     UnknownScaleError,
     UnreadableImageError,
@@ -448,6 +450,27 @@ def _to_rgb8(data: np.ndarray, path: Path) -> np.ndarray:
 # Plain raster images (JPEG, PNG) decoded once into a memory-mapped cache
 # ---------------------------------------------------------------------------------------------
 _PIL_LOCK = threading.Lock()
+#: Default most pixels of a plain image decoded whole (16,000 x 16,000; 750 MB as RGB).
+MAX_RASTER_PIXELS = 256_000_000
+#: Default most bytes of decoded images kept in the cache; the least recently used go first.
+MAX_CACHE_BYTES = 8 << 30
+
+
+def _env_number(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        logger.warning("%s=%r is not a number; using %d", name, raw, default)
+        return default
+    return value if value > 0 else default
+
+
+def max_raster_pixels() -> int:
+    """Most pixels of a plain image decoded whole: ``$STIMAGE_MAX_IMAGE_PIXELS`` or 256 M."""
+    return _env_number("STIMAGE_MAX_IMAGE_PIXELS", MAX_RASTER_PIXELS)
 
 
 def cache_dir() -> Path:
@@ -457,6 +480,38 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "stimage"
+
+
+def prune_cache(limit: int | None = None) -> int:
+    """Delete the least recently used decoded images until the cache holds at most ``limit`` bytes.
+
+    ``limit`` defaults to ``$STIMAGE_CACHE_MAX_BYTES`` or 8 GiB. Returns the bytes freed.
+    """
+    import shutil
+
+    limit = _env_number("STIMAGE_CACHE_MAX_BYTES", MAX_CACHE_BYTES) if limit is None else limit
+    root = cache_dir() / "decoded"
+    if not root.is_dir():
+        return 0
+    entries = []
+    for d in root.iterdir():
+        marker = d / "complete"
+        try:
+            size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+            used = marker.stat().st_mtime if marker.exists() else 0.0
+        except OSError:
+            continue
+        entries.append((used, size, d))
+    entries.sort()
+    total = sum(e[1] for e in entries)
+    freed = 0
+    for _, size, d in entries:
+        if total - freed <= limit:
+            break
+        shutil.rmtree(d, ignore_errors=True)
+        freed += size
+        logger.info("decoded-image cache: removed %s (%d MB)", d.name, size >> 20)
+    return freed
 
 
 class RasterSlide(Slide):
@@ -493,7 +548,12 @@ class RasterSlide(Slide):
         names = ["level0.npy"] + [f"level_ds{d}.npy" for d in cls.PYRAMID]
         if use_cache and (folder / "complete").exists():
             try:
-                return [np.load(folder / n, mmap_mode="r") for n in names if (folder / n).exists()]
+                levels = [
+                    np.load(folder / n, mmap_mode="r") for n in names if (folder / n).exists()
+                ]
+                with contextlib.suppress(OSError):
+                    (folder / "complete").touch()  # recently used: pruned last
+                return levels
             except (OSError, ValueError):
                 logger.warning("decoded cache %s is damaged; decoding %s again", folder, path)
         base = _decode_raster(path)
@@ -516,6 +576,7 @@ class RasterSlide(Slide):
                 tmp.replace(folder / n)
             (folder / "source.txt").write_text(str(path.resolve()) + "\n")
             (folder / "complete").touch()
+            prune_cache()
             return [np.load(folder / n, mmap_mode="r") for n in names[: len(levels)]]
         except OSError as e:
             logger.info("cannot cache decoded %s in %s (%s); keeping it in memory", path, folder, e)
@@ -525,29 +586,57 @@ class RasterSlide(Slide):
         return np.array(self._levels[level][y : y + h, x : x + w])
 
 
-def _decode_raster(path: Path) -> np.ndarray:
+def _open_raster(path: Path) -> Any:
+    """Open a plain image (its header only), without Pillow's decompression-bomb limit.
+
+    Only the header is read under the lock (Pillow's limit is a global); the caller checks
+    the size against :func:`max_raster_pixels` before decoding anything.
+    """
     from PIL import Image
 
     with _PIL_LOCK:
         old = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # microscope images are large by nature
         try:
-            with Image.open(path) as im:
-                im.load()
-                if im.mode not in ("RGB", "L", "RGBA"):
-                    im = im.convert("RGB")
-                arr = np.asarray(im)
-        except Image.UnidentifiedImageError as e:
-            raise UnreadableImageError(
-                f"{path}: not an image format Pillow can read; convert it to TIFF, JPEG or PNG."
-            ) from e
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _decode_raster(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        im = _open_raster(path)
+    except Image.UnidentifiedImageError as e:
+        raise UnreadableImageError(
+            f"{path}: not an image format Pillow can read; convert it to TIFF, JPEG or PNG."
+        ) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UnreadableImageError(
+            f"{path}: cannot decode the image ({e}); the file may be truncated - "
+            "copy or export it again."
+        ) from e
+    with im:
+        w, h = im.size
+        limit = max_raster_pixels()
+        if w * h > limit:
+            raise ImageTooLargeError(
+                f"{path}: {w} x {h} px ({w * h / 1e6:.0f} M pixels); a plain {im.format or 'image'} "
+                f"file is decoded whole, and this is over the limit of {limit / 1e6:.0f} M pixels. "
+                "Convert it to a tiled pyramidal TIFF (for example `vips tiffsave IN OUT.tif --tile "
+                "--pyramid`), or raise the limit with STIMAGE_MAX_IMAGE_PIXELS if memory allows."
+            )
+        try:
+            im.load()
+            if im.mode not in ("RGB", "L", "RGBA"):
+                im = im.convert("RGB")
+            arr = np.asarray(im)
         except (OSError, SyntaxError, ValueError) as e:
             raise UnreadableImageError(
                 f"{path}: cannot decode the image ({e}); the file may be truncated - "
                 "copy or export it again."
             ) from e
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
     return _to_rgb8(arr, path)
 
 
@@ -600,6 +689,11 @@ def open_slide(path: str | os.PathLike[str], mpp: float | None = None) -> Slide:
         raise InputFileNotFoundError(f"{p}: no such image file; check the path.")
     if p.is_dir() and p.suffix.lower() != ".mrxs":
         raise UnsupportedFormatError(f"{p}: is a folder; give the image file inside it.")
+    if not p.is_file() and not p.is_dir():
+        # A FIFO, socket or device would block (or never end) when read.
+        raise UnsupportedFormatError(
+            f"{p}: is not a regular file (a pipe, socket or device); give an image file."
+        )
     suffix = p.suffix.lower()
     if suffix in _RASTER_SUFFIXES:
         return RasterSlide(p, mpp)

@@ -36,6 +36,12 @@ _C_RANGE = (1e-3, 1e3)
 _C_STEPS = 241
 
 
+#: Bounds of log library size for models saved without their training range (10 to 1e6 UMIs).
+_DEFAULT_LOG_RANGE = (float(np.log(10.0)), float(np.log(1e6)))
+#: How far beyond the training range predicted depths may go (a factor).
+_RANGE_MARGIN = 4.0
+
+
 @dataclass
 class DepthModel:
     """Ridge regression of log library size on (PCA-projected) features.
@@ -51,6 +57,9 @@ class DepthModel:
     bias: float = 0.0
     sd: float = float("nan")
     alpha: float = float("nan")
+    #: Bounds of predicted log library size: the training range widened 4x each way (a
+    #: tile far from the training data gets no depth the data never showed).
+    log_range: tuple[float, float] = _DEFAULT_LOG_RANGE
 
     def fit(
         self,
@@ -84,15 +93,17 @@ class DepthModel:
         else:
             self.alpha = float(alphas[len(alphas) // 2])
         self.weight, self.bias = _ridge(z, y, self.alpha)
+        margin = float(np.log(_RANGE_MARGIN))
+        self.log_range = (float(y.min()) - margin, float(y.max()) + margin)
         if not np.isfinite(self.sd):
             self.sd = float(np.std(z @ self.weight + self.bias - y))
         return self
 
     def predict(self, z: np.ndarray) -> np.ndarray:
-        """``(n,)`` predicted log library size."""
+        """``(n,)`` predicted log library size, within :attr:`log_range`."""
         if self.weight is None:
             raise ConfigError("the depth model is not fitted")
-        return np.asarray(z, np.float64) @ self.weight + self.bias
+        return np.clip(np.asarray(z, np.float64) @ self.weight + self.bias, *self.log_range)
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays for saving."""
@@ -101,13 +112,16 @@ class DepthModel:
         return {
             "weight": np.asarray(self.weight, np.float32),
             "bias_sd_alpha": np.asarray([self.bias, self.sd, self.alpha], np.float64),
+            "log_range": np.asarray(self.log_range, np.float64),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> DepthModel:
         """Rebuild from :meth:`state`."""
         b, sd, alpha = (float(v) for v in state["bias_sd_alpha"])
-        return cls(np.asarray(state["weight"], np.float64), b, sd, alpha)
+        rng = state.get("log_range")
+        bounds = _DEFAULT_LOG_RANGE if rng is None else (float(rng[0]), float(rng[1]))
+        return cls(np.asarray(state["weight"], np.float64), b, sd, alpha, bounds)
 
 
 def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:

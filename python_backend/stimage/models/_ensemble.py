@@ -17,21 +17,28 @@ variance are computed per member (:func:`~stimage.models._depth.log1p_moments`);
 aleatoric variance is the mean of the members' variances, the epistemic variance the variance
 of their means. (Bundles without a depth model use ``log1p(m_k)`` and the delta method.)
 Predictive intervals are quantiles of the mixture of the members' NBs at the predicted depth.
+Moments and quantiles come from one exact pass over the NB mass
+(:func:`~stimage.models._nbmix.mixture_summary`), bounded in time.
+
+Predictions are bounded by construction: a member's rate per 10k UMIs never exceeds 10k (all
+of a spot's UMIs) nor falls below 1e-6, and the predicted depth stays near the range seen in
+training, so an out-of-distribution tile (glass, a pen mark, the wrong scale) gets a finite,
+bounded prediction instead of a mean of 1e21 counts.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 
 import numpy as np
 
 from stimage.errors import ConfigError
-from stimage.models._depth import DepthModel, log1p_moments
+from stimage.models._depth import DepthModel
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, SCALE, NBGLMConfig
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
+from stimage.models._nbmix import MixtureSummary, mixture_quantiles, mixture_summary
 
 __all__ = [
     "ExpressionPrediction",
@@ -42,6 +49,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Bounds of a member's log rate per 10k UMIs: from 1e-6 up to all of a spot's UMIs.
+LOG_RATE_RANGE = (float(np.log(1e-6)), float(np.log(SCALE)))
 
 
 @dataclass(frozen=True)
@@ -101,15 +111,41 @@ class ExpressionPrediction:
         """Predicted library size (UMIs) of each tile, ``(n,)``, or None."""
         return None if self.log_depth is None else np.exp(self.log_depth)
 
-    @cached_property
-    def _member_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per member, mean and variance of log-normalised expression, ``(K, n, g)`` each."""
-        m = np.exp(self.log_rate)
+    def __post_init__(self) -> None:
+        self._cache: dict[float | None, MixtureSummary] = {}
+
+    def _summary(self, level: float | None) -> MixtureSummary:
+        """Member moments (log-normalised) and, for a level, the interval's count quantiles."""
+        if level in self._cache:
+            return self._cache[level]
+        if level is None and self._cache:
+            return next(iter(self._cache.values()))
+        qs = (0.5,) if level is None else ((1 - level) / 2, (1 + level) / 2)
+        lib = self.library()
+        mu = np.exp(self.log_rate) * (lib[None, :, None] / SCALE)
+        out = mixture_summary(
+            mu, self.theta, (SCALE / lib)[:, None], qs, moments=self.log_depth is not None
+        )
         if self.log_depth is None:
             # log1p(rate per 10k), the aleatoric part by the delta method.
-            return np.log1p(m), (m + m**2 / self.theta) / (1.0 + m) ** 2
-        s = np.exp(np.asarray(self.log_depth, np.float64))[None, :, None]
-        return log1p_moments(m * s / SCALE, self.theta, SCALE / s)
+            m = np.exp(self.log_rate)
+            out.mean, out.var = np.log1p(m), (m + m**2 / self.theta) / (1.0 + m) ** 2
+        self._cache[level] = out
+        return out
+
+    def library(self) -> np.ndarray:
+        """``(n,)`` library size the intervals are at: the predicted depth, else 10k UMIs."""
+        n = self.log_rate.shape[1]
+        if self.log_depth is None:
+            return np.full(n, SCALE)
+        return np.exp(np.asarray(self.log_depth, np.float64))
+
+    @property
+    def _member_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per member, mean and variance of log-normalised expression, ``(K, n, g)`` each."""
+        s = self._summary(None)
+        assert s.mean is not None and s.var is not None
+        return s.mean, s.var
 
     @property
     def mean(self) -> np.ndarray:
@@ -149,12 +185,11 @@ class ExpressionPrediction:
         """Central predictive interval on the log-normalised scale.
 
         Quantiles of the counts at the predicted depth (at 10k UMIs without one), normalised.
+        Computed with the member moments in one pass (later reads of ``mean`` reuse it).
         """
-        lib = SCALE if self.log_depth is None else np.exp(self.log_depth)
-        lo = self.count_quantiles((1 - level) / 2, lib)
-        hi = self.count_quantiles((1 + level) / 2, lib)
-        c = SCALE / np.broadcast_to(np.asarray(lib, np.float64), (lo.shape[0],))[:, None]
-        return np.log1p(lo * c), np.log1p(hi * c)
+        s = self._summary(float(level))
+        c = (SCALE / self.library())[:, None]
+        return np.log1p(s.quantiles[0] * c), np.log1p(s.quantiles[1] * c)
 
     def subset(self, genes: list[str]) -> ExpressionPrediction:
         """The prediction for some genes, in the given order."""
@@ -182,39 +217,6 @@ def mixture_pit(mu: np.ndarray, theta: np.ndarray, y: np.ndarray, seed: int = 0)
     lower = np.where(y > 0, betainc(theta, np.maximum(y, 1.0)[None], p).mean(axis=0), 0.0)
     v = np.random.default_rng(seed).random(y.shape)
     return lower + v * (upper - lower)
-
-
-def mixture_quantiles(mu: np.ndarray, theta: np.ndarray, q: float | np.ndarray) -> np.ndarray:
-    """Quantiles of equal-weight mixtures of NB(mu_k, theta_k) over the first axis.
-
-    Integer bisection on the mixture CDF, vectorised over all other axes. The NB CDF is the
-    regularised incomplete beta function ``I_p(theta, k + 1)`` with ``p = theta / (theta + mu)``.
-    """
-    from scipy.special import betainc
-
-    mu = np.asarray(mu, np.float64)
-    theta = np.asarray(theta, np.float64)
-    p = theta / (theta + mu)
-    qs = np.atleast_1d(np.asarray(q, np.float64))
-    # Far enough above every member: mean + 12 sd (+ a margin for tiny means).
-    upper = np.ceil(np.max(mu + 12.0 * np.sqrt(mu + mu**2 / theta), axis=0)) + 10.0
-    out = []
-    for qi in qs:
-        lo = np.zeros(mu.shape[1:])
-        hi = upper.copy()
-        # Smallest k with mixture CDF(k) >= qi.
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = np.floor((lo + hi) / 2)
-            cdf = betainc(theta, mid[None] + 1.0, p).mean(axis=0)
-            ok = cdf >= qi
-            hi = np.where(active & ok, mid, hi)
-            lo = np.where(active & ~ok, mid + 1, lo)
-        out.append(lo)
-    res = np.stack(out)
-    return res[0] if np.ndim(q) == 0 else res
 
 
 @dataclass
@@ -315,7 +317,7 @@ class NBEnsemble:
         if self.pipeline is None or not self.members:
             raise ConfigError("the ensemble is not fitted")
         z = self.pipeline.transform(x)
-        lr = np.stack([m.log_rate(z) for m in self.members])
+        lr = np.clip(np.stack([m.log_rate(z) for m in self.members]), *LOG_RATE_RANGE)
         th = np.stack([m.theta(z) for m in self.members])
         depth = None if self.depth is None else self.depth.predict(z)
         return ExpressionPrediction(list(self.genes), lr, th, depth)

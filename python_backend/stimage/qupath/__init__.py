@@ -42,6 +42,7 @@ from stimage.qupath._project_batch import (
 from stimage.qupath._project_geojson import GeoJSONDirProject
 from stimage.qupath._project_paquo import PaquoProject, QuPathNotFoundError
 from stimage.qupath._reader import QuPathObject, read_geojson
+from stimage.qupath._region import region_geometry, union_regions
 from stimage.qupath._validate import validate_feature, validate_geojson
 from stimage.qupath._writer import FeatureCollectionWriter, feature_collection, write_geojson
 
@@ -73,9 +74,11 @@ __all__ = [
     "read_geojson",
     "read_qpproj",
     "region_cell_features",
+    "region_geometry",
     "select_images",
     "slide_job_features",
     "tile_features",
+    "union_regions",
     "validate_feature",
     "validate_geojson",
     "write_geojson",

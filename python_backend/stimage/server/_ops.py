@@ -23,6 +23,7 @@ import numpy as np
 from stimage._version import __version__
 from stimage.data import Slide
 from stimage.errors import (
+    ImageTooLargeError,
     InputFileNotFoundError,
     NoTissueError,
     StimageError,
@@ -168,7 +169,7 @@ def op_predict(server: Server, req: Request) -> None:
         if req.frames:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "a slide request carries no binary frames")
         slide_path = confine_path(p["slide"]["path"], server.config.allow_roots)
-        region = _region(p["slide"].get("region"))
+        region = p["slide"].get("region")
     job = server.admit(req, deadline)
     job.predictor = predictor
     job.model = name
@@ -283,27 +284,28 @@ def confine_path(path: str, roots: tuple[Path, ...]) -> Path:
         )
     if not resolved.exists():
         raise ProtocolError(ErrorCode.NOT_FOUND, f"{path}: no such slide file on the server")
+    if not resolved.is_file() and not resolved.is_dir():
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"{path}: not a regular file (a pipe, socket or device); name a slide file",
+        )
     return resolved
 
 
 def _region(spec: Any) -> Any:
+    """The region of a slide request as a shapely geometry (None: the whole slide).
+
+    Runs on a worker thread: counting vertices is cheap, but repairing a small invalid
+    polygon is not free (see :func:`stimage.qupath.region_geometry`).
+    """
     if spec is None:
         return None
-    from shapely.errors import ShapelyError
-    from shapely.geometry import box, shape
+    from stimage.qupath import GeoJSONError, region_geometry
 
     try:
-        if isinstance(spec, list):
-            x, y, w, h = (float(v) for v in spec)
-            return box(x, y, x + w, y + h)
-        g = shape(spec).buffer(0)
-    except (ValueError, TypeError, IndexError, AttributeError, KeyError, ShapelyError) as e:
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, f"params.slide.region is not a valid polygon ({e})"
-        ) from e
-    if g.is_empty:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "params.slide.region is empty")
-    return g
+        return region_geometry(spec, "params.slide.region")
+    except GeoJSONError as e:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, str(e)) from e
 
 
 # --------------------------------------------------------------------------- producers
@@ -314,6 +316,8 @@ def _fail_from(job: Job, e: BaseException) -> None:
         job.fail(e.code, e.message, e.details)
     elif isinstance(e, NoTissueError):
         job.fail(ErrorCode.NO_TISSUE, str(e))
+    elif isinstance(e, ImageTooLargeError):
+        job.fail(ErrorCode.TOO_LARGE, str(e))
     elif isinstance(e, InputFileNotFoundError):
         job.fail(ErrorCode.NOT_FOUND, str(e))
     elif isinstance(e, UnreadableImageError | UnsupportedFormatError):
@@ -404,6 +408,7 @@ def _produce_slide(server: Server, job: Job, path: Path, region: Any) -> None:
         p = job.predictor
         assert p is not None
         limits = server.config.limits
+        region = _region(region)
         with open_slide(path, mpp=job.request.params["slide"].get("mpp")) as slide:
             if job.closed:
                 return
@@ -574,7 +579,7 @@ def op_cells(server: Server, req: Request) -> None:
         if req.frames:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "a slide request carries no binary frames")
         slide_path = confine_path(p["slide"]["path"], server.config.allow_roots)
-        region = _region(p["slide"]["region"])
+        region = p["slide"]["region"]
     job = server.admit(req, _deadline(server, p))
     try:
         if slide_path is None:
@@ -645,6 +650,7 @@ def _run_cells(server: Server, job: Job, path: Path | None, region: Any) -> None
             )
             result["mpp"] = mpp / d
         else:
+            region = _region(region)
             with open_slide(path, mpp=p["slide"].get("mpp")) as slide:
                 cells = detect_cells(
                     slide, region, model=model, segmenter=seg, progress=progress, cancel=cancel

@@ -9,8 +9,10 @@ canonical example of each message kind (the Java client is tested against them t
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -111,9 +113,56 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
 
 
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"the number {clip(text, 40)} is too large (numbers must be finite)")
+    return v
+
+
+#: Largest integer magnitude accepted in a header (64-bit, as Java reads them).
+_MAX_INT = 2**63 - 1
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or abs(v := int(text)) > _MAX_INT:
+        raise ValueError(f"the integer {clip(text, 40)} does not fit in 64 bits")
+    return v
+
+
+#: A JSON escape of a UTF-16 surrogate (the only way a lone one gets into a decoded header).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _lone_surrogate(obj: Any, budget: list[int]) -> bool:
+    """Whether any string (key or value) of a decoded header holds a lone surrogate."""
+    stack = [obj]
+    while stack:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        o = stack.pop()
+        if isinstance(o, str):
+            try:
+                o.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+    return False
+
+
 def encode_header(header: dict[str, Any]) -> bytes:
-    """UTF-8 JSON of a header; non-finite numbers are refused (strict JSON for Java)."""
-    return json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    """UTF-8 JSON of a header; non-finite numbers are refused (strict JSON for Java).
+
+    A string that cannot be UTF-8 (a lone surrogate, from a caller's bug) is written with
+    the replacement character, never raised: a reply must always go out.
+    """
+    text = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", "replace")
 
 
 def decode_header(data: bytes, max_bytes: int) -> dict[str, Any]:
@@ -130,7 +179,12 @@ def decode_header(data: bytes, max_bytes: int) -> dict[str, Any]:
             "send images as binary frames, not inside the JSON",
         )
     try:
-        obj = json.loads(data.decode("utf-8"), parse_constant=_no_constants)
+        obj = json.loads(
+            data.decode("utf-8"),
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except UnicodeDecodeError as e:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"the header is not UTF-8 ({e.reason})") from e
     except RecursionError as e:
@@ -144,6 +198,13 @@ def decode_header(data: bytes, max_bytes: int) -> dict[str, Any]:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
             f"the header must be a JSON object; got a JSON {type(obj).__name__}",
+        )
+    # The walk is bounded by the header's size: every node took at least two bytes.
+    if _SURROGATE_ESCAPE.search(data) and _lone_surrogate(obj, [len(data)]):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            "the header holds a lone UTF-16 surrogate escape (such as \\ud800), which is not "
+            "text; send valid Unicode (surrogates only in pairs)",
         )
     return obj
 
@@ -237,8 +298,36 @@ def _validator(name: str) -> Any:
         raise KeyError(f"no schema named {name!r} in protocol_v1.schema.json")
     schema = {k: v for k, v in root.items() if k in ("$schema", "$defs")}
     schema["$ref"] = f"#/$defs/{name}"
-    cls = jsonschema.validators.validator_for(schema)
+    base = jsonschema.validators.validator_for(schema)
+    cls = jsonschema.validators.extend(base, {"uniqueItems": _unique_items})
     return cls(schema)
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
+    """``uniqueItems`` in linear time (jsonschema's own is quadratic on mixed-type arrays).
+
+    Items are compared as JSON compares them; arrays of anything but strings and numbers
+    (never sent by a valid request) are only checked when short.
+    """
+    import jsonschema
+
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[tuple[str, Any]] = set()
+    for item in instance:
+        if isinstance(item, str):
+            key: tuple[str, Any] = ("s", item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            key = ("n", item)
+        elif len(instance) <= 64:
+            yield from jsonschema._keywords.uniqueItems(validator, unique, instance, schema)
+            return
+        else:
+            continue  # the items' own type check reports it
+        if key in seen:
+            yield jsonschema.ValidationError(f"{clip(repr(instance), 80)} has non-unique elements")
+            return
+        seen.add(key)
 
 
 def validate(instance: Any, name: str, where: str = "") -> None:
@@ -254,7 +343,8 @@ def validate(instance: Any, name: str, where: str = "") -> None:
     """
     import jsonschema
 
-    errors = list(_validator(name).iter_errors(instance))
+    # The first few errors are enough for a message (a hostile array may hold 20,000).
+    errors = list(itertools.islice(_validator(name).iter_errors(instance), 32))
     if not errors:
         return
     err = jsonschema.exceptions.best_match(errors)

@@ -359,7 +359,7 @@ class Server:
                         frames = pull.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._forward(frames)
+                    self._guarded(self._forward, frames)
                 for _ in range(64):
                     if router not in events:
                         break
@@ -367,7 +367,7 @@ class Server:
                         frames = router.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._handle(frames)
+                    self._guarded(self._handle, frames)
                 now = time.monotonic()
                 self._check_deadlines()
                 if self._retry:
@@ -387,6 +387,14 @@ class Server:
             router.close(linger=200)
             pull.close(linger=0)
             self._router = None
+
+    def _guarded(self, fn: Callable[[list[bytes]], None], frames: list[bytes]) -> None:
+        """Run a per-message step; a bug in it loses that message, never the I/O loop."""
+        try:
+            fn(frames)
+        except Exception:
+            self.stats["errors"] += 1
+            logger.exception("a message could not be processed; the server goes on")
 
     def _open_jobs(self) -> list[Job]:
         with self._jobs_lock:

@@ -122,3 +122,70 @@ def test_vahadane_store_records_the_slide_fit(legacy_st: tuple[Path, dict], tmp_
     assert norm is not None and norm.method == "vahadane"
     tiles = np.asarray(store.tiles("S1")[:8])
     assert tiles.dtype == np.uint8 and tiles.std() > 5  # normalised tissue, not blank
+
+
+@pytest.fixture
+def four_sections(tmp_path: Path) -> Path:
+    """A HER2ST-layout folder with sections B4 (patient B), C2, C3 and C4 (patient C)."""
+    from _synth import make_legacy_st
+
+    root = tmp_path / "st4"
+    for i, section in enumerate(("B4", "C2", "C3", "C4")):
+        make_legacy_st(root, section, section[0], seed=i + 1, grid=(4, 5))
+    return root
+
+
+def _sample_state(out: Path, sample: str) -> tuple[str, np.ndarray]:
+    return (
+        (out / "samples" / sample / "done.json").read_text(),
+        np.asarray(TileStore(out).tiles(sample)[:]),
+    )
+
+
+def test_overwrite_of_some_samples_rebuilds_only_those(four_sections: Path, tmp_path: Path) -> None:
+    # Hardening item 11: `prepare --samples B4 --overwrite` deleted C2, C3 and C4.
+    ds = load_dataset(four_sections)
+    out = tmp_path / "store"
+    prepare_dataset(ds, out, FAST)
+    manifest = json.loads((out / "store.json").read_text())
+    others = ("C2", "C3", "C4")
+    before = {s: _sample_state(out, s) for s in others}
+    for s in ("B4", *others):
+        (out / "samples" / s / "marker").write_text("untouched")
+
+    rep = prepare_dataset(ds.select(["B4"]), out, FAST, overwrite=True)
+
+    assert [(r.sample_id, r.status) for r in rep.samples] == [("B4", "done")]
+    assert not (out / "samples" / "B4" / "marker").exists(), "B4 was rebuilt"
+    store = TileStore(out)
+    assert store.sample_ids == ["B4", "C2", "C3", "C4"]
+    assert json.loads((out / "store.json").read_text()) == manifest
+    for s in others:
+        assert (out / "samples" / s / "marker").read_text() == "untouched"
+        done, tiles = _sample_state(out, s)
+        assert done == before[s][0]
+        np.testing.assert_array_equal(tiles, before[s][1])
+        assert store.spots(s).n_obs == manifest["samples"][s]["kept"]
+
+
+def test_overwrite_with_other_settings_refuses_to_drop_unselected_samples(
+    four_sections: Path, tmp_path: Path
+) -> None:
+    ds = load_dataset(four_sections)
+    out = tmp_path / "store"
+    prepare_dataset(ds.select(["B4", "C2", "C3"]), out, FAST)
+    manifest = (out / "store.json").read_text()
+    other = TileSettings(tile_px=48, stain=None)
+    # A store has one set of settings: rebuilding B4 alone with 48 px tiles would mean
+    # deleting C2 and C3, so it is refused and nothing changes.
+    with pytest.raises(ConfigError, match=r"tile_px: 32 there, 48 now.*C2, C3"):
+        prepare_dataset(ds.select(["B4", "C4"]), out, other, overwrite=True)
+    assert (out / "store.json").read_text() == manifest
+    assert TileStore(out).sample_ids == ["B4", "C2", "C3"]
+    assert TileStore(out).tiles("C2").shape[1:] == (32, 32, 3)
+    # Given every sample of the store (and more), the store is rebuilt with the new settings.
+    rep = prepare_dataset(ds, out, other, overwrite=True)
+    assert [r.status for r in rep.samples] == ["done"] * 4
+    store = TileStore(out)
+    assert store.sample_ids == ["B4", "C2", "C3", "C4"] and store.settings == other
+    assert store.tiles("C2").shape[1:] == (48, 48, 3)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stimage.data import OpenSlideSlide, RasterSlide, TiffSlide, open_slide
-from stimage.data import _slide as slide_mod
+from stimage.data import OpenSlideSlide, RasterSlide, Slide, TiffSlide, open_slide
+from stimage.data import _raster as raster_mod
 from stimage.errors import InputFileNotFoundError, UnknownScaleError, UnreadableImageError
 
 
@@ -70,7 +70,7 @@ def test_subpixel_region_is_interpolated_not_shifted() -> None:
     img = np.zeros((100, 100, 3), np.uint8)
     img[:, 50:] = 200
 
-    class Mem(slide_mod.Slide):
+    class Mem(Slide):
         def __init__(self) -> None:
             self.level_dimensions = [(100, 100)]
             super().__init__(Path("mem"), 1.0, "user")
@@ -90,8 +90,8 @@ def test_jpeg_decoded_once_then_memory_mapped(
     p = tmp_path / "big.jpg"
     Image.fromarray(he_image).save(p, quality=95)
     calls = []
-    real = slide_mod._decode_raster
-    monkeypatch.setattr(slide_mod, "_decode_raster", lambda path: calls.append(path) or real(path))
+    real = raster_mod._decode_raster
+    monkeypatch.setattr(raster_mod, "_decode_raster", lambda path: calls.append(path) or real(path))
     a = open_slide(p, mpp=0.5)
     assert isinstance(a, RasterSlide)
     tiles = [a.read_region(100 * i, 100, 64, 64) for i in range(10)]

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -44,6 +44,14 @@ __all__ = ["Dataset", "SampleSpec", "detect_format", "load_dataset", "read_sampl
 FORMATS = ("her2st", "legacy_st", "visium", "xenium", "h5ad")
 _OPTION_KEYS = {"counts", "spots", "proportions", "alignment", "spot_um", "pitch_um", "min_cells"}
 _MANIFEST_SUFFIXES = {".csv", ".tsv", ".yaml", ".yml", ".json"}
+
+
+class _XeniumOptions(TypedDict, total=False):
+    """Pseudo-spot settings of a Xenium sample given in a manifest."""
+
+    spot_um: float
+    pitch_um: float
+    min_cells: int
 
 
 def _is_visium(p: Path) -> bool:
@@ -153,7 +161,12 @@ class SampleSpec:
         if self.format == "xenium":
             from stimage.data._xenium import read_xenium
 
-            kw = {k: float(o[k]) for k in ("spot_um", "pitch_um") if o.get(k) not in (None, "")}
+            # Only the settings the manifest gives; read_xenium's defaults stand for the rest.
+            kw: _XeniumOptions = {}
+            if o.get("spot_um") not in (None, ""):
+                kw["spot_um"] = float(o["spot_um"])
+            if o.get("pitch_um") not in (None, ""):
+                kw["pitch_um"] = float(o["pitch_um"])
             if o.get("min_cells") not in (None, ""):
                 kw["min_cells"] = int(o["min_cells"])
             return read_xenium(
@@ -282,10 +295,11 @@ def _spec_from_row(row: Mapping[str, Any], base: Path, where: str) -> list[Sampl
     path = _resolve(base, row.get("path"))
     sid = str(row.get("sample_id") or "").strip()
     fmt = str(row.get("format") or "").strip().lower()
-    if path is None and fmt != "legacy_st":
-        raise ConfigError(f"{where}: sample {sid or '?'} has no 'path'")
-    if not fmt:
-        fmt = detect_format(path)  # type: ignore[arg-type]
+    if path is None:
+        if fmt != "legacy_st":
+            raise ConfigError(f"{where}: sample {sid or '?'} has no 'path'")
+    elif not fmt:
+        fmt = detect_format(path)
     pid = str(row.get("patient_id") or "").strip() or None
     image = _resolve(base, row.get("image"))
     mpp = _opt_float(row.get("mpp"))
@@ -298,9 +312,9 @@ def _spec_from_row(row: Mapping[str, Any], base: Path, where: str) -> list[Sampl
                 if k in ("counts", "spots", "proportions", "alignment")
                 else v
             )
-    if fmt == "her2st" and not sid:
+    if fmt == "her2st" and not sid and path is not None:
         # A row naming only the folder stands for all its sections.
-        return [SampleSpec(s, pid, "her2st", path, mpp=mpp) for s in her2st_sections(path)]  # type: ignore[arg-type]
+        return [SampleSpec(s, pid, "her2st", path, mpp=mpp) for s in her2st_sections(path)]
     if not sid:
         sid = (path or Path(options.get("counts", "sample"))).stem
     return [SampleSpec(sid, pid, fmt, path or base, image, mpp, options)]

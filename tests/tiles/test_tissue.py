@@ -106,3 +106,25 @@ def test_grid_over_tissue_keeps_tiles_with_enough_tissue(tmp_path: Path) -> None
         # Inside a drawn region: only tiles of that region.
         g2, q2 = grid_tile_qc(s, tm, tile_um=100, min_coverage=0.7, region=box(700, 500, 900, 700))
         assert len(g2) == 4 and q2.kept.all()
+        # A region reaching 20% into the next column does not take its tiles (centres outside).
+        g3, _ = grid_tile_qc(s, tm, tile_um=100, min_coverage=0.7, region=box(700, 500, 920, 700))
+        np.testing.assert_array_equal(g3.boxes, g2.boxes)
+
+
+def test_whole_slide_grids_never_run_past_the_image_edge(tmp_path: Path) -> None:
+    from stimage.tiles import grid_tile_qc
+
+    # Tissue from x = 200 to the right edge and down to the bottom edge of a 680 x 470 px
+    # image: 100 px tiles start near the tissue's corner, and a fifth column and a fourth row
+    # would cross the edges.
+    truth = np.zeros((470, 680), bool)
+    truth[96:, 200:] = True
+    p = write_pyramid_tiff(tmp_path / "edge.tif", render_he(470, 680, truth, seed=5), mpp=1.0)
+    with open_slide(p) as s:
+        tm = detect_tissue(s)
+        grid, qc = grid_tile_qc(s, tm, tile_um=100, min_coverage=0.5)
+    x, y, w, h = grid.boxes.T
+    assert ((x >= 0) & (y >= 0) & (x + w <= 680) & (y + h <= 470)).all()
+    # The grid still reaches as close to the edges as whole tiles can.
+    assert (x + w).max() > 680 - 100 and (y + h).max() > 470 - 100
+    assert qc.kept.sum() == len(np.unique(x)) * len(np.unique(y)) == 4 * 3

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from stimage.errors import ConfigError, NoTissueError
-from stimage.tiles._geometry import TileGrid, grid_tile_boxes, spot_tile_boxes
+from stimage.tiles._geometry import TileGrid, grid_tile_boxes, spot_tile_boxes, tile_side_px
 from stimage.tiles._tissue import TissueMask, TissueParams
 
 if TYPE_CHECKING:
     import anndata as ad
+    from shapely.geometry.base import BaseGeometry
 
     from stimage.data import Slide
     from stimage.tiles._stain import StainNormalizer
@@ -175,26 +176,36 @@ def grid_tile_qc(
 
     Tiles are laid on a grid inside ``region`` (a shapely geometry in level-0 pixels, e.g. an
     annotation) or over the whole slide, then those with less than ``min_coverage`` tissue
-    are marked dropped. Over a whole slide, tiles far from tissue are not even listed: the
-    grid is restricted to the tissue's bounding box.
+    are marked dropped. Which grid tiles are listed follows :func:`grid_tile_boxes`: a tile
+    lies wholly on the image, and belongs to ``region`` when its centre is inside it. Over a
+    whole slide, tiles far from tissue are not even listed: the grid starts at the corner of
+    the tissue's bounding box and lists the tiles that touch that box.
     """
-    from shapely.geometry import box
-
     w, h = slide.dimensions
     if region is None:
-        ys, xs = np.nonzero(mask.mask)
-        if not len(xs):
-            raise NoTissueError(f"{slide.path}: no tissue to tile")
-        dx, dy = mask.downsample
-        region = box(xs.min() * dx, ys.min() * dy, (xs.max() + 1) * dx, (ys.max() + 1) * dy)
-    grid = grid_tile_boxes(
-        w, h, tile_um, slide.mpp, region=region, stride_um=stride_um, min_region_fraction=1e-6
-    )
+        region = _tissue_box(slide, mask, tile_side_px(tile_um, slide.mpp))
+    grid = grid_tile_boxes(w, h, tile_um, slide.mpp, region=region, stride_um=stride_um)
     cov = mask.coverage(grid.boxes)
     low = cov < min_coverage
     reason = np.full(len(grid), "", dtype=object)
     reason[low] = f"tissue coverage below {min_coverage:.0%}"
     return grid, SpotTileQC(boxes=grid.boxes, coverage=cov, kept=~low, reason=reason)
+
+
+def _tissue_box(slide: Slide, mask: TissueMask, side: float) -> BaseGeometry:
+    """The tissue's bounding box, grown by half a tile to the right and below.
+
+    Grid tiles start at the box's top-left corner, so a tile's centre lies in the grown box
+    exactly when the tile touches the tissue's box.
+    """
+    from shapely.geometry import box
+
+    ys, xs = np.nonzero(mask.mask)
+    if not len(xs):
+        raise NoTissueError(f"{slide.path}: no tissue to tile")
+    dx, dy = mask.downsample
+    x0, y0, x1, y1 = xs.min() * dx, ys.min() * dy, (xs.max() + 1) * dx, (ys.max() + 1) * dy
+    return box(x0, y0, x1 + side / 2.0, y1 + side / 2.0)
 
 
 def load_stain_target(spec: str, method: str, tile_mpp: float | None = None) -> StainNormalizer:

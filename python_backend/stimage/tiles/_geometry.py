@@ -9,10 +9,14 @@ as QuPath's ``ImageRegion`` (but not rounded: rounding happens once, when pixels
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stimage.errors import ConfigError, NoTissueError
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 __all__ = ["TileGrid", "grid_tile_boxes", "spot_tile_boxes", "tile_side_px"]
 
@@ -54,7 +58,8 @@ class TileGrid:
         boxes: ``(n, 4)`` boxes ``(x, y, w, h)`` in level-0 pixels.
         rows: Grid row of each tile.
         cols: Grid column of each tile.
-        region_fraction: Fraction of each tile inside the region (1 without a region).
+        region_fraction: Fraction of each tile's area inside the region (1 without a
+            region).
     """
 
     boxes: np.ndarray
@@ -79,14 +84,21 @@ def grid_tile_boxes(
     *,
     region: object | None = None,
     stride_um: float | None = None,
-    min_region_fraction: float = 0.5,
+    min_region_fraction: float | None = None,
 ) -> TileGrid:
     """Non-overlapping (or strided) tiles over an image or inside a region.
 
-    The grid starts at the region's bounding box (or the image origin), so tiles of a
-    region align with its top-left corner, as QuPath's tiler does. A tile is kept when at
-    least ``min_region_fraction`` of it lies inside the region and its centre lies inside
-    the image.
+    The grid starts at the region's bounding box, clipped to the image (or at the image
+    origin), so tiles of a region align with its top-left corner, as QuPath's tiler does.
+    One rule decides which grid tiles are kept, for every caller (slide prediction, the
+    server, QuPath project batches):
+
+    * a tile lies on the image: ``0 <= x``, ``0 <= y``, ``x + w <= width`` and
+      ``y + h <= height`` (up to 1e-6 px of float rounding), so no tile runs past the image
+      edge (a strip narrower than a tile at the right or bottom edge gets no tile);
+    * with a region, a tile belongs to it when its centre lies inside the region (a centre
+      on the region's boundary does not count), so every tile falls inside its region
+      when QuPath resolves the hierarchy, however little or much of it the region covers.
 
     Args:
         width: Image width in level-0 pixels.
@@ -96,57 +108,106 @@ def grid_tile_boxes(
         region: A shapely geometry in level-0 pixels (e.g. an annotation or the tissue), or
             None for the whole image.
         stride_um: Distance between tile origins; ``tile_um`` (no overlap) by default.
-        min_region_fraction: Minimum fraction of a tile inside ``region``.
+        min_region_fraction: Optionally, also drop tiles with less than this fraction of
+            their area inside ``region``; the centre rule alone by default.
 
     Raises:
-        NoTissueError: No tile lies inside the region.
+        NoTissueError: No tile lies on the image with its centre inside the region.
+
+    Example:
+        >>> g = grid_tile_boxes(1000, 500, tile_um=100, mpp=0.5)  # 200 px tiles
+        >>> len(g), g.boxes[-1].tolist()  # 5 x 2 tiles; a third row would cross y = 500
+        (10, [800.0, 200.0, 200.0, 200.0])
     """
     side = tile_side_px(tile_um, mpp)
     step = tile_side_px(stride_um or tile_um, mpp)
-    if not 0 < min_region_fraction <= 1:
+    if min_region_fraction is not None and not 0 < min_region_fraction <= 1:
         raise ConfigError(f"min_region_fraction must be in (0, 1], got {min_region_fraction}")
-    if region is not None:
-        from shapely.geometry.base import BaseGeometry
-
-        if not isinstance(region, BaseGeometry):
-            raise ConfigError(f"region must be a shapely geometry, got {type(region).__name__}")
-        if region.is_empty:
-            raise NoTissueError("the region is empty; draw or select a region with an area")
-        x0, y0, x1, y1 = region.bounds
-        x0, y0 = max(x0, 0.0), max(y0, 0.0)
-        x1, y1 = min(x1, float(width)), min(y1, float(height))
-        if x1 <= x0 or y1 <= y0:
-            raise NoTissueError(
-                f"the region (bounds {region.bounds}) lies outside the {width} x {height} px image"
-            )
-    else:
-        x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
-    n_cols = max(1, int(np.ceil((x1 - x0 - side) / step + 1e-9)) + 1) if x1 - x0 > side else 1
-    n_rows = max(1, int(np.ceil((y1 - y0 - side) / step + 1e-9)) + 1) if y1 - y0 > side else 1
-    cols, rows = np.meshgrid(np.arange(n_cols), np.arange(n_rows))
-    cols, rows = cols.ravel(), rows.ravel()
+    geom = _checked_region(region, width, height)
+    x0, y0, x1, y1 = (0.0, 0.0, float(width), float(height)) if geom is None else geom.bounds
+    x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+    col_grid, row_grid = np.meshgrid(
+        _grid_steps(x1 - x0, side, step), _grid_steps(y1 - y0, side, step)
+    )
+    cols, rows = col_grid.ravel(), row_grid.ravel()
     xs, ys = x0 + cols * step, y0 + rows * step
-    boxes = np.c_[xs, ys, np.full(len(xs), side), np.full(len(xs), side)]
-    centres = boxes[:, :2] + side / 2.0
-    inside_img = (centres[:, 0] < width) & (centres[:, 1] < height)
-    boxes, rows, cols = boxes[inside_img], rows[inside_img], cols[inside_img]
-    if region is None:
-        frac = np.ones(len(boxes))
-    else:
+    keep = _on_image(xs, ys, side, width, height)
+    if geom is not None:
         import shapely
 
-        prepared = region
-        shapely.prepare(prepared)
-        tiles = shapely.box(boxes[:, 0], boxes[:, 1], boxes[:, 0] + side, boxes[:, 1] + side)
-        hit = shapely.intersects(prepared, tiles)
-        frac = np.zeros(len(boxes))
-        if hit.any():
-            frac[hit] = shapely.area(shapely.intersection(tiles[hit], region)) / (side * side)
-        keep = frac >= min_region_fraction - 1e-9
-        boxes, rows, cols, frac = boxes[keep], rows[keep], cols[keep], frac[keep]
-        if not len(boxes):
-            raise NoTissueError(
-                f"no {tile_um:g} µm tile has {min_region_fraction:.0%} of its area inside the region; "
-                "the region is smaller than one tile - draw a larger region or use smaller tiles"
-            )
+        shapely.prepare(geom)
+        keep &= shapely.contains_xy(geom, xs + side / 2.0, ys + side / 2.0)
+    boxes = np.c_[xs, ys, np.full(len(xs), side), np.full(len(xs), side)][keep]
+    rows, cols = rows[keep], cols[keep]
+    frac = np.ones(len(boxes)) if geom is None else _area_inside(geom, boxes)
+    if min_region_fraction is not None and geom is not None:
+        enough = frac >= min_region_fraction - 1e-9
+        boxes, rows, cols, frac = boxes[enough], rows[enough], cols[enough], frac[enough]
+    if not len(boxes):
+        raise NoTissueError(_no_tile_message(geom, width, height, tile_um, side))
     return TileGrid(boxes=boxes, rows=rows, cols=cols, region_fraction=frac)
+
+
+#: Slack in pixels for float rounding when testing that a tile lies on the image.
+_EDGE_TOL = 1e-6
+
+
+def _checked_region(region: object | None, width: int, height: int) -> BaseGeometry | None:
+    """The region as a non-empty shapely geometry that overlaps the image, or None."""
+    if region is None:
+        return None
+    from shapely.geometry.base import BaseGeometry
+
+    if not isinstance(region, BaseGeometry):
+        raise ConfigError(f"region must be a shapely geometry, got {type(region).__name__}")
+    if region.is_empty:
+        raise NoTissueError("the region is empty; draw or select a region with an area")
+    x0, y0, x1, y1 = region.bounds
+    if min(x1, float(width)) <= max(x0, 0.0) or min(y1, float(height)) <= max(y0, 0.0):
+        raise NoTissueError(
+            f"the region (bounds {region.bounds}) lies outside the {width} x {height} px image"
+        )
+    return region
+
+
+def _grid_steps(extent: float, side: float, step: float) -> np.ndarray:
+    """Indices of the grid tiles needed to cover ``extent`` pixels from the grid origin."""
+    n = int(np.ceil((extent - side) / step + 1e-9)) + 1 if extent > side else 1
+    return np.arange(n)
+
+
+def _on_image(xs: np.ndarray, ys: np.ndarray, side: float, width: int, height: int) -> np.ndarray:
+    """Whether each ``side`` tile at ``(xs, ys)`` lies wholly on the image."""
+    return (
+        (xs >= -_EDGE_TOL)
+        & (ys >= -_EDGE_TOL)
+        & (xs + side <= width + _EDGE_TOL)
+        & (ys + side <= height + _EDGE_TOL)
+    )
+
+
+def _area_inside(region: BaseGeometry, boxes: np.ndarray) -> np.ndarray:
+    """Fraction of each box's area inside ``region``."""
+    import shapely
+
+    if not len(boxes):
+        return np.zeros(0)
+    x, y, w, h = boxes.T
+    tiles = shapely.box(x, y, x + w, y + h)
+    return np.asarray(shapely.area(shapely.intersection(tiles, region)) / (w * h), dtype=float)
+
+
+def _no_tile_message(
+    region: BaseGeometry | None, width: int, height: int, tile_um: float, side: float
+) -> str:
+    if region is None:
+        return (
+            f"the {width} x {height} px image is smaller than one {tile_um:g} µm tile "
+            f"({side:.0f} px); use smaller tiles"
+        )
+    return (
+        f"no {tile_um:g} µm tile ({side:.0f} px) lies on the {width} x {height} px image with its "
+        f"centre inside the region (bounds {tuple(round(v) for v in region.bounds)}); the region "
+        "is smaller than one tile or too close to the image edge - draw a larger region or use "
+        "smaller tiles"
+    )

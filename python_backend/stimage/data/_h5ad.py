@@ -24,9 +24,10 @@ import pandas as pd
 from scipy import sparse
 
 from stimage.constants import Key, Platform
+from stimage.data._grid import cross_check_mpp
 from stimage.data._sample import make_sample
 from stimage.data._scale import mpp_from_spot_grid
-from stimage.data._visium import cross_check_mpp, mpp_from_scalefactors
+from stimage.data._visium import mpp_from_scalefactors
 from stimage.errors import InputFileNotFoundError, InvalidSampleError, UnknownScaleError
 
 if TYPE_CHECKING:
@@ -134,9 +135,49 @@ def read_h5ad_sample(
         'user'
 
     """
+    p = Path(path)
+    src, xy = _read_anndata(p, image)
+    counts, var = _raw_counts(src, counts_layer, p)
+    old: dict[str, Any] = dict(src.uns.get(Key.UNS) or {})
+    sf = _scalefactors(src.uns, p)
+    has_grid = Key.ARRAY_ROW in src.obs and Key.ARRAY_COL in src.obs
+    plat = (
+        platform
+        or old.get(Key.PLATFORM)
+        or (Platform.VISIUM if sf.get("spot_diameter_fullres") and has_grid else Platform.ANNDATA)
+    )
+    mpp_v, mpp_src = _resolve_mpp(src, p, mpp, old, sf, plat, xy, has_grid)
+    section = section_id or old.get(Key.SECTION) or p.stem
+    patient = patient_id or old.get(Key.PATIENT) or None
+    adata = make_sample(
+        counts,
+        var.index,
+        src.obs_names,
+        xy,
+        section_id=str(section),
+        patient_id=str(patient) if patient else None,
+        platform=plat,
+        slide_path=_slide_path(p, image, old),
+        mpp=mpp_v,
+        mpp_source=mpp_src,
+        spot_diameter_um=(
+            spot_diameter_um
+            or _finite(old.get(Key.SPOT_DIAMETER_UM))
+            or Platform.DIAMETER_UM.get(plat)
+        ),
+        spot_pitch_um=_finite(old.get(Key.SPOT_PITCH_UM)) or Platform.PITCH_UM.get(plat),
+        obs=src.obs.drop(columns=[c for c in (Key.SECTION, Key.PATIENT) if c in src.obs]),
+        var=var,
+        source_path=p,
+    )
+    _carry_over(src, adata, old)
+    return adata
+
+
+def _read_anndata(p: Path, image: str | os.PathLike[str] | None) -> tuple[ad.AnnData, np.ndarray]:
+    """The AnnData of ``p`` and its spot centres; checks the file and the image exist."""
     import anndata as ad
 
-    p = Path(path)
     if not p.is_file():
         raise InputFileNotFoundError(f"{p}: no such .h5ad file; check the path")
     if image is not None and not Path(image).is_file():
@@ -158,62 +199,39 @@ def read_h5ad_sample(
         raise InvalidSampleError(
             f"{p}: obsm[{Key.SPATIAL!r}] has shape {xy.shape}, expected ({src.n_obs}, 2) (x, y)"
         )
+    return src, xy
 
-    counts, var, where = _counts(src, counts_layer, p)
+
+def _raw_counts(src: ad.AnnData, layer: str | None, p: Path) -> tuple[Any, pd.DataFrame]:
+    """The raw counts and their var table, or an error saying where raw counts may be."""
+    counts, var, where = _counts(src, layer, p)
     problem = _not_counts(counts)
-    if problem is not None:
-        raw_hint = (
-            "; adata.raw holds integer counts: pass counts_layer='raw'"
-            if src.raw is not None and _not_counts(src.raw.X) is None and where != "adata.raw.X"
-            else ""
-        )
-        raise InvalidSampleError(
-            f"{p}: {where} holds {problem}, not raw counts. stimage models raw integer UMI "
-            f"counts: store them in adata.layers['counts'] (or X), or name their layer with "
-            f"counts_layer={raw_hint}"
-        )
-
-    old: dict[str, Any] = dict(src.uns.get(Key.UNS) or {})
-    sf = _scalefactors(src.uns, p)
-    has_grid = Key.ARRAY_ROW in src.obs and Key.ARRAY_COL in src.obs
-    plat = (
-        platform
-        or old.get(Key.PLATFORM)
-        or (Platform.VISIUM if sf.get("spot_diameter_fullres") and has_grid else Platform.ANNDATA)
+    if problem is None:
+        return counts, var
+    raw_hint = (
+        "; adata.raw holds integer counts: pass counts_layer='raw'"
+        if src.raw is not None and _not_counts(src.raw.X) is None and where != "adata.raw.X"
+        else ""
     )
-    mpp_v, mpp_src = _resolve_mpp(src, p, mpp, old, sf, plat, xy, has_grid)
+    raise InvalidSampleError(
+        f"{p}: {where} holds {problem}, not raw counts. stimage models raw integer UMI "
+        f"counts: store them in adata.layers['counts'] (or X), or name their layer with "
+        f"counts_layer={raw_hint}"
+    )
+
+
+def _slide_path(p: Path, image: str | os.PathLike[str] | None, old: Mapping[str, Any]) -> Any:
+    """The image given, else the one the file records (warning when it does not exist)."""
     slide = image or old.get(Key.SLIDE_PATH) or None
     if slide is None:
         logger.info("%s: no H&E image given (image=); the sample has no slide path", p)
     elif image is None and not Path(slide).exists():
         logger.warning("%s: the slide recorded in the file, %s, does not exist", p, slide)
-    diameter = (
-        spot_diameter_um
-        or _finite(old.get(Key.SPOT_DIAMETER_UM))
-        or (Platform.DIAMETER_UM.get(plat))
-    )
-    pitch = _finite(old.get(Key.SPOT_PITCH_UM)) or Platform.PITCH_UM.get(plat)
-    section = section_id or old.get(Key.SECTION) or p.stem
-    patient = patient_id or old.get(Key.PATIENT) or None
+    return slide
 
-    obs = src.obs.drop(columns=[c for c in (Key.SECTION, Key.PATIENT) if c in src.obs])
-    adata = make_sample(
-        counts,
-        var.index,
-        src.obs_names,
-        xy,
-        section_id=str(section),
-        patient_id=str(patient) if patient else None,
-        platform=plat,
-        slide_path=slide,
-        mpp=mpp_v,
-        mpp_source=mpp_src,
-        spot_diameter_um=diameter,
-        spot_pitch_um=pitch,
-        obs=obs,
-        var=var,
-        source_path=p,
-    )
+
+def _carry_over(src: ad.AnnData, adata: ad.AnnData, old: Mapping[str, Any]) -> None:
+    """Keep the file's other obsm and uns entries, and its stimage metadata not overridden."""
     for key, value in src.obsm.items():
         if key != Key.SPATIAL:
             adata.obsm[key] = value
@@ -223,7 +241,6 @@ def read_h5ad_sample(
     meta = adata.uns[Key.UNS]
     for key, value in old.items():
         meta.setdefault(key, value)
-    return adata
 
 
 def _finite(value: Any) -> float | None:

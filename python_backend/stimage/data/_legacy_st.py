@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from stimage.constants import Key, Platform
-from stimage.data._sample import make_sample
-from stimage.data._scale import mpp_from_spot_grid
+from stimage.data._grid import SpotTable, make_grid_sample, resolve_scale
+from stimage.data._tables import read_text_table
 from stimage.errors import InputFileNotFoundError, InvalidSampleError, SpotMismatchError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["her2st_sections", "is_her2st_root", "read_her2st", "read_legacy_st"]
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+_SPOT_COLUMNS = ("x", "y", "pixel_x", "pixel_y")
 
 
 def _need(path: Path, what: str, fix: str) -> Path:
@@ -41,14 +42,74 @@ def _need(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def _read_table(path: Path, what: str) -> pd.DataFrame:
-    sep = "," if ".csv" in path.name.lower() else "\t"
-    try:
-        return pd.read_csv(path, sep=sep)
-    except (OSError, EOFError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+def _read_counts(path: Path) -> pd.DataFrame:
+    """The counts table: spots ``<x>x<y>`` as rows (the first column), genes as columns."""
+    table = read_text_table(path, "counts table")
+    table = table.set_index(table.columns[0])
+    table.index = table.index.astype(str)
+    _check_numeric(table, path)
+    return table
+
+
+def _check_numeric(table: pd.DataFrame, path: Path) -> None:
+    """Raise naming the first cell of ``table`` that is empty or not a number."""
+    bad = table.isna().to_numpy()
+    for c, dtype in enumerate(table.dtypes):
+        if not pd.api.types.is_numeric_dtype(dtype):
+            bad[:, c] |= pd.to_numeric(table.iloc[:, c], errors="coerce").isna().to_numpy()
+    if bad.any():
+        r, c = (int(v[0]) for v in np.nonzero(bad))
         raise InvalidSampleError(
-            f"{path}: cannot read the {what} ({e}); check the file is complete"
-        ) from e
+            f"{path}: spot {table.index[r]!r}, gene {table.columns[c]!r} holds "
+            f"{table.iat[r, c]!r}, not a count; every cell of the counts table must be a number"
+        )
+
+
+def _read_spots(path: Path) -> SpotTable:
+    """The spot file as a :class:`SpotTable`: ids ``<x>x<y>``, array row ``y``, column ``x``."""
+    sp = read_text_table(path, "spot file")
+    missing = [c for c in _SPOT_COLUMNS if c not in sp.columns]
+    if missing:
+        raise InvalidSampleError(
+            f"{path}: spot file lacks column(s) {missing}; expected x, y, pixel_x, pixel_y, selected"
+        )
+    empty = sp[list(_SPOT_COLUMNS)].isna().any(axis=1).to_numpy()
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise InvalidSampleError(
+            f"{path}: the spot in data row {i + 1} has empty {', '.join(_SPOT_COLUMNS)} values; "
+            "every spot needs its array position and pixel centre"
+        )
+    ids = sp["x"].astype(int).astype(str) + "x" + sp["y"].astype(int).astype(str)
+    if ids.duplicated().any():
+        raise InvalidSampleError(
+            f"{path}: array positions repeat (e.g. {ids[ids.duplicated()].iloc[0]})"
+        )
+    tissue = sp["selected"].to_numpy() == 1 if "selected" in sp.columns else np.ones(len(sp), bool)
+    spots = pd.DataFrame(
+        {
+            "array_row": sp["y"].to_numpy(int),
+            "array_col": sp["x"].to_numpy(int),
+            "x": sp["pixel_x"].to_numpy(float),
+            "y": sp["pixel_y"].to_numpy(float),
+            "in_tissue": tissue,
+        },
+        index=pd.Index(ids, name=None),
+    )
+    return SpotTable(spots, path, Platform.LEGACY_ST, tissue_flag="selected")
+
+
+def _add_proportions(adata: ad.AnnData, path: Path) -> None:
+    """Attach per-spot cell-type proportions in ``obsm[Key.CELLTYPE_PROPORTIONS]``."""
+    prop = read_text_table(path, "cell-type proportions")
+    prop = prop.set_index(prop.columns[0])
+    prop.index = prop.index.astype(str)
+    absent = adata.obs_names.difference(prop.index)
+    if len(absent):
+        raise SpotMismatchError(
+            f"{path}: {len(absent)} spots of the counts have no proportions (e.g. {list(absent[:3])})"
+        )
+    adata.obsm[Key.CELLTYPE_PROPORTIONS] = prop.loc[adata.obs_names].astype(np.float64)
 
 
 def read_legacy_st(
@@ -80,87 +141,41 @@ def read_legacy_st(
     Raises:
         InputFileNotFoundError: A file is missing.
         SpotMismatchError: Spots in the counts have no position in the spot file.
+        InvalidSampleError: A file is cut short or malformed: a gzip stream that ends early,
+            a row with missing columns, or many spots under tissue without counts.
     """
     counts_p = _need(Path(counts), "counts table", "give the ST counts .tsv(.gz)")
     spots_p = _need(Path(spots), "spot file", "give the *_selection.tsv spot file")
     image_p = _need(Path(image), "H&E image", "give the full-resolution image") if image else None
 
-    table = _read_table(counts_p, "counts table")
-    first = table.columns[0]
-    table = table.set_index(first)
-    table.index = table.index.astype(str)
-    sp = _read_table(spots_p, "spot file")
-    missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in sp.columns]
-    if missing:
-        raise InvalidSampleError(
-            f"{spots_p}: spot file lacks column(s) {missing}; expected x, y, pixel_x, pixel_y, selected"
-        )
-    sp.index = sp["x"].astype(int).astype(str) + "x" + sp["y"].astype(int).astype(str)
-    if sp.index.has_duplicates:
-        raise InvalidSampleError(
-            f"{spots_p}: array positions repeat (e.g. {sp.index[sp.index.duplicated()][0]})"
-        )
-    no_pos = table.index.difference(sp.index)
-    if len(no_pos):
-        raise SpotMismatchError(
-            f"{counts_p}: {len(no_pos)} of {len(table)} spots in the counts have no row in {spots_p.name} "
-            f"(e.g. {list(no_pos[:3])}); spot ids must be '<x>x<y>' array positions matching the "
-            "spot file's x and y columns - check both files are of the same section"
-        )
-    sp = sp.loc[table.index]
-    in_tissue = (
-        (sp["selected"].to_numpy() == 1) if "selected" in sp.columns else np.ones(len(sp), bool)
+    table = _read_counts(counts_p)
+    spot_table = _read_spots(spots_p)
+    keep = spot_table.match(
+        table.index,
+        counts_p,
+        what="spots in the counts",
+        fix="spot ids must be '<x>x<y>' array positions matching the spot file's x and y "
+        "columns - check both files are of the same section",
+        only_in_tissue=only_in_tissue,
     )
-    keep = in_tissue if only_in_tissue else np.ones(len(sp), bool)
-    if not keep.any():
-        raise InvalidSampleError(f"{spots_p}: no spot is marked selected (under tissue)")
-    table, sp = table.loc[keep], sp.loc[keep]
-    in_tissue = in_tissue[keep]
-    xy = sp[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
-    rows, cols = sp["y"].to_numpy(int), sp["x"].to_numpy(int)
-    if mpp is None:
-        # Derive the scale from all spots of the file (tissue or not): more neighbour pairs.
-        full = _read_table(spots_p, "spot file")
-        scale = mpp_from_spot_grid(
-            full["y"].to_numpy(int),
-            full["x"].to_numpy(int),
-            full[["pixel_x", "pixel_y"]].to_numpy(float),
-            Platform.LEGACY_ST,
-            source=str(spots_p),
-        )
-        mpp_v, mpp_src = scale.mpp, "spot grid"
-    else:
-        mpp_v, mpp_src = float(mpp), "user"
-    obs = pd.DataFrame(
-        {Key.ARRAY_ROW: rows, Key.ARRAY_COL: cols, Key.IN_TISSUE: in_tissue}, index=table.index
+    table = table.iloc[keep]
+    scale = resolve_scale(
+        spot_table, mpp, None, unstated="the ST files state no pixel size", where=str(spots_p)
     )
-    adata = make_sample(
+    adata = make_grid_sample(
         table.to_numpy(),
         list(table.columns),
-        list(table.index),
-        xy,
+        table.index,
+        spot_table,
+        scale,
         section_id=section_id,
         patient_id=patient_id,
-        platform=Platform.LEGACY_ST,
         slide_path=image_p,
-        mpp=mpp_v,
-        mpp_source=mpp_src,
-        spot_diameter_um=Platform.DIAMETER_UM[Platform.LEGACY_ST],
-        spot_pitch_um=Platform.PITCH_UM[Platform.LEGACY_ST],
-        obs=obs,
         source_path=counts_p,
     )
     if proportions is not None:
         prop_p = _need(Path(proportions), "cell-type proportions", "give the *-proportion.tsv file")
-        prop = _read_table(prop_p, "cell-type proportions")
-        prop = prop.set_index(prop.columns[0])
-        prop.index = prop.index.astype(str)
-        absent = adata.obs_names.difference(prop.index)
-        if len(absent):
-            raise SpotMismatchError(
-                f"{prop_p}: {len(absent)} spots of the counts have no proportions (e.g. {list(absent[:3])})"
-            )
-        adata.obsm[Key.CELLTYPE_PROPORTIONS] = prop.loc[adata.obs_names].astype(np.float64)
+        _add_proportions(adata, prop_p)
     return adata
 
 

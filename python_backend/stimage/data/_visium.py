@@ -35,15 +35,10 @@ import numpy as np
 import pandas as pd
 
 from stimage.constants import Key, Platform
-from stimage.data._sample import make_sample
-from stimage.data._scale import mpp_from_spot_grid
+from stimage.data._grid import SpotTable, make_grid_sample, resolve_scale
+from stimage.data._tables import read_text_table
 from stimage.data._tenx import read_10x_h5
-from stimage.errors import (
-    InputFileNotFoundError,
-    InvalidSampleError,
-    SpotMismatchError,
-    UnknownScaleError,
-)
+from stimage.errors import InputFileNotFoundError, InvalidSampleError
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -54,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 #: µm spanned by ``spot_diameter_fullres`` pixels, as 10x defines that scale factor.
 SCALEFACTOR_SPOT_UM = 65.0
-#: Relative disagreement between two scale estimates above which a warning is logged.
-SCALE_TOLERANCE = 0.10
 
 _POSITION_COLUMNS = [
     "barcode",
@@ -105,24 +98,25 @@ def is_visium_folder(path: str | os.PathLike[str]) -> bool:
     return has_matrix and any((outs / "spatial" / n).is_file() for n in _POSITION_FILES)
 
 
-def _read_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
-    for name in _POSITION_FILES:
-        path = spatial / name
-        if path.is_file():
-            break
-    else:
+def _read_positions(spatial: Path) -> SpotTable:
+    """The spot positions file (with or without its header) as a :class:`SpotTable`."""
+    path = next((spatial / n for n in _POSITION_FILES if (spatial / n).is_file()), None)
+    if path is None:
         raise InputFileNotFoundError(
             f"{spatial}: no tissue_positions.csv or tissue_positions_list.csv; expected the "
             "spatial/ folder of a Space Ranger output"
         )
     try:
         with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-        header = first.split(",")[0].strip().strip('"') == "barcode"
-        key = "barcode" if header else 0
-        df = pd.read_csv(path, header=0 if header else None, dtype={key: str})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            header = fh.readline().split(",")[0].strip().strip('"') == "barcode"
+    except (OSError, UnicodeDecodeError) as e:
         raise InvalidSampleError(f"{path}: cannot read the spot positions ({e})") from e
+    df = read_text_table(
+        path,
+        "spot positions",
+        header=0 if header else None,
+        dtype={"barcode" if header else 0: str},
+    )
     if not header:
         if df.shape[1] != len(_POSITION_COLUMNS):
             raise InvalidSampleError(
@@ -135,11 +129,32 @@ def _read_positions(spatial: Path) -> tuple[pd.DataFrame, Path]:
         raise InvalidSampleError(
             f"{path}: lacks column(s) {missing}; expected {', '.join(_POSITION_COLUMNS)}"
         )
-    df["barcode"] = df["barcode"].astype(str)
-    if df["barcode"].duplicated().any():
-        dup = df["barcode"][df["barcode"].duplicated()].iloc[0]
-        raise InvalidSampleError(f"{path}: barcode {dup!r} appears more than once")
-    return df.set_index("barcode"), path
+    return _spot_table(df, path)
+
+
+def _spot_table(df: pd.DataFrame, path: Path) -> SpotTable:
+    barcodes = df["barcode"].astype(str)
+    if barcodes.duplicated().any():
+        raise InvalidSampleError(
+            f"{path}: barcode {barcodes[barcodes.duplicated()].iloc[0]!r} appears more than once"
+        )
+    empty = df[_POSITION_COLUMNS[1:]].isna().any(axis=1).to_numpy()
+    if empty.any():
+        raise InvalidSampleError(
+            f"{path}: spot {barcodes.iloc[int(np.flatnonzero(empty)[0])]!r} has empty values; "
+            f"every spot needs {', '.join(_POSITION_COLUMNS[1:])}"
+        )
+    spots = pd.DataFrame(
+        {
+            "array_row": df["array_row"].to_numpy(int),
+            "array_col": df["array_col"].to_numpy(int),
+            "x": df["pxl_col_in_fullres"].to_numpy(float),
+            "y": df["pxl_row_in_fullres"].to_numpy(float),
+            "in_tissue": df["in_tissue"].to_numpy() == 1,
+        },
+        index=pd.Index(barcodes.to_numpy(), name="barcode"),
+    )
+    return SpotTable(spots, path, Platform.VISIUM)
 
 
 def _read_scalefactors(spatial: Path) -> dict[str, Any]:
@@ -201,25 +216,6 @@ def _find_image(folders: list[Path]) -> Path:
     )
 
 
-def cross_check_mpp(mpp: float, source: str, grid_mpp: float | None, where: str) -> None:
-    """Log a warning when two µm-per-pixel estimates disagree by more than 10%."""
-    if grid_mpp is None:
-        return
-    rel = abs(mpp - grid_mpp) / grid_mpp
-    if rel > SCALE_TOLERANCE:
-        logger.warning(
-            "%s: µm per pixel from %s (%.4f) and from the spot grid (%.4f) differ by %.0f%%; "
-            "using %s. Check the image is the full-resolution one given to Space Ranger, or "
-            "give --mpp.",
-            where,
-            source,
-            mpp,
-            grid_mpp,
-            100 * rel,
-            source,
-        )
-
-
 def read_visium(
     folder: str | os.PathLike[str],
     image: str | os.PathLike[str] | None = None,
@@ -253,14 +249,58 @@ def read_visium(
         'scalefactors'
 
     """
-    root = Path(folder)
+    outs, matrix_p, image_p = _locate(Path(folder), image, only_in_tissue)
+    section = section_id or (outs.parent.name if outs.name == "outs" else outs.name)
+    m = read_10x_h5(matrix_p)
+    spots = _read_positions(outs / "spatial")
+    keep = spots.match(
+        m.barcodes,
+        matrix_p,
+        what="barcodes",
+        fix="the matrix and spatial/ must come from the same Space Ranger run",
+        only_in_tissue=only_in_tissue,
+    )
+    sf = _read_scalefactors(outs / "spatial")
+    sf_mpp = mpp_from_scalefactors(sf)
+    scale = resolve_scale(
+        spots,
+        mpp,
+        None if sf_mpp is None else (sf_mpp, "scalefactors"),
+        unstated="scalefactors_json.json has no spot_diameter_fullres",
+        where=str(outs),
+    )
+    adata = make_grid_sample(
+        m.counts[keep],
+        m.genes,
+        m.barcodes[keep],
+        spots,
+        scale,
+        section_id=section,
+        patient_id=patient_id,
+        slide_path=image_p,
+        source_path=outs,
+        var=pd.DataFrame({Key.GENE_ID: m.gene_ids.to_numpy()}),
+    )
+    factors = {k: float(v) for k, v in sf.items() if _is_number(v)}
+    if factors:  # as scanpy and squidpy keep them: uns["spatial"][library]["scalefactors"]
+        adata.uns["spatial"] = {str(section): {"scalefactors": factors}}
+    return adata
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _locate(
+    root: Path, image: str | os.PathLike[str] | None, only_in_tissue: bool
+) -> tuple[Path, Path, Path]:
+    """The Space Ranger files of a section: the ``outs`` folder, the matrix and the image."""
     if not root.is_dir():
         raise InputFileNotFoundError(
             f"{root}: no such folder; give the Space Ranger output folder (outs/)"
         )
     outs = _outs(root)
-    spatial = outs / "spatial"
-    if not spatial.is_dir():
+    if not (outs / "spatial").is_dir():
         raise InputFileNotFoundError(
             f"{outs}: no spatial/ folder; expected a Space Ranger output folder (outs/) with "
             "spatial/tissue_positions.csv and filtered_feature_bc_matrix.h5"
@@ -273,87 +313,12 @@ def read_visium(
             f"{matrix_p}: feature-barcode matrix not found; expected it in the Space Ranger "
             "output folder"
         )
-    if image is not None:
-        image_p = Path(image)
-        if not image_p.is_file():
-            raise InputFileNotFoundError(
-                f"{image_p}: H&E image not found; give the full-resolution image that was given "
-                "to Space Ranger"
-            )
-    else:
-        image_p = _find_image([outs, root] if outs != root else [root])
-    section = section_id or (outs.parent.name if outs.name == "outs" else outs.name)
-
-    m = read_10x_h5(matrix_p)
-    pos, pos_p = _read_positions(spatial)
-    no_pos = m.barcodes.difference(pos.index)
-    if len(no_pos):
-        raise SpotMismatchError(
-            f"{matrix_p}: {len(no_pos)} of {len(m.barcodes)} barcodes have no row in "
-            f"{pos_p.name} (e.g. {list(no_pos[:3])}); the matrix and spatial/ must come from the "
-            "same Space Ranger run"
+    if image is None:
+        return outs, matrix_p, _find_image([outs, root] if outs != root else [root])
+    image_p = Path(image)
+    if not image_p.is_file():
+        raise InputFileNotFoundError(
+            f"{image_p}: H&E image not found; give the full-resolution image that was given "
+            "to Space Ranger"
         )
-    sp = pos.loc[m.barcodes]
-    in_tissue = sp["in_tissue"].to_numpy() == 1
-    keep = in_tissue if only_in_tissue else np.ones(len(sp), bool)
-    if not keep.any():
-        raise InvalidSampleError(f"{pos_p}: no spot of the matrix is marked in_tissue")
-    counts, sp = m.counts[np.flatnonzero(keep)], sp.loc[keep]
-    xy = sp[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
-
-    # Scale: user, else scale factors, else the spot grid; cross-checked against the grid.
-    grid_mpp: float | None = None
-    grid_error: UnknownScaleError | None = None
-    try:
-        grid = mpp_from_spot_grid(
-            pos["array_row"].to_numpy(int),
-            pos["array_col"].to_numpy(int),
-            pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float),
-            Platform.VISIUM,
-            source=str(pos_p),
-        )
-        grid_mpp = grid.mpp
-    except UnknownScaleError as e:
-        logger.debug("no spot-grid scale for %s: %s", pos_p, e)
-        grid_error = e
-    sf = _read_scalefactors(spatial)
-    if mpp is not None:
-        mpp_v, mpp_src = float(mpp), "user"
-    elif (sf_mpp := mpp_from_scalefactors(sf)) is not None:
-        mpp_v, mpp_src = sf_mpp, "scalefactors"
-    elif grid_mpp is not None:
-        mpp_v, mpp_src = grid_mpp, "spot grid"
-    else:
-        raise UnknownScaleError(
-            f"{spatial}: scalefactors_json.json has no spot_diameter_fullres and the spot grid "
-            f"gives no scale ({grid_error}); give the µm per pixel with mpp= (--mpp)"
-        )
-    if mpp_src != "spot grid":
-        cross_check_mpp(mpp_v, mpp_src, grid_mpp, str(outs))
-
-    obs = pd.DataFrame(
-        {
-            Key.ARRAY_ROW: sp["array_row"].to_numpy(int),
-            Key.ARRAY_COL: sp["array_col"].to_numpy(int),
-            Key.IN_TISSUE: in_tissue[keep],
-        },
-        index=sp.index,
-    )
-    var = pd.DataFrame({Key.GENE_ID: m.gene_ids.to_numpy()})
-    return make_sample(
-        counts,
-        m.genes,
-        sp.index,
-        xy,
-        section_id=section,
-        patient_id=patient_id,
-        platform=Platform.VISIUM,
-        slide_path=image_p,
-        mpp=mpp_v,
-        mpp_source=mpp_src,
-        spot_diameter_um=Platform.DIAMETER_UM[Platform.VISIUM],
-        spot_pitch_um=Platform.PITCH_UM[Platform.VISIUM],
-        obs=obs,
-        var=var,
-        source_path=outs,
-    )
+    return outs, matrix_p, image_p

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from stimage._version import __version__
+from stimage.encoders._device import cpu_flags
+from stimage.encoders._weights import stimage_home
 
 __all__ = ["collect", "compute_device", "stimage_home"]
 
@@ -52,23 +54,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def stimage_home() -> Path:
-    """Folder of stimage's weights and models: ``$STIMAGE_HOME`` or ``~/.stimage``."""
-    env = os.environ.get("STIMAGE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".stimage"
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def compute_device() -> dict[str, str]:
     """The device inference will run on, and what it supports."""
     try:
@@ -85,7 +70,7 @@ def compute_device() -> dict[str, str]:
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return {"device": "mps (Apple GPU)"}
-    flags = _cpu_flags()
+    flags = cpu_flags()
     fast_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
     return {
         "device": f"cpu ({os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads)",

@@ -10,7 +10,8 @@ Example:
 """
 
 from stimage.encoders import _builtin, _foundation  # noqa: F401  (register the encoders)
-from stimage.encoders._encoder import Encoder, create_encoder, pick_device
+from stimage.encoders._device import pick_device
+from stimage.encoders._encoder import Encoder, create_encoder
 from stimage.encoders._registry import (
     EncoderSpec,
     WeightSource,

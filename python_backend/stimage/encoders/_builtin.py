@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from stimage.encoders._registry import EncoderSpec, WeightSource, register_encoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -83,37 +85,38 @@ def resnet50() -> EncoderSpec:
     )
 
 
-@register_encoder
-def test_tiny_cnn() -> EncoderSpec:
-    """A tiny CNN with random weights, for tests (timm ``test_efficientnet``)."""
+def _test_encoder(name: str, arch: str, feature_dim: int, **extra: Any) -> EncoderSpec:
+    """A tiny timm test architecture at 64 px with random weights (no weight source)."""
     return EncoderSpec(
-        name="test_tiny_cnn",
-        arch="test_efficientnet",
+        name=name,
+        arch=arch,
         input_size=64,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        feature_dim=256,
+        feature_dim=feature_dim,
         weights=None,
         family="test",
         precision="fp32",
-        description="random-weight tiny CNN for tests",
+        **extra,
+    )
+
+
+@register_encoder
+def test_tiny_cnn() -> EncoderSpec:
+    """A tiny CNN with random weights, for tests (timm ``test_efficientnet``)."""
+    return _test_encoder(
+        "test_tiny_cnn", "test_efficientnet", 256, description="random-weight tiny CNN for tests"
     )
 
 
 @register_encoder
 def test_tiny_vit() -> EncoderSpec:
     """A tiny ViT with random weights, for tests of token pooling (timm ``test_vit``)."""
-    return EncoderSpec(
-        name="test_tiny_vit",
-        arch="test_vit",
-        input_size=64,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        feature_dim=128,
-        weights=None,
+    return _test_encoder(
+        "test_tiny_vit",
+        "test_vit",
+        128,
         pooling="cls+mean",
-        family="test",
-        precision="fp32",
         timm_kwargs={"img_size": 64},
         description="random-weight tiny ViT for tests",
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stimage.encoders._device import pick_device, resolve_precision
 from stimage.encoders._registry import EncoderSpec, get_encoder_spec
 from stimage.encoders._weights import find_weights, load_state_dict, sha256_of
 from stimage.errors import ConfigError, StimageError
@@ -27,37 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Encoder", "create_encoder", "pick_device", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
-
-
-def pick_device(device: str | None = None) -> str:
-    """``cuda`` when available, else ``cpu``; an explicit choice is checked."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} asked for, but no CUDA device is available; use --device cpu"
-        )
-    return device
-
-
-def resolve_precision(preferred: str, device: str) -> str:
-    """The precision to run at: ``bf16`` only where the hardware does it natively.
-
-    CPUs without AVX512-BF16 or AMX emulate bf16 and run several times slower than fp32
-    (measured: EfficientNet-Lite0 2.4 img/s bf16 against 19 img/s fp32 on 2 AVX2 cores), so
-    they get fp32.
-    """
-    import torch
-
-    if preferred == "fp32":
-        return "fp32"
-    if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    from stimage._doctor import _cpu_flags
-
-    return "bf16" if {"avx512_bf16", "amx_bf16"} & _cpu_flags() else "fp32"
 
 
 def _resolve(ref: str, what: str) -> Any:
@@ -100,6 +70,13 @@ def _map_keys(
             out[kd] = vs
         return out
     raise ConfigError(f"unknown key map {key_map!r}")
+
+
+def _reset_parameters(module: torch.nn.Module) -> None:
+    """Re-initialise a module's own parameters, where it knows how (random test weights)."""
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
 
 
 class Encoder:
@@ -283,7 +260,7 @@ def create_encoder(
     path = None
     if p is None:
         torch.manual_seed(0)
-        model.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+        model.apply(_reset_parameters)
     else:
         assert spec.weights is not None
         fmt = "safetensors" if p.suffix == ".safetensors" else spec.weights.format

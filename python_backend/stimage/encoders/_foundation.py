@@ -5,38 +5,25 @@ documents, and the checkpoint file name as distributed. The weights themselves n
 the network at run time: get the file once (most are gated on Hugging Face, accept the terms
 first) and put it where :func:`stimage.encoders.find_weights` looks. See ``docs/encoders.md``.
 
-Most checkpoints load into timm as they are. Three need converting, done here by converters
-named in the spec's ``key_map`` as ``convert:<module>:<function>``:
-
-* ``phikon_v2``: a Hugging Face ``transformers`` DINOv2 file; separate q/k/v are fused into
-  timm's ``qkv`` (:func:`phikon_v2_to_timm`).
-* ``conch``: the whole CoCa model; only the vision tower is kept (:func:`conch_to_tower`).
-* ``ctranspath``: a Swin-T saved by timm 0.5.4 (downsampling at the end of a stage); timm's own
-  Swin converter renames it (:func:`ctranspath_to_timm`).
-
-Two encoders need modules timm lacks, built by the factories here: CTransPath's convolutional
-stem (:func:`conv_stem`, passed to timm as ``embed_layer``) and CONCH's attentional pooler
-(:func:`conch_vision_tower`, named as the spec's ``arch`` in ``module:function`` form). torch and
-timm are imported only when a model is built, so looking specs up stays instant.
+Most checkpoints load into timm as they are; three need converting (:mod:`._converters`:
+:func:`phikon_v2_to_timm`, :func:`conch_to_tower`, :func:`ctranspath_to_timm`). Two encoders
+need modules timm lacks, made by the builders of :mod:`._builders` (:func:`conv_stem`,
+:func:`conch_vision_tower`). Specs name converters and builders by this module's path
+(``convert:stimage.encoders._foundation:<function>``), which model bundles record, so they stay
+importable from here. torch and timm are imported only when a model is built, so looking specs
+up stays instant.
 
 Sources are cited beside each spec; anything not confirmed from them is marked UNCONFIRMED.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Mapping
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stimage.encoders._builders import conch_vision_tower, conv_stem, swiglu_packed
 from stimage.encoders._builtin import IMAGENET_MEAN, IMAGENET_STD
+from stimage.encoders._converters import conch_to_tower, ctranspath_to_timm, phikon_v2_to_timm
 from stimage.encoders._registry import EncoderSpec, WeightSource, register_encoder
-from stimage.errors import ConfigError, StimageError
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 __all__ = [
     "conch_to_tower",
@@ -63,307 +50,62 @@ _UNI_CITATION = (
 _THIS = "stimage.encoders._foundation"
 
 
-# --- modules timm lacks, built lazily ---------------------------------------------------------
+def _convert(function: str) -> str:
+    """The ``key_map`` naming one of this module's checkpoint converters."""
+    return f"convert:{_THIS}:{function}"
 
 
-@functools.cache
-def _torch_modules() -> SimpleNamespace:
-    """The torch modules of this file, defined on first use (keeps importing stimage light)."""
-    import torch
-    from torch import nn
-
-    class ConvStem(nn.Module):
-        """CTransPath's patch embedding: two stride-2 3x3 conv-BN-ReLU and a 1x1 conv (4x down).
-
-        Replaces Swin's 4x4 patchify (Wang et al. 2022; TransPath ``ctran.py``). Parameter
-        names (``proj.0``, ``proj.1``, ``proj.3``, ``proj.4``, ``proj.6``, ``norm``) are those
-        of the released checkpoint. Accepts the arguments modern timm Swin passes and returns
-        NHWC, as timm >= 0.9 Swin expects.
-        """
-
-        def __init__(
-            self,
-            img_size: int | tuple[int, int] = 224,
-            patch_size: int | tuple[int, int] = 4,
-            in_chans: int = 3,
-            embed_dim: int = 96,
-            norm_layer: Any = None,
-            flatten: bool = True,
-            output_fmt: str | None = None,
-            strict_img_size: bool = True,
-            device: Any = None,
-            dtype: Any = None,
-        ) -> None:
-            super().__init__()
-            size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-            patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-            if patch != (4, 4) or embed_dim % 8:
-                raise ConfigError(
-                    f"ConvStem needs patch_size 4 and embed_dim divisible by 8, got {patch_size} and "
-                    f"{embed_dim}; use it only with swin_*_patch4_* architectures"
-                )
-            dd = {"device": device, "dtype": dtype}
-            self.img_size = size
-            self.patch_size = patch
-            self.grid_size = (size[0] // 4, size[1] // 4)
-            self.num_patches = self.grid_size[0] * self.grid_size[1]
-            self.output_nhwc = output_fmt == "NHWC"
-            self.flatten = flatten and not self.output_nhwc
-            self.strict_img_size = strict_img_size
-            layers: list[nn.Module] = []
-            c_in, c_out = in_chans, embed_dim // 8
-            for _ in range(2):
-                layers += [
-                    nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False, **dd),
-                    nn.BatchNorm2d(c_out, **dd),
-                    nn.ReLU(inplace=True),
-                ]
-                c_in, c_out = c_out, c_out * 2
-            layers.append(nn.Conv2d(c_in, embed_dim, 1, **dd))
-            self.proj = nn.Sequential(*layers)
-            self.norm = norm_layer(embed_dim, **dd) if norm_layer else nn.Identity()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.proj(x)
-            if self.output_nhwc:
-                x = x.permute(0, 2, 3, 1)
-            elif self.flatten:
-                x = x.flatten(2).transpose(1, 2)
-            return self.norm(x)
-
-    class AttentionalPooler(nn.Module):
-        """CoCa's attentional pooler as in CONCH (``open_clip_custom/transformer.py``).
-
-        Learned queries attend over the layer-normed tokens; parameter names (``query``,
-        ``attn``, ``ln_q``, ``ln_k``) are those of the CONCH checkpoint.
-        """
-
-        def __init__(self, d_model: int, context_dim: int, n_head: int = 8, n_queries: int = 1):
-            super().__init__()
-            self.query = nn.Parameter(torch.randn(n_queries, d_model))
-            self.attn = nn.MultiheadAttention(d_model, n_head, kdim=context_dim, vdim=context_dim)
-            self.ln_q = nn.LayerNorm(d_model)
-            self.ln_k = nn.LayerNorm(context_dim)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """``(n, tokens, context_dim)`` -> ``(n, n_queries, d_model)``."""
-            kv = self.ln_k(x).permute(1, 0, 2)
-            q = self.ln_q(self.query).unsqueeze(1).expand(-1, kv.shape[1], -1)
-            return self.attn(q, kv, kv, need_weights=False)[0].permute(1, 0, 2)
-
-    class ConchVisionTower(nn.Module):
-        """CONCH's image encoder up to the embedding its authors recommend for linear probes.
-
-        ``trunk`` (timm ViT-B/16 at 448 px) -> all tokens -> contrastive attentional pooler
-        (1 query) -> LayerNorm: CONCH's ``encode_image(x, proj_contrast=False,
-        normalize=False)``, 512 features. The projection into the joint image-text space and the
-        captioning pooler are left out.
-        """
-
-        def __init__(self, trunk: nn.Module, embed_dim: int = 512, n_head: int = 8) -> None:
-            super().__init__()
-            self.trunk = trunk
-            width = int(trunk.num_features)  # type: ignore[arg-type]
-            self.attn_pool_contrast = AttentionalPooler(embed_dim, width, n_head, n_queries=1)
-            self.ln_contrast = nn.LayerNorm(embed_dim)
-            self.num_features = embed_dim
-
-        @property
-        def patch_embed(self) -> nn.Module:
-            """The trunk's patch embedding (marks this as a ViT to :class:`Encoder`)."""
-            return self.trunk.patch_embed  # type: ignore[return-value]
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            tokens = self.trunk.forward_features(x)  # type: ignore[operator]
-            return self.ln_contrast(self.attn_pool_contrast(tokens)[:, 0])
-
-    return SimpleNamespace(
-        ConvStem=ConvStem, AttentionalPooler=AttentionalPooler, ConchVisionTower=ConchVisionTower
+def _hf_weights(
+    hf_repo: str,
+    licence: str,
+    *,
+    filename: str = "pytorch_model.bin",
+    key_map: str = "timm",
+    gated: bool = True,
+) -> WeightSource:
+    """A checkpoint distributed on Hugging Face (a torch file unless it is ``.safetensors``)."""
+    fmt = "safetensors" if filename.endswith(".safetensors") else "torch"
+    return WeightSource(
+        filename=filename,
+        hf_repo=hf_repo,
+        format=fmt,
+        key_map=key_map,
+        licence=licence,
+        gated=gated,
     )
 
 
-def conv_stem(**kwargs: Any) -> nn.Module:
-    """CTransPath's convolutional stem; pass as timm's ``embed_layer`` (see :class:`ConvStem`)."""
-    return _torch_modules().ConvStem(**kwargs)
-
-
-def swiglu_packed(**kwargs: Any) -> nn.Module:
-    """The ``SwiGLUPacked`` MLP of timm, imported only when a model is built (for ``mlp_layer``)."""
-    from timm.layers import SwiGLUPacked
-
-    return SwiGLUPacked(**kwargs)
-
-
-def conch_vision_tower(
-    *, pretrained: bool = False, num_classes: int = 0, img_size: int = 448, **kwargs: Any
-) -> nn.Module:
-    """CONCH's vision tower: timm ViT-B/16 trunk plus the contrastive attentional pooler.
-
-    The trunk is ``VisionTransformer(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4,
-    patch_size=16, img_size=448, dynamic_img_size=True)`` as CONCH's ``_build_vision_tower``
-    builds it, i.e. timm's ``vit_base_patch16_224`` at 448 px.
-
-    Args:
-        pretrained: Must be False; weights are loaded from a local file afterwards.
-        num_classes: Ignored (the tower has no classifier).
-        img_size: Input side in pixels.
-        **kwargs: Passed to the timm trunk.
-    """
-    import timm
-
-    if pretrained:
-        raise ConfigError("conch_vision_tower builds an empty model; load weights from a file")
-    kwargs.pop("global_pool", None)
-    trunk = timm.create_model(
-        "vit_base_patch16_224",
-        pretrained=False,
-        num_classes=0,
-        img_size=img_size,
-        dynamic_img_size=True,
-        **kwargs,
+def _pathology(
+    name: str,
+    arch: str,
+    weights: WeightSource,
+    timm_kwargs: dict[str, Any],
+    *,
+    feature_dim: int,
+    citation: str,
+    description: str,
+    **overrides: Any,
+) -> EncoderSpec:
+    """A pathology encoder trained at 0.5 µm/px (20x): 224 px, ImageNet mean/std unless overridden."""
+    fields: dict[str, Any] = {
+        "input_size": 224,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "pooling": "timm",
+        **overrides,
+    }
+    return EncoderSpec(
+        name=name,
+        arch=arch,
+        feature_dim=feature_dim,
+        weights=weights,
+        timm_kwargs=timm_kwargs,
+        mpp=0.5,
+        family="pathology",
+        citation=citation,
+        description=description,
+        **fields,
     )
-    return _torch_modules().ConchVisionTower(trunk)
-
-
-# --- checkpoint converters: (state dict, model) -> state dict in the model's names -------------
-
-
-def _resample_grid(pos: torch.Tensor, n_prefix: int, grid: tuple[int, int]) -> torch.Tensor:
-    """Bicubic resampling of absolute position embeddings to ``grid`` (as HF DINOv2 does)."""
-    import torch
-    import torch.nn.functional as F
-
-    prefix, patches = pos[:, :n_prefix], pos[:, n_prefix:]
-    side = round(patches.shape[1] ** 0.5)
-    if side * side != patches.shape[1]:
-        raise StimageError(
-            f"position embeddings of {patches.shape[1]} patches are not a square grid; wrong file?"
-        )
-    p = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
-    p = F.interpolate(p, size=grid, mode="bicubic", align_corners=False)
-    p = p.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos.dtype)
-    return torch.cat([prefix, p], dim=1)
-
-
-def _fit_pos_embed(pos: torch.Tensor, model: Any) -> torch.Tensor:
-    """Position embeddings of a checkpoint, resampled to the model's patch grid if it differs."""
-    target = model.pos_embed
-    if tuple(pos.shape) == tuple(target.shape):
-        return pos
-    n_prefix = 0 if getattr(model, "no_embed_class", False) else int(model.num_prefix_tokens)
-    return _resample_grid(pos, n_prefix, tuple(model.patch_embed.grid_size))
-
-
-_PHIKON_LAYER = {
-    "norm1": "norm1",
-    "norm2": "norm2",
-    "attention.output.dense": "attn.proj",
-    "layer_scale1.lambda1": "ls1.gamma",
-    "layer_scale2.lambda1": "ls2.gamma",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-}
-
-
-def phikon_v2_to_timm(sd: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Hugging Face ``Dinov2Model`` weights (Phikon-v2's ``model.safetensors``) -> timm ViT names.
-
-    ``embeddings.*`` -> ``cls_token``, ``pos_embed``, ``patch_embed.proj``; per layer
-    ``attention.attention.{query,key,value}`` are concatenated (in that order) into
-    ``attn.qkv``, ``attention.output.dense`` -> ``attn.proj``, ``layer_scale{1,2}.lambda1`` ->
-    ``ls{1,2}.gamma``, norms and MLP keep their names; ``layernorm`` -> ``norm``. The unused
-    ``mask_token`` is dropped, and position embeddings saved for another image size are resampled
-    bicubically to the model's grid, as ``Dinov2Embeddings.interpolate_pos_encoding`` does.
-
-    Raises:
-        StimageError: The file is not a DINOv2 ``transformers`` checkpoint.
-    """
-    import torch
-
-    src = {(k[len("dinov2.") :] if k.startswith("dinov2.") else k): v for k, v in sd.items()}
-    if "embeddings.patch_embeddings.projection.weight" not in src:
-        raise StimageError(
-            "not a Hugging Face DINOv2 checkpoint (no embeddings.patch_embeddings.projection.weight); "
-            "phikon_v2 needs model.safetensors from owkin/phikon-v2"
-        )
-    out: dict[str, torch.Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    for k, v in src.items():
-        if k == "embeddings.mask_token":
-            continue
-        if k == "embeddings.cls_token":
-            out["cls_token"] = v
-        elif k == "embeddings.position_embeddings":
-            out["pos_embed"] = _fit_pos_embed(v, model)
-        elif k.startswith("embeddings.patch_embeddings.projection."):
-            out["patch_embed.proj." + k.rsplit(".", 1)[1]] = v
-        elif k.startswith("layernorm."):
-            out["norm." + k.rsplit(".", 1)[1]] = v
-        elif m := re.fullmatch(
-            r"encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)", k
-        ):
-            qkv.setdefault((m[1], m[3]), {})[m[2]] = v
-        elif m := re.fullmatch(r"encoder\.layer\.(\d+)\.(.+?)(\.weight|\.bias)?", k):
-            name = _PHIKON_LAYER.get(m[2])
-            out[f"blocks.{m[1]}.{name}{m[3] or ''}" if name else k] = v
-        else:
-            out[k] = v  # reported as unexpected by the loader
-    for (i, kind), parts in qkv.items():
-        if set(parts) != {"query", "key", "value"}:
-            raise StimageError(f"layer {i}: {kind} of query, key and value incomplete; wrong file?")
-        out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat(
-            [parts["query"], parts["key"], parts["value"]], dim=0
-        )
-    return out
-
-
-_CONCH_TOWER = ("visual.trunk.", "visual.attn_pool_contrast.", "visual.ln_contrast.")
-
-
-def conch_to_tower(sd: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """CONCH's full CoCa checkpoint -> :func:`conch_vision_tower` names.
-
-    Keeps ``visual.trunk.*``, ``visual.attn_pool_contrast.*`` and ``visual.ln_contrast.*``
-    without their ``visual.`` prefix; drops the text tower, ``visual.proj_contrast``, the
-    captioning pooler and ``logit_scale``. The trunk's position embeddings are resampled if the
-    model was built for another image size.
-
-    Raises:
-        StimageError: The file holds no CONCH vision tower.
-    """
-    out = {k[len("visual.") :]: v for k, v in sd.items() if k.startswith(_CONCH_TOWER)}
-    if "trunk.patch_embed.proj.weight" not in out:
-        raise StimageError(
-            "not a CONCH checkpoint (no visual.trunk.* tensors); conch needs pytorch_model.bin "
-            "from MahmoodLab/CONCH"
-        )
-    trunk = model.trunk  # type: ignore[union-attr]
-    out["trunk.pos_embed"] = _fit_pos_embed(out["trunk.pos_embed"], trunk)
-    return out
-
-
-def ctranspath_to_timm(sd: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """CTransPath's ``ctranspath.pth`` (timm 0.5.4 Swin-T layout) -> current timm Swin names.
-
-    Delegates to timm's own Swin converter, which moves each ``layers.N.downsample`` to
-    ``layers.N+1.downsample`` (old timm downsampled at the end of a stage, new timm at the start)
-    and drops the non-persistent ``relative_position_index`` and ``attn_mask`` buffers. The
-    ``ConvStem`` keys (``patch_embed.proj.{0,1,3,4,6}``, ``patch_embed.norm``) pass unchanged.
-
-    Raises:
-        StimageError: The file is not a Swin checkpoint.
-    """
-    from timm.models.swin_transformer import checkpoint_filter_fn
-
-    if not any(k.startswith("layers.") for k in sd):
-        raise StimageError(
-            "not a Swin checkpoint (no layers.* tensors); ctranspath needs ctranspath.pth from "
-            "the TransPath README"
-        )
-    return checkpoint_filter_fn(dict(sd), model)
-
-
-# --- the encoders -----------------------------------------------------------------------------
 
 
 @register_encoder
@@ -376,30 +118,13 @@ def uni() -> EncoderSpec:
     CC-BY-NC-ND 4.0, gated). 0.5 µm/px (20x), the scale UNI's users and TRIDENT tile at;
     UNCONFIRMED from the paper's text here.
     """
-    return EncoderSpec(
-        name="uni",
-        arch="vit_large_patch16_224",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    kwargs = {"img_size": 224, "patch_size": 16, "init_values": 1e-5, "dynamic_img_size": True}
+    return _pathology(
+        "uni",
+        "vit_large_patch16_224",
+        _hf_weights("MahmoodLab/UNI", _MAHMOOD_LICENCE),
+        kwargs,
         feature_dim=1024,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="MahmoodLab/UNI",
-            format="torch",
-            key_map="timm",
-            licence=_MAHMOOD_LICENCE,
-            gated=True,
-        ),
-        timm_kwargs={
-            "img_size": 224,
-            "patch_size": 16,
-            "init_values": 1e-5,
-            "dynamic_img_size": True,
-        },
-        pooling="timm",
-        mpp=0.5,
-        family="pathology",
         citation=_UNI_CITATION,
         description="UNI ViT-L/16 (Mahmood Lab), 1024 features; gated, non-commercial",
     )
@@ -416,38 +141,26 @@ def uni2_h() -> EncoderSpec:
     ImageNet mean/std; features = ``model(x)``, the class token. UNCONFIRMED: the training scale of
     UNI2 (0.5 µm/px assumed as for UNI).
     """
-    return EncoderSpec(
-        name="uni2_h",
-        arch="vit_giant_patch14_224",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    kwargs = {
+        "img_size": 224,
+        "patch_size": 14,
+        "depth": 24,
+        "num_heads": 24,
+        "init_values": 1e-5,
+        "embed_dim": 1536,
+        "mlp_ratio": 2.66667 * 2,
+        "no_embed_class": True,
+        "mlp_layer": swiglu_packed,
+        "act_layer": "silu",
+        "reg_tokens": 8,
+        "dynamic_img_size": True,
+    }
+    return _pathology(
+        "uni2_h",
+        "vit_giant_patch14_224",
+        _hf_weights("MahmoodLab/UNI2-h", _MAHMOOD_LICENCE),
+        kwargs,
         feature_dim=1536,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="MahmoodLab/UNI2-h",
-            format="torch",
-            key_map="timm",
-            licence=_MAHMOOD_LICENCE,
-            gated=True,
-        ),
-        timm_kwargs={
-            "img_size": 224,
-            "patch_size": 14,
-            "depth": 24,
-            "num_heads": 24,
-            "init_values": 1e-5,
-            "embed_dim": 1536,
-            "mlp_ratio": 2.66667 * 2,
-            "no_embed_class": True,
-            "mlp_layer": swiglu_packed,
-            "act_layer": "silu",
-            "reg_tokens": 8,
-            "dynamic_img_size": True,
-        },
-        pooling="timm",
-        mpp=0.5,
-        family="pathology",
         citation=_UNI_CITATION + " UNI2-h: huggingface.co/MahmoodLab/UNI2-h (2025).",
         description="UNI2-h ViT-H/14-reg8 (Mahmood Lab), 1536 features; gated, non-commercial",
     )
@@ -465,33 +178,25 @@ def virchow2() -> EncoderSpec:
     dynamic_img_size=True``, ``pytorch_model.bin`` strict). Trained on 5x-40x mixed
     magnifications; 0.5 µm/px (20x) is used here.
     """
-    return EncoderSpec(
-        name="virchow2",
-        arch="vit_huge_patch14_224",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    weights = _hf_weights(
+        "paige-ai/Virchow2", "CC-BY-NC-ND-4.0 (non-commercial; Paige terms of use)"
+    )
+    kwargs = {
+        "img_size": 224,
+        "init_values": 1e-5,
+        "reg_tokens": 4,
+        "mlp_ratio": 5.3375,
+        "mlp_layer": swiglu_packed,
+        "act_layer": "silu",
+        "dynamic_img_size": True,
+    }
+    return _pathology(
+        "virchow2",
+        "vit_huge_patch14_224",
+        weights,
+        kwargs,
         feature_dim=2560,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="paige-ai/Virchow2",
-            format="torch",
-            key_map="timm",
-            licence="CC-BY-NC-ND-4.0 (non-commercial; Paige terms of use)",
-            gated=True,
-        ),
-        timm_kwargs={
-            "img_size": 224,
-            "init_values": 1e-5,
-            "reg_tokens": 4,
-            "mlp_ratio": 5.3375,
-            "mlp_layer": swiglu_packed,
-            "act_layer": "silu",
-            "dynamic_img_size": True,
-        },
         pooling="cls+mean",
-        mpp=0.5,
-        family="pathology",
         citation=(
             "Zimmermann E., Vorontsov E., Viret J. et al. Virchow2: Scaling self-supervised mixed "
             "magnification models in pathology. arXiv:2408.00738 (2024)."
@@ -513,25 +218,15 @@ def h_optimus_0() -> EncoderSpec:
     is gated (assumed so); the same weights are also published without login as
     ``checkpoint.pth`` (README), usable with ``--encoder-weights``.
     """
-    return EncoderSpec(
-        name="h_optimus_0",
-        arch="vit_giant_patch14_reg4_dinov2",
-        input_size=224,
+    kwargs = {"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False}
+    return _pathology(
+        "h_optimus_0",
+        "vit_giant_patch14_reg4_dinov2",
+        _hf_weights("bioptimus/H-optimus-0", "Apache-2.0"),
+        kwargs,
+        feature_dim=1536,
         mean=HOPTIMUS_MEAN,
         std=HOPTIMUS_STD,
-        feature_dim=1536,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="bioptimus/H-optimus-0",
-            format="torch",
-            key_map="timm",
-            licence="Apache-2.0",
-            gated=True,
-        ),
-        timm_kwargs={"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False},
-        pooling="timm",
-        mpp=0.5,
-        family="pathology",
         citation=(
             "Saillard C., Jenatton R., Llinares-López F., Mariet Z., Cahané D., Durand E., Vert J.-P. "
             "H-optimus-0 (software, Bioptimus, 2024). "
@@ -553,25 +248,20 @@ def phikon_v2() -> EncoderSpec:
     LayerNorm eps 1e-6, LayerScale) by :func:`phikon_v2_to_timm`. UNCONFIRMED: the
     ``image_size`` in the repo's config.json; position embeddings of another grid are resampled.
     """
-    return EncoderSpec(
-        name="phikon_v2",
-        arch="vit_large_patch16_224",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    weights = _hf_weights(
+        "owkin/phikon-v2",
+        "Owkin non-commercial licence (LICENSE.pdf on the model card)",
+        filename="model.safetensors",
+        key_map=_convert("phikon_v2_to_timm"),
+        gated=False,
+    )
+    kwargs = {"img_size": 224, "patch_size": 16, "init_values": 1e-5}
+    return _pathology(
+        "phikon_v2",
+        "vit_large_patch16_224",
+        weights,
+        kwargs,
         feature_dim=1024,
-        weights=WeightSource(
-            filename="model.safetensors",
-            hf_repo="owkin/phikon-v2",
-            format="safetensors",
-            key_map=f"convert:{_THIS}:phikon_v2_to_timm",
-            licence="Owkin non-commercial licence (LICENSE.pdf on the model card)",
-            gated=False,
-        ),
-        timm_kwargs={"img_size": 224, "patch_size": 16, "init_values": 1e-5},
-        pooling="timm",
-        mpp=0.5,
-        family="pathology",
         citation=(
             "Filiot A., Jacob P., Mac Kain A., Saillard C. Phikon-v2, a large and public feature "
             "extractor for biomarker prediction. arXiv:2409.09173 (2024)."
@@ -597,26 +287,17 @@ def conch() -> EncoderSpec:
     CC-BY-NC-ND 4.0, gated) and OpenAI CLIP mean/std (open_clip's constants). UNCONFIRMED: a
     fixed training scale (image-caption pairs of mixed sources); 0.5 µm/px as in HEST-Benchmark.
     """
-    return EncoderSpec(
-        name="conch",
-        arch=f"{_THIS}:conch_vision_tower",
+    weights = _hf_weights("MahmoodLab/CONCH", _MAHMOOD_LICENCE, key_map=_convert("conch_to_tower"))
+    return _pathology(
+        "conch",
+        f"{_THIS}:conch_vision_tower",
+        weights,
+        {"img_size": 448},
+        feature_dim=512,
         input_size=448,
         mean=OPENAI_CLIP_MEAN,
         std=OPENAI_CLIP_STD,
-        feature_dim=512,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="MahmoodLab/CONCH",
-            format="torch",
-            key_map=f"convert:{_THIS}:conch_to_tower",
-            licence=_MAHMOOD_LICENCE,
-            gated=True,
-        ),
-        timm_kwargs={"img_size": 448},
-        pooling="timm",
-        mpp=0.5,
         precision="fp32",
-        family="pathology",
         citation=(
             "Lu M.Y., Chen B., Williamson D.F.K. et al. A visual-language foundation model for "
             "computational pathology. Nature Medicine 30, 863-874 (2024). "
@@ -640,33 +321,25 @@ def gigapath() -> EncoderSpec:
     (0.5 µm/px, 20x, assumed as in Xu et al. 2024 and TRIDENT). Note: stimage
     resizes the whole tile to 224 instead of the reference 256 -> centre-crop 224.
     """
-    return EncoderSpec(
-        name="gigapath",
-        arch="vit_giant_patch14_dinov2",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    weights = _hf_weights(
+        "prov-gigapath/prov-gigapath",
+        "Apache-2.0 (research use only, per the model card's conditions)",
+    )
+    kwargs = {
+        "img_size": 224,
+        "in_chans": 3,
+        "patch_size": 16,
+        "embed_dim": 1536,
+        "depth": 40,
+        "num_heads": 24,
+        "mlp_ratio": 5.33334,
+    }
+    return _pathology(
+        "gigapath",
+        "vit_giant_patch14_dinov2",
+        weights,
+        kwargs,
         feature_dim=1536,
-        weights=WeightSource(
-            filename="pytorch_model.bin",
-            hf_repo="prov-gigapath/prov-gigapath",
-            format="torch",
-            key_map="timm",
-            licence="Apache-2.0 (research use only, per the model card's conditions)",
-            gated=True,
-        ),
-        timm_kwargs={
-            "img_size": 224,
-            "in_chans": 3,
-            "patch_size": 16,
-            "embed_dim": 1536,
-            "depth": 40,
-            "num_heads": 24,
-            "mlp_ratio": 5.33334,
-        },
-        pooling="timm",
-        mpp=0.5,
-        family="pathology",
         citation=(
             "Xu H., Usuyama N., Bagga J. et al. A whole-slide foundation model for digital "
             "pathology from real-world data. Nature 630, 181-188 (2024). "
@@ -689,28 +362,23 @@ def ctranspath() -> EncoderSpec:
     0.5 µm/px as in HEST-Benchmark. CHIEF's ``CHIEF_CTransPath.pth`` has the same layout but other
     weights (pass it with ``--encoder-weights``; it fails the checksum unless verification is off).
     """
-    return EncoderSpec(
-        name="ctranspath",
-        arch="swin_tiny_patch4_window7_224",
-        input_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+    weights = WeightSource(
+        filename="ctranspath.pth",
+        url="https://github.com/Xiyue-Wang/TransPath (the README links the ctranspath.pth download)",
+        hf_repo=None,
+        sha256="7c998680060c8743551a412583fac689db43cec07053b72dfec6dcd810113539",
+        format="torch",
+        key_map=_convert("ctranspath_to_timm"),
+        licence="GPL-3.0 (TransPath repository)",
+        gated=False,
+    )
+    return _pathology(
+        "ctranspath",
+        "swin_tiny_patch4_window7_224",
+        weights,
+        {"embed_layer": conv_stem},
         feature_dim=768,
-        weights=WeightSource(
-            filename="ctranspath.pth",
-            url="https://github.com/Xiyue-Wang/TransPath (the README links the ctranspath.pth download)",
-            hf_repo=None,
-            sha256="7c998680060c8743551a412583fac689db43cec07053b72dfec6dcd810113539",
-            format="torch",
-            key_map=f"convert:{_THIS}:ctranspath_to_timm",
-            licence="GPL-3.0 (TransPath repository)",
-            gated=False,
-        ),
-        timm_kwargs={"embed_layer": conv_stem},
-        pooling="timm",
-        mpp=0.5,
         precision="fp32",
-        family="pathology",
         citation=(
             "Wang X., Yang S., Zhang J. et al. Transformer-based unsupervised contrastive learning "
             "for histopathological image classification. Medical Image Analysis 81, 102559 (2022). "

@@ -16,17 +16,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stimage._doctor import stimage_home
 from stimage.encoders._registry import EncoderSpec, WeightSource
 from stimage.errors import InputFileNotFoundError, StimageError
 
-__all__ = ["MissingWeightsError", "find_weights", "load_state_dict", "sha256_of"]
+__all__ = ["MissingWeightsError", "find_weights", "load_state_dict", "sha256_of", "stimage_home"]
 
 logger = logging.getLogger(__name__)
 
 
 class MissingWeightsError(StimageError, FileNotFoundError):
     """An encoder's weights are not on this machine."""
+
+
+def stimage_home() -> Path:
+    """Folder of stimage's weights and models: ``$STIMAGE_HOME`` or ``~/.stimage``."""
+    env = os.environ.get("STIMAGE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".stimage"
 
 
 def _hf_cache_dirs() -> list[Path]:

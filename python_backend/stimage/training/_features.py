@@ -19,9 +19,10 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from stimage.errors import StimageError
 
@@ -73,19 +74,27 @@ def feature_cache_dir(store: TileStore, encoder: Encoder) -> Path:
         return fallback
 
 
-def _batches(tiles: object, n: int, batch_size: int) -> Iterator[np.ndarray]:
+class _TileArray(Protocol):
+    """What :func:`_batches` reads: an array of tiles sliced along its first axis (zarr, numpy)."""
+
+    def __getitem__(self, key: slice, /) -> npt.ArrayLike: ...
+
+
+def _batches(tiles: _TileArray, n: int, batch_size: int) -> Iterator[np.ndarray]:
     """Read batches of tiles from a zarr array one step ahead of the encoder."""
+
+    def read(start: int) -> np.ndarray:
+        return np.asarray(tiles[start : start + batch_size])
+
+    starts = list(range(0, n, batch_size))
+    if not starts:
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        starts = list(range(0, n, batch_size))
-        fut = (
-            pool.submit(lambda s: np.asarray(tiles[s : s + batch_size]), starts[0])
-            if starts
-            else None
-        )  # type: ignore[index]
-        for i, _ in enumerate(starts):
-            batch = fut.result()  # type: ignore[union-attr]
-            if i + 1 < len(starts):
-                fut = pool.submit(lambda s: np.asarray(tiles[s : s + batch_size]), starts[i + 1])  # type: ignore[index]
+        fut = pool.submit(read, starts[0])
+        for nxt in [*starts[1:], None]:
+            batch = fut.result()
+            if nxt is not None:
+                fut = pool.submit(read, nxt)
             yield batch
 
 

@@ -14,6 +14,7 @@ from stimage.errors import ConfigError
 from stimage.models._bundle import Component, ModelBundle
 from stimage.models._classifier import HighLowClassifier, high_low_labels
 from stimage.models._ensemble import NBEnsemble, NBEnsembleConfig
+from stimage.training._genesets import gene_sets
 
 if TYPE_CHECKING:
     from stimage.tiles import TileStore
@@ -69,8 +70,6 @@ def choose_genes(
     spots: SpotSet, sample_ids: list[str], config: TrainConfig
 ) -> tuple[list[str], dict[str, list[str]]]:
     """Genes to train on, fixed from the training samples only, and the named sets they came from."""
-    from stimage.evaluation import gene_sets
-
     available = spots.common_genes(sample_ids)
     if config.genes:
         missing = [g for g in config.genes if g not in available]

@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 from stimage.errors import ConfigError, InvalidSampleError
-from stimage.evaluation._genesets import (
+from stimage.training._genesets import (
     PAPER_PANEL,
     PAPER_TEXT_PANEL,
     gene_sets,
@@ -143,7 +143,7 @@ def test_gene_sets_restrict_to_available_genes(caplog: pytest.LogCaptureFixture)
     train = nb_samples()
     renamed = [df.rename(columns={"G022": "CD74", "G031": "B2M", "G208": "VEGFA"}) for df in train]
     available = [g for g in renamed[0].columns if g != "G042"]
-    with caplog.at_level(logging.INFO, logger="stimage.evaluation._genesets"):
+    with caplog.at_level(logging.INFO, logger="stimage.training._genesets"):
         sets = gene_sets(renamed, available, n_hvg=(20, 1000), n_mean=10)
     assert set(sets) == {"hvg20", "hvg1000", "mean10", "paper_panel", "paper_text_panel"}
     assert sets["paper_panel"] == ["B2M", "CD74"]

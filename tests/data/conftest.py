@@ -296,3 +296,21 @@ def _make_xenium(
 def make_xenium(tmp_path: Path) -> Callable[..., XeniumCase]:
     """Factory writing a synthetic Xenium output (see :func:`_make_xenium`)."""
     return lambda **kw: _make_xenium(tmp_path, **kw)
+
+
+@pytest.fixture
+def visium_muscle() -> Path:
+    """The real Space Ranger 1.0 output ``Vis5A`` (``$STIMAGE_VISIUM_MUSCLE`` or
+    ``../shared/data/visium_muscle/Vis5A``); the test is skipped when it is absent."""
+    import os
+
+    from _synth import REPO
+
+    env = os.environ.get("STIMAGE_VISIUM_MUSCLE")
+    p = Path(env) if env else REPO.parent / "shared" / "data" / "visium_muscle" / "Vis5A"
+    if not (p / "outs" / "spatial").is_dir():
+        pytest.skip(
+            "real Visium data not found (set STIMAGE_VISIUM_MUSCLE or provide "
+            "../shared/data/visium_muscle/Vis5A)"
+        )
+    return p

@@ -99,7 +99,7 @@ def test_two_candidate_images_are_ambiguous(make_visium, write_image):
 
 def test_scale_mismatch_is_logged(make_visium, caplog):
     case = make_visium(spot_diameter_fullres=100.0)  # says 0.65 µm/px; the grid says 0.5
-    with caplog.at_level(logging.WARNING, logger="stimage.data._visium"):
+    with caplog.at_level(logging.WARNING, logger="stimage.data._grid"):
         adata = read_visium(case.outs)
     assert adata.uns[Key.UNS][Key.MPP] == pytest.approx(0.65)
     assert adata.uns[Key.UNS][Key.MPP_SOURCE] == "scalefactors"
@@ -108,7 +108,7 @@ def test_scale_mismatch_is_logged(make_visium, caplog):
 
 def test_agreeing_scales_log_nothing(make_visium, caplog):
     case = make_visium(mpp=0.25)
-    with caplog.at_level(logging.WARNING, logger="stimage.data._visium"):
+    with caplog.at_level(logging.WARNING, logger="stimage.data._grid"):
         adata = read_visium(case.outs)
     assert adata.uns[Key.UNS][Key.MPP] == pytest.approx(0.25)
     assert not caplog.records
@@ -216,3 +216,32 @@ def test_is_visium_folder(make_visium, tmp_path):
     (other / "spatial").mkdir()
     (other / "spatial" / "scalefactors_json.json").write_text(json.dumps({}))
     assert not is_visium_folder(other)
+
+
+def test_scalefactors_kept_as_scanpy_keeps_them(make_visium):
+    case = make_visium(mpp=0.25)
+    adata = read_visium(case.outs)
+    written = json.loads((case.outs / "spatial" / "scalefactors_json.json").read_text())
+    assert adata.uns["spatial"]["sample1"]["scalefactors"] == written
+    assert "spatial" not in read_visium(make_visium(scalefactors=False, name="b").outs).uns
+
+
+def test_non_numeric_scalefactors_are_not_kept(make_visium):
+    case = make_visium()
+    p = case.outs / "spatial" / "scalefactors_json.json"
+    p.write_text(json.dumps({**json.loads(p.read_text()), "note": None, "flag": True}))
+    factors = read_visium(case.outs).uns["spatial"]["sample1"]["scalefactors"]
+    assert "note" not in factors and "flag" not in factors and "spot_diameter_fullres" in factors
+
+
+def test_sample_with_scalefactors_round_trips_through_h5ad(make_visium, tmp_path):
+    from stimage.data import read_h5ad_sample
+
+    adata = read_visium(make_visium().outs)
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    back = read_h5ad_sample(tmp_path / "s.h5ad")
+    assert (
+        back.uns["spatial"]["sample1"]["scalefactors"]
+        == adata.uns["spatial"]["sample1"]["scalefactors"]
+    )
+    assert back.uns[Key.UNS][Key.MPP] == adata.uns[Key.UNS][Key.MPP]

@@ -42,8 +42,8 @@ def read_text_table(
 ) -> pd.DataFrame:
     """Read a tab- or comma-separated table (gzipped or not) whole.
 
-    The separator is a comma for ``*.csv*`` files, else a tab. Gzip is detected from the
-    file's first bytes, not its name.
+    The separator is a comma for ``*.csv*`` files, else a tab. A ``*.gz`` file must hold
+    gzip data.
 
     Args:
         path: The table.
@@ -83,6 +83,11 @@ def _read_bytes(path: Path, what: str) -> bytes:
     except OSError as e:
         raise InvalidSampleError(f"{path}: cannot read the {what} ({e})") from e
     if data[:2] != b"\x1f\x8b":
+        if path.name.lower().endswith(".gz"):
+            raise InvalidSampleError(
+                f"{path}: cannot read the {what}: the file is named .gz but holds no gzip "
+                f"data, so it is damaged or misnamed; {_FIX}"
+            )
         return data
     try:
         return gzip.decompress(data)

@@ -207,8 +207,9 @@ def _find_image(folders: list[Path]) -> Path:
     if not found:
         raise InputFileNotFoundError(
             f"{where}: no full-resolution H&E image found (Space Ranger output does not include "
-            "it; spatial/tissue_hires_image.png is too small); pass the image given to Space "
-            "Ranger with image= (CLI flag --image, manifest column 'image')"
+            "it; spatial/tissue_hires_image.png and tissue_lowres_image.png are downscaled "
+            "copies, too small); pass the image given to Space Ranger with image= (CLI flag "
+            "--image, manifest column 'image')"
         )
     raise InputFileNotFoundError(
         f"{where}: {len(found)} candidate images ({', '.join(p.name for p in found[:4])}); "

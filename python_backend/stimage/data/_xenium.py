@@ -29,6 +29,7 @@ import pandas as pd
 
 from stimage.constants import Key, Platform
 from stimage.data._sample import make_sample
+from stimage.data._tables import read_text_table
 from stimage.data._tenx import TenxMatrix, read_10x_h5
 from stimage.data._visium import IMAGE_SUFFIXES
 from stimage.data._xenium_alignment import XENIUM_PIXEL_SIZE_UM, AlignmentLike, XeniumAlignment
@@ -201,12 +202,15 @@ def _read_cells_table(folder: Path) -> tuple[pd.DataFrame, Path]:
             f"{folder}: no cells.parquet or cells.csv.gz; expected the cells table of a "
             "Xenium Onboard Analysis output"
         )
-    try:
-        df = pd.read_parquet(path) if path == parquet else pd.read_csv(path)
-    except (OSError, EOFError, ValueError, pd.errors.ParserError) as e:
-        raise InvalidSampleError(
-            f"{path}: cannot read the cells table ({e}); check the file is complete"
-        ) from e
+    if path == parquet:
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as e:
+            raise InvalidSampleError(
+                f"{path}: cannot read the cells table ({e}); check the file is complete"
+            ) from e
+    else:
+        df = read_text_table(path, "cells table")
     missing = [c for c in _CELL_COLUMNS if c not in df.columns]
     if missing:
         raise InvalidSampleError(

@@ -239,9 +239,16 @@ def read_visium(
         only_in_tissue: Keep only spots under tissue. With ``False`` all spots of
             ``raw_feature_bc_matrix.h5`` are read when that file exists.
 
+    Returns:
+        The sample; ``uns["spatial"][section]["scalefactors"]`` holds the numeric scale
+        factors of ``scalefactors_json.json``, where scanpy and squidpy look for them (e.g.
+        ``tissue_lowres_scalef`` maps ``obsm["spatial"]`` onto ``tissue_lowres_image.png``).
+
     Raises:
         InputFileNotFoundError: A Space Ranger file or the H&E image is missing.
         SpotMismatchError: Barcodes of the matrix have no row in the positions file.
+        InvalidSampleError: The positions file is cut short or malformed, or over 10% of the
+            spots under tissue have no counts in the matrix.
         UnknownScaleError: No scale given, no scale factors and too few spots for the grid.
 
     Example:

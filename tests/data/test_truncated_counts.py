@@ -53,6 +53,13 @@ def test_cut_at_a_line_end_is_an_error(st: tuple[Path, Path]) -> None:
     assert "selected = 0" in msg  # the way out when the spots truly have no counts
 
 
+def test_cut_after_the_header(st: tuple[Path, Path]) -> None:
+    root, counts = st
+    _write_gz(counts, _lines(counts)[0])
+    with pytest.raises(InvalidSampleError, match=r"79 of 79 spots under tissue .* cut short"):
+        read_her2st(root, "S1")
+
+
 def test_a_few_spots_without_counts_warn(
     st: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:

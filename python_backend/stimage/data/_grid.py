@@ -101,13 +101,13 @@ class SpotTable:
                 f"{counts_path}: {len(no_pos)} of {len(ids)} {what} have no row in "
                 f"{self.path.name} (e.g. {list(no_pos[:3])}); {fix}"
             )
+        self._check_tissue_has_counts(ids, counts_path)
         in_tissue = self.spots["in_tissue"].loc[ids].to_numpy(bool)
         if only_in_tissue and not in_tissue.any():
             raise InvalidSampleError(
                 f"{self.path}: no spot of {counts_path.name} is marked under tissue "
                 f"({self.tissue_flag} = 1)"
             )
-        self._check_tissue_has_counts(ids, counts_path)
         return np.flatnonzero(in_tissue) if only_in_tissue else np.arange(len(ids))
 
     def _check_tissue_has_counts(self, ids: pd.Index, counts_path: Path) -> None:

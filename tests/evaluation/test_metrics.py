@@ -264,7 +264,7 @@ def test_iou_on_a_visium_grid(caplog: pytest.LogCaptureFixture) -> None:
     truth = np.stack([r.astype(float), np.cos(c / 5.0)], axis=1)
     np.testing.assert_allclose(iou_per_gene(truth, truth, r, c, platform="visium"), [1.0, 1.0])
     np.testing.assert_allclose(iou_per_gene(-truth, truth, r, c, platform="visium"), [0.0, 0.0])
-    with caplog.at_level(logging.WARNING, logger="stimage.evaluation._metrics"):
+    with caplog.at_level(logging.WARNING, logger="stimage.evaluation._spatial"):
         iou_per_gene(truth, truth, r, c)
     assert "visium" in caplog.text
     # normalised convolution keeps a strip one spot wide that the paper's filter loses

@@ -28,8 +28,25 @@ import pandas as pd
 
 from stimage.constants import Key, Platform
 from stimage.errors import ConfigError
+from stimage.evaluation._agreement import (
+    pearson_per_gene,
+    spearman_per_gene,
+    uncertainty_error_spearman,
+)
+from stimage.evaluation._classification import roc_auc_per_gene
+from stimage.evaluation._sparsification import sparsification_auc
+from stimage.evaluation._spatial import bivariate_morans_i, grid_neighbours, iou_per_gene, morans_i
+from stimage.models._bundle import ModelBundle
+from stimage.models._classifier import high_low_labels
+from stimage.models._ensemble import mixture_pit
+from stimage.models._linear import PCARidge
+from stimage.models._paper import PaperNB
+from stimage.training._train import choose_genes, fit_bundle
 
 if TYPE_CHECKING:
+    import anndata as ad
+
+    from stimage.models._ensemble import ExpressionPrediction
     from stimage.training._data import SpotSet
     from stimage.training._train import TrainConfig
 
@@ -45,6 +62,10 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("mean", "paper", "ridge", "ridge_cv", "nb")
 LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+#: What a method fits: the training mean (``mean``), a model with ``predict`` (``paper``,
+#: ``ridge``, ``ridge_cv``) or a model bundle (``nb``).
+_Fitted = np.ndarray | PaperNB | PCARidge | ModelBundle
 
 
 def leave_one_section_out(sample_ids: list[str]) -> list[tuple[list[str], list[str]]]:
@@ -147,90 +168,162 @@ def cross_validate(
         keep_predictions: Keep per-spot predictions for plots.
         progress: Called with a message as each fold and method starts.
     """
-    from stimage.training._train import choose_genes, fit_bundle
-
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    enc0 = config.encoders[0]
-    rows: list[dict[str, Any]] = []
-    cov_rows: list[dict[str, Any]] = []
-    sets_by_fold: dict[str, dict[str, list[str]]] = {}
-    timings = dict.fromkeys(methods, 0.0)
-    preds: dict[str, dict[str, Any]] = {}
+    run = _Run(spots, config, methods, progress)
     for fi, (train, test) in enumerate(folds):
-        fold = f"fold{fi}:" + "+".join(test)
-        genes, sets = choose_genes(spots, train, config)
+        run.fold(f"fold{fi}:" + "+".join(test), train, test, keep_predictions)
+    return CVResult(
+        pd.DataFrame(run.rows),
+        pd.DataFrame(run.coverage),
+        run.gene_sets,
+        run.timings,
+        run.predictions,
+    )
+
+
+@dataclass
+class _Training:
+    """One fold's training spots: first-encoder features, counts, library sizes, sections."""
+
+    x: np.ndarray
+    counts: np.ndarray
+    lib: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def logn(self) -> np.ndarray:
+        """Log-normalised expression ``log1p(counts / total * 1e4)``."""
+        return np.log1p(self.counts / self.lib[:, None] * 1e4)
+
+
+@dataclass
+class _Output:
+    """A method's predictions for one section: the mean, and for ``nb`` the rest."""
+
+    mean: np.ndarray
+    prediction: ExpressionPrediction | None = None
+    p_high: np.ndarray | None = None
+
+
+class _Run:
+    """The tables of a cross-validation, filled one fold at a time."""
+
+    def __init__(
+        self,
+        spots: SpotSet,
+        config: TrainConfig,
+        methods: tuple[str, ...],
+        progress: Callable[[str], None] | None,
+    ) -> None:
+        self.spots, self.config, self.methods, self.progress = spots, config, methods, progress
+        self.enc0 = config.encoders[0]
+        self.rows: list[dict[str, Any]] = []
+        self.coverage: list[dict[str, Any]] = []
+        self.gene_sets: dict[str, dict[str, list[str]]] = {}
+        self.timings = dict.fromkeys(methods, 0.0)
+        self.predictions: dict[str, dict[str, Any]] = {}
+
+    def fold(self, fold: str, train: list[str], test: list[str], keep_predictions: bool) -> None:
+        """Fix the genes on ``train``, fit every method there and score each ``test`` section."""
+        spots = self.spots
+        genes, sets = choose_genes(spots, train, self.config)
         test_genes = [g for g in genes if all(g in spots.adatas[t].var_names for t in test)]
-        sets_by_fold[fold] = sets
+        self.gene_sets[fold] = sets
         membership = {g: ",".join(k for k, v in sets.items() if g in v) for g in genes}
-        x_tr = spots.stack_features(enc0, train)
-        counts_tr = spots.counts(train, genes)
-        lib_tr = spots.library_size(train)
-        groups_tr = spots.groups(train)
-        logn_tr = np.log1p(counts_tr / lib_tr[:, None] * 1e4)
-        models: dict[str, Any] = {}
-        for m in methods:
-            if progress:
-                progress(f"{fold} {m}")
+        data = _Training(
+            spots.stack_features(self.enc0, train),
+            spots.counts(train, genes),
+            spots.library_size(train),
+            spots.groups(train),
+        )
+        logn = data.logn
+        models: dict[str, _Fitted] = {}
+        for m in self.methods:
+            if self.progress:
+                self.progress(f"{fold} {m}")
             t0 = time.perf_counter()
-            models[m] = _fit_method(
-                m,
-                spots,
-                train,
-                genes,
-                config,
-                x_tr,
-                counts_tr,
-                lib_tr,
-                groups_tr,
-                logn_tr,
-                fit_bundle,
-            )
-            timings[m] += time.perf_counter() - t0
+            models[m] = self._fit(m, train, genes, data, logn)
+            self.timings[m] += time.perf_counter() - t0
         for t in test:
-            a = spots.adatas[t]
-            idx = [genes.index(g) for g in test_genes]
-            counts_te = spots.counts([t], test_genes)
-            lib_te = spots.library_size([t])
-            truth = np.log1p(counts_te / lib_te[:, None] * 1e4)
-            rows_, cols_ = _grid(a)
-            platform = a.uns[Key.UNS].get(Key.PLATFORM, Platform.LEGACY_ST)
-            section_preds: dict[str, Any] = {"truth": truth, "genes": test_genes}
-            for m in methods:
-                t0 = time.perf_counter()
-                out = _predict_method(m, models[m], spots, t, enc0, len(genes), logn_tr)
-                timings[m] += time.perf_counter() - t0
-                pred = out["mean"][:, idx]
-                section_preds[m] = pred
-                metrics = _metrics(pred, truth, rows_, cols_, platform)
-                if m == "nb":
-                    nb_pred = out["prediction"].subset(test_genes)
-                    metrics.update(
-                        _nb_metrics(nb_pred, counts_te, lib_te, truth, pred, cov_rows, fold, t)
-                    )
-                    section_preds["epistemic_sd"] = np.sqrt(nb_pred.epistemic_var)
-                    section_preds["aleatoric_sd"] = np.sqrt(nb_pred.aleatoric_var)
-                    if out.get("p_high") is not None:
-                        metrics["auc"] = _auc(out, models[m], test_genes, truth)
-                for j, g in enumerate(test_genes):
-                    rows.append(
-                        {
-                            "fold": fold,
-                            "section": t,
-                            "patient": spots.patients[t],
-                            "method": m,
-                            "gene": g,
-                            "gene_sets": membership[g],
-                            **{k: float(v[j]) for k, v in metrics.items()},
-                        }
-                    )
+            section = self._score_section(fold, t, models, genes, test_genes, membership)
             if keep_predictions:
-                preds[t] = section_preds
-    return CVResult(pd.DataFrame(rows), pd.DataFrame(cov_rows), sets_by_fold, timings, preds)
+                self.predictions[t] = section
+
+    def _fit(
+        self, m: str, train: list[str], genes: list[str], data: _Training, logn: np.ndarray
+    ) -> _Fitted:
+        if m == "mean":
+            return logn.mean(axis=0)
+        if m == "paper":
+            return PaperNB().fit(data.x, data.counts)
+        if m == "ridge":
+            return PCARidge().fit(data.x, logn)
+        if m == "ridge_cv":
+            return _ridge_cv(data.x, logn, data.groups)
+        return fit_bundle(
+            self.spots,
+            train,
+            genes,
+            self.config,
+            tiles={},
+            stain_target=None,
+            encoder_specs={e: {"name": e} for e in self.config.encoders},
+        )
+
+    def _score_section(
+        self,
+        fold: str,
+        t: str,
+        models: dict[str, _Fitted],
+        genes: list[str],
+        test_genes: list[str],
+        membership: dict[str, str],
+    ) -> dict[str, Any]:
+        """Score every method on held-out section ``t``; its predictions, for plots."""
+        spots = self.spots
+        a = spots.adatas[t]
+        idx = [genes.index(g) for g in test_genes]
+        counts_te = spots.counts([t], test_genes)
+        lib_te = spots.library_size([t])
+        truth = np.log1p(counts_te / lib_te[:, None] * 1e4)
+        rows_, cols_ = _grid(a)
+        platform = a.uns[Key.UNS].get(Key.PLATFORM, Platform.LEGACY_ST)
+        section: dict[str, Any] = {"truth": truth, "genes": test_genes}
+        for m in self.methods:
+            t0 = time.perf_counter()
+            out = _predict(models[m], spots, t, self.enc0)
+            self.timings[m] += time.perf_counter() - t0
+            pred = out.mean[:, idx]
+            section[m] = pred
+            metrics = _metrics(pred, truth, rows_, cols_, platform)
+            if out.prediction is not None:
+                nb_pred = out.prediction.subset(test_genes)
+                nb_metrics, coverage = _nb_metrics(nb_pred, counts_te, lib_te, truth, pred)
+                metrics.update(nb_metrics)
+                self.coverage += [{"fold": fold, "section": t, **c} for c in coverage]
+                section["epistemic_sd"] = np.sqrt(nb_pred.epistemic_var)
+                section["aleatoric_sd"] = np.sqrt(nb_pred.aleatoric_var)
+                clf = model.classifier if isinstance(model := models[m], ModelBundle) else None
+                if clf is not None and out.p_high is not None:
+                    metrics["auc"] = _auc(out.p_high, clf.genes, test_genes, truth)
+            for j, g in enumerate(test_genes):
+                self.rows.append(
+                    {
+                        "fold": fold,
+                        "section": t,
+                        "patient": spots.patients[t],
+                        "method": m,
+                        "gene": g,
+                        "gene_sets": membership[g],
+                        **{k: float(v[j]) for k, v in metrics.items()},
+                    }
+                )
+        return section
 
 
-def _grid(a: Any) -> tuple[np.ndarray, np.ndarray]:
+def _grid(a: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
     if Key.ARRAY_ROW in a.obs and Key.ARRAY_COL in a.obs:
         return a.obs[Key.ARRAY_ROW].to_numpy(int), a.obs[Key.ARRAY_COL].to_numpy(int)
     xy = np.asarray(a.obsm[Key.SPATIAL])
@@ -242,34 +335,7 @@ def _grid(a: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.round(xy[:, 1] / pitch).astype(int), np.round(xy[:, 0] / pitch).astype(int)
 
 
-def _fit_method(
-    m, spots, train, genes, config, x_tr, counts_tr, lib_tr, groups_tr, logn_tr, fit_bundle
-):  # type: ignore[no-untyped-def]
-    from stimage.models._linear import PCARidge
-    from stimage.models._paper import PaperNB
-
-    if m == "mean":
-        return logn_tr.mean(axis=0)
-    if m == "paper":
-        return PaperNB().fit(x_tr, counts_tr)
-    if m == "ridge":
-        return PCARidge().fit(x_tr, logn_tr)
-    if m == "ridge_cv":
-        return _ridge_cv(x_tr, logn_tr, groups_tr)
-    return fit_bundle(
-        spots,
-        train,
-        genes,
-        config,
-        tiles={},
-        stain_target=None,
-        encoder_specs={e: {"name": e} for e in config.encoders},
-    )
-
-
-def _ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
-    from stimage.models._linear import PCARidge
-
+def _ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> PCARidge:
     best, best_alpha = -np.inf, 1.0
     alphas = (1e-2, 1.0, 1e2, 1e3, 1e4, 1e5)
     if len(np.unique(groups)) >= 2:
@@ -278,8 +344,6 @@ def _ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
             for g in np.unique(groups):
                 tr, te = groups != g, groups == g
                 r = PCARidge(alpha=alpha).fit(x[tr], y[tr])
-                from stimage.evaluation._metrics import pearson_per_gene
-
                 pcc = pearson_per_gene(r.predict(x[te]), y[te])
                 scores.append(float(np.nanmean(pcc)) if np.isfinite(pcc).any() else 0.0)
             if np.mean(scores) > best:
@@ -287,31 +351,20 @@ def _ridge_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
     return PCARidge(alpha=best_alpha).fit(x, y)
 
 
-def _predict_method(m, model, spots, t, enc0, n_genes, logn_tr):  # type: ignore[no-untyped-def]
+def _predict(model: _Fitted, spots: SpotSet, t: str, enc0: str) -> _Output:
+    if isinstance(model, ModelBundle):
+        feats = {e: spots.features[e][t] for e in model.encoders}
+        pred = model.predict_features(feats)
+        return _Output(pred.mean, pred, model.predict_high(feats))
     x = spots.features[enc0][t]
-    if m == "mean":
-        return {"mean": np.repeat(model[None, :], len(x), axis=0)}
-    if m == "paper":
-        return {"mean": model.predict(x)}
-    if m in ("ridge", "ridge_cv"):
-        return {"mean": model.predict(x)}
-    feats = {e: spots.features[e][t] for e in model.encoders}
-    pred = model.predict_features(feats)
-    return {"mean": pred.mean, "prediction": pred, "p_high": model.predict_high(feats)}
+    if isinstance(model, np.ndarray):
+        return _Output(np.repeat(model[None, :], len(x), axis=0))
+    return _Output(model.predict(x))
 
 
 def _metrics(
     pred: np.ndarray, truth: np.ndarray, rows: np.ndarray, cols: np.ndarray, platform: str
 ) -> dict[str, np.ndarray]:
-    from stimage.evaluation._metrics import (
-        bivariate_morans_i,
-        grid_neighbours,
-        iou_per_gene,
-        morans_i,
-        pearson_per_gene,
-        spearman_per_gene,
-    )
-
     w = grid_neighbours(rows, cols, platform)
     return {
         "pcc": pearson_per_gene(pred, truth),
@@ -324,11 +377,16 @@ def _metrics(
     }
 
 
-def _nb_metrics(pred, counts, lib, truth, point, cov_rows, fold, section):  # type: ignore[no-untyped-def]
-    from stimage.evaluation._metrics import sparsification_auc, uncertainty_error_spearman
-    from stimage.models._ensemble import mixture_pit
-
+def _nb_metrics(
+    pred: ExpressionPrediction,
+    counts: np.ndarray,
+    lib: np.ndarray,
+    truth: np.ndarray,
+    point: np.ndarray,
+) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
+    """Per-gene coverage and uncertainty metrics of ``nb``, and one coverage row per level."""
     out: dict[str, np.ndarray] = {}
+    coverage: list[dict[str, float]] = []
     mu = np.exp(pred.log_rate) * (np.asarray(lib, np.float64)[None, :, None] / 1e4)
     pit = mixture_pit(mu, pred.theta, counts)
     for level in LEVELS:
@@ -338,10 +396,8 @@ def _nb_metrics(pred, counts, lib, truth, point, cov_rows, fold, section):  # ty
         inside_pit = np.abs(pit - 0.5) <= level / 2
         out[f"coverage_{int(level * 100)}"] = inside.mean(axis=0)
         out[f"pit_coverage_{int(level * 100)}"] = inside_pit.mean(axis=0)
-        cov_rows.append(
+        coverage.append(
             {
-                "fold": fold,
-                "section": section,
                 "level": level,
                 "observed": float(inside.mean()),
                 "observed_pit": float(inside_pit.mean()),
@@ -355,19 +411,17 @@ def _nb_metrics(pred, counts, lib, truth, point, cov_rows, fold, section):  # ty
     out["ause_epistemic"] = sparsification_auc(epi, err)
     out["aleatoric_sd"] = np.sqrt(pred.aleatoric_var).mean(axis=0)
     out["epistemic_sd"] = epi.mean(axis=0)
-    return out
+    return out, coverage
 
 
-def _auc(out: dict[str, Any], model: Any, genes: list[str], truth: np.ndarray) -> np.ndarray:
-    from stimage.evaluation._metrics import roc_auc_per_gene
-    from stimage.models._classifier import high_low_labels
-
-    cg = model.classifier.genes
+def _auc(
+    p_high: np.ndarray, classifier_genes: list[str], genes: list[str], truth: np.ndarray
+) -> np.ndarray:
     labels = high_low_labels(truth)
     auc = np.full(len(genes), np.nan)
-    pos = {g: i for i, g in enumerate(cg)}
+    pos = {g: i for i, g in enumerate(classifier_genes)}
     sel = [(j, pos[g]) for j, g in enumerate(genes) if g in pos]
     if sel:
         j_idx, c_idx = zip(*sel, strict=True)
-        auc[list(j_idx)] = roc_auc_per_gene(out["p_high"][:, list(c_idx)], labels[:, list(j_idx)])
+        auc[list(j_idx)] = roc_auc_per_gene(p_high[:, list(c_idx)], labels[:, list(j_idx)])
     return auc

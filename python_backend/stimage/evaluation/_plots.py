@@ -21,6 +21,7 @@ from stimage.errors import ConfigError, InvalidSampleError, SpotMismatchError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.collections import EllipseCollection
     from matplotlib.figure import Figure
 
 __all__ = ["calibration_plot", "expression_maps", "pcc_boxplot"]
@@ -135,31 +136,15 @@ def expression_maps(
         >>> len(fig.axes)
         4
     """
-    from matplotlib.collections import EllipseCollection
-    from matplotlib.colors import Normalize
-
-    xy = np.asarray(spot_xy_thumb, dtype=np.float64)
-    if xy.ndim != 2 or xy.shape[1] != 2:
-        raise InvalidSampleError(f"spot_xy_thumb must be (n, 2) positions, got shape {xy.shape}")
-    if not values:
-        raise InvalidSampleError("no values to draw; give e.g. {'truth': ..., 'prediction': ...}")
-    n = xy.shape[0]
-    cols = {t: _as_columns(v, n, t) for t, v in values.items()}
-    n_genes = {a.shape[1] for a in cols.values()}
-    if len(n_genes) != 1:
-        raise InvalidSampleError(f"panels have different numbers of genes: {sorted(n_genes)}")
-    g = n_genes.pop()
-    names = [f"gene {k + 1}" for k in range(g)] if genes is None else [str(x) for x in genes]
-    if len(names) != g:
-        raise InvalidSampleError(f"{len(names)} gene names for {g} columns of values")
+    xy, cols, names = _map_values(spot_xy_thumb, values, genes)
     shared_l = {s.lower() for s in shared}
     in_shared = [t for t in cols if t.lower() in shared_l]
     if spot_diameter is None:
         spot_diameter = _nearest_distance(xy)
     he = np.asarray(he_thumbnail)
     titles = list(cols)
-    fig = _figure(panel_size * len(titles) * 1.2, panel_size * g)
-    axes = fig.subplots(g, len(titles), squeeze=False)
+    fig = _figure(panel_size * len(titles) * 1.2, panel_size * len(names))
+    axes = fig.subplots(len(names), len(titles), squeeze=False)
     for i, gene in enumerate(names):
         shared_lim = _limits(*(cols[t][:, i] for t in in_shared)) if in_shared else None
         for j, title in enumerate(titles):
@@ -168,21 +153,7 @@ def expression_maps(
             is_shared = title in in_shared
             vmin, vmax = shared_lim if is_shared and shared_lim else _limits(v)
             cmap = (cmaps or {}).get(title, "viridis" if is_shared else "magma")
-            ax.imshow(he, zorder=0)
-            spots = EllipseCollection(
-                spot_diameter, spot_diameter, 0.0, units="xy", offsets=xy,
-                offset_transform=ax.transData, cmap=cmap, norm=Normalize(vmin, vmax), zorder=1,
-            )  # fmt: skip
-            spots.set_array(v)
-            ax.add_collection(spots)
-            if crop and n:
-                m = spot_diameter
-                ax.set_xlim(xy[:, 0].min() - m, xy[:, 0].max() + m)
-                ax.set_ylim(xy[:, 1].max() + m, xy[:, 1].min() - m)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            spots = _spot_map(ax, he, xy, v, spot_diameter, cmap, (vmin, vmax), crop)
             if i == 0:
                 ax.set_title(title)
             if j == 0:
@@ -192,6 +163,57 @@ def expression_maps(
                     _scale_bar(ax, um_per_px, abs(x1 - x0))
             fig.colorbar(spots, ax=ax, shrink=0.8)
     return _finish(fig, path, dpi)
+
+
+def _map_values(
+    spot_xy_thumb: np.ndarray, values: Mapping[str, np.ndarray], genes: Sequence[str] | None
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+    """Spot positions, panel title -> ``(n, n_genes)`` values, and gene names, checked."""
+    xy = np.asarray(spot_xy_thumb, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise InvalidSampleError(f"spot_xy_thumb must be (n, 2) positions, got shape {xy.shape}")
+    if not values:
+        raise InvalidSampleError("no values to draw; give e.g. {'truth': ..., 'prediction': ...}")
+    cols = {t: _as_columns(v, xy.shape[0], t) for t, v in values.items()}
+    n_genes = {a.shape[1] for a in cols.values()}
+    if len(n_genes) != 1:
+        raise InvalidSampleError(f"panels have different numbers of genes: {sorted(n_genes)}")
+    g = n_genes.pop()
+    names = [f"gene {k + 1}" for k in range(g)] if genes is None else [str(x) for x in genes]
+    if len(names) != g:
+        raise InvalidSampleError(f"{len(names)} gene names for {g} columns of values")
+    return xy, cols, names
+
+
+def _spot_map(
+    ax: Axes,
+    he: np.ndarray,
+    xy: np.ndarray,
+    v: np.ndarray,
+    diameter: float,
+    cmap: str,
+    limits: tuple[float, float],
+    crop: bool,
+) -> EllipseCollection:
+    """Spots coloured by ``v`` over the H&E on a bare axes (no ticks or frame)."""
+    from matplotlib.collections import EllipseCollection
+    from matplotlib.colors import Normalize
+
+    ax.imshow(he, zorder=0)
+    spots = EllipseCollection(
+        diameter, diameter, 0.0, units="xy", offsets=xy, offset_transform=ax.transData,
+        cmap=cmap, norm=Normalize(*limits), zorder=1,
+    )  # fmt: skip
+    spots.set_array(v)
+    ax.add_collection(spots)
+    if crop and len(xy):
+        ax.set_xlim(xy[:, 0].min() - diameter, xy[:, 0].max() + diameter)
+        ax.set_ylim(xy[:, 1].max() + diameter, xy[:, 1].min() - diameter)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return spots
 
 
 def _nearest_distance(xy: np.ndarray) -> float:

@@ -41,7 +41,8 @@ def main() -> None:
     import torch
 
     from stimage.data import load_dataset, open_sample_slide
-    from stimage.explain import agreement, explain_tile, tile_box
+    from stimage.explain import agreement
+    from stimage.pipelines import explain_tile, tile_box
     from stimage.models import Predictor, default_model_path
 
     torch.set_num_threads(2)

@@ -16,7 +16,7 @@ from stimage.cli._main import cli
 from stimage.cli.predict_slide import predict_slide as predict_slide_cmd
 from stimage.data import load_dataset
 from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
-from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+from stimage.pipelines import SlideJob, SlideJobChangedError, run_slide_job
 from stimage.qupath import validate_geojson
 from stimage.tiles import TileSettings, TileStore, prepare_dataset
 from stimage.training import TrainConfig, train_model

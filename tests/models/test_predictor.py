@@ -10,7 +10,8 @@ from _synth import render_he, write_pyramid_tiff
 from stimage.constants import Key, Measurement
 from stimage.data import read_her2st
 from stimage.errors import StimageError
-from stimage.models import ModelBundle, Predictor, UnknownGeneError, predict_slide, predict_spots
+from stimage.models import ModelBundle, Predictor, UnknownGeneError
+from stimage.pipelines import predict_slide, predict_spots
 
 
 @pytest.fixture(scope="module")

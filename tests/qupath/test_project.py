@@ -12,9 +12,10 @@ import shapely
 
 from qupath._project_helpers import FakeProject, QpImage, make_qpproj, user_annotation
 from stimage.errors import InputFileNotFoundError, MissingDependencyError
+from stimage.pipelines import ImageResult, format_summary
+from stimage.pipelines._project import _assign_tiles, _skip_reason
 from stimage.qupath import (
     GeoJSONDirProject,
-    ImageResult,
     ObjectGroup,
     PaquoProject,
     ProjectError,
@@ -22,13 +23,11 @@ from stimage.qupath import (
     ProjectLike,
     QuPathNotFoundError,
     annotation_feature,
-    format_summary,
     read_qpproj,
     select_images,
     tile_features,
     validate_geojson,
 )
-from stimage.qupath._project_batch import _assign_tiles, _skip_reason
 from stimage.qupath._project_geojson import image_file_stem
 
 

@@ -18,14 +18,13 @@ import shapely
 from _synth import render_he, write_pyramid_tiff
 from qupath._project_helpers import QpImage, make_qpproj
 from stimage.models import ModelBundle, Predictor
+from stimage.pipelines import annotate_project, model_id
 from stimage.qupath import (
     ObjectGroup,
     PaquoProject,
-    annotate_project,
     annotation_feature,
     cell_features,
     is_stimage_id,
-    model_id,
     tile_features,
 )
 

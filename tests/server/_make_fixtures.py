@@ -70,8 +70,9 @@ def _cells_and_explain_results(
     """Real cells of the crop (default cell-type model) and real nuclei with made-up scores."""
     from stimage.explain import segment_tile
     from stimage.models import default_celltype_model_path, load_celltype_model
+    from stimage.pipelines import cells_in_image
     from stimage.qupath import polygon_features
-    from stimage.server._ops import cells_in_image, cells_result
+    from stimage.server.ops import cells_result
 
     model = load_celltype_model(default_celltype_model_path())
     found = cells_result(cells_in_image(cells_img, HE_MPP, (1200.0, 1400.0), 1.0, model), model)

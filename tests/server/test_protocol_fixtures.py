@@ -15,7 +15,7 @@ import zmq
 from stimage.models import Predictor
 from stimage.server import PROTOCOL_VERSION, ErrorCode, Server, validate
 from stimage.server._images import decode_tile
-from stimage.server._ops import default_ops
+from stimage.server.ops import default_ops
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "protocol"
 ALL = sorted(FIXTURES.glob("*.json"))

@@ -19,7 +19,7 @@ from stimage.server._images import (
     fit_to_model,
     pick_stain_tiles,
 )
-from stimage.server._jobs import Job, Request
+from stimage.server._jobs import Job, ModelTask, Request
 from stimage.server._protocol import decode_header, encode_header, error_reply, json_safe
 
 
@@ -59,7 +59,7 @@ def test_validate_names_the_field() -> None:
 def test_fast_tile_check_agrees_with_the_schema() -> None:
     import random
 
-    from stimage.server._ops import _tile_ok
+    from stimage.server.ops import tile_ok as _tile_ok
 
     values = [0, 1, -1, 2.0, 2.5, True, None, "1", [], 1e300, 0.0]
     boxes = [
@@ -183,11 +183,11 @@ class _FakePredictor:
         self.batches: list[int] = []
 
     def predict_tiles(self, tiles, genes, level):  # type: ignore[no-untyped-def]
-        from stimage.models import TilePredictions
+        from stimage.models import GENE_OUTPUTS, TilePredictions
 
         self.batches.append(len(tiles))
         v = tiles.reshape(len(tiles), -1)[:, :1].astype(float)
-        return TilePredictions(["G"], v, v, v, v, v, level, v, {})
+        return TilePredictions(["G"], level, {o.key: v for o in GENE_OUTPUTS})
 
 
 def test_batcher_combines_requests_fairly_and_skips_closed_ones() -> None:
@@ -199,7 +199,7 @@ def test_batcher_combines_requests_fairly_and_skips_closed_ones() -> None:
 
     def job(rid: str, n: int, value: int) -> Job:
         j = Job(Request([b"c"], rid, "predict", {}), out, 60)  # type: ignore[arg-type]
-        j.predictor, j.genes, j.key = pred, ["G"], ("m",)  # type: ignore[assignment]
+        j.task = ModelTask(pred, "m", ["G"])  # type: ignore[arg-type]
         tiles = np.full((n, 2, 2, 3), value, np.uint8)
         b.add(j)
         for s in range(0, n, 8):

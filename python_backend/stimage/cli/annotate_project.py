@@ -115,17 +115,9 @@ def annotate_project(
     """
     from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
     from stimage.errors import ConfigError
-    from stimage.qupath import (
-        GeoJSONDirProject,
-        ImageResult,
-        PaquoProject,
-        ProjectImage,
-        format_summary,
-        select_images,
-    )
-    from stimage.qupath import (
-        annotate_project as run_batch,
-    )
+    from stimage.pipelines import ImageResult, format_summary
+    from stimage.pipelines import annotate_project as run_batch
+    from stimage.qupath import GeoJSONDirProject, PaquoProject, ProjectImage, select_images
 
     if regions_dir is not None and geojson_dir is None:
         raise ConfigError(

@@ -62,8 +62,8 @@ def cells(
     from stimage.cli._common import ProgressBars, read_region_geojson
     from stimage.data import open_slide
     from stimage.errors import ConfigError
-    from stimage.explain import detect_cells
     from stimage.models import default_celltype_model_path, load_celltype_model
+    from stimage.pipelines import detect_cells
     from stimage.qupath import write_geojson
 
     if region is not None and box is not None:
@@ -117,7 +117,7 @@ def cells(
     table.to_csv(csv, index_label="cell", float_format="%.5g")
     png = csv.with_suffix(".png")
     if len(result):
-        from stimage.explain import plot_cells
+        from stimage.pipelines import plot_cells
 
         with open_slide(slide, mpp=mpp) as s:
             plot_cells(s, result, png)

@@ -104,12 +104,12 @@ def _expression(ds, out: Path, overwrite: bool, quiet: bool) -> list[tuple[Path,
     import anndata as ad
     import numpy as np
 
-    from stimage.cli.predict import _write
     from stimage.constants import Key
     from stimage.data import open_sample_slide
     from stimage.errors import InputFileNotFoundError
     from stimage.evaluation import expression_maps
-    from stimage.models import Predictor, default_model_path, predict_spots
+    from stimage.models import Predictor, default_model_path
+    from stimage.pipelines import predict_spots, write_predictions
 
     try:
         model = default_model_path()
@@ -130,7 +130,7 @@ def _expression(ds, out: Path, overwrite: bool, quiet: bool) -> list[tuple[Path,
             )
         finally:
             bars.close()
-        _write(a, out, spec.sample_id)
+        write_predictions(a, out, spec.sample_id)
     sample = spec.load()
     with open_sample_slide(sample) as slide:
         thumb = slide.thumbnail(max_side=1000)
@@ -188,13 +188,19 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     from stimage.constants import Key
     from stimage.data import open_sample_slide
     from stimage.errors import InputFileNotFoundError, StimageError
-    from stimage.explain import detect_cells, explain_tile, plot_cells, plot_explanation, tile_box
-    from stimage.explain._tile import _score_name
     from stimage.models import (
         Predictor,
         default_celltype_model_path,
         default_model_path,
         load_celltype_model,
+    )
+    from stimage.pipelines import (
+        detect_cells,
+        explain_tile,
+        plot_cells,
+        plot_explanation,
+        score_name,
+        tile_box,
     )
     from stimage.qupath import polygon_features, tile_features, write_geojson
 
@@ -249,7 +255,7 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
 
         e = lime.explanation
         scores = pd.DataFrame(
-            {_score_name("lime", t): e.scores[:, j] for j, t in enumerate(e.targets)}
+            {score_name("lime", t): e.scores[:, j] for j, t in enumerate(e.targets)}
         )
         parts.append(polygon_features(lime.nuclei.polygons, scores, classifications="LIME nucleus"))
         plot_explanation(lime, out / "explanation_lime.png")

@@ -86,8 +86,13 @@ def explain(
     from stimage.cli._common import ProgressBars, parse_encoder_weights
     from stimage.data import open_slide
     from stimage.errors import ConfigError
-    from stimage.explain import explain_tile, plot_explanation, tile_box, write_explanation_geojson
     from stimage.models import Predictor, default_model_path
+    from stimage.pipelines import (
+        explain_tile,
+        plot_explanation,
+        tile_box,
+        write_explanation_geojson,
+    )
 
     try:
         spec = [float(v) for v in tile.split(",")]

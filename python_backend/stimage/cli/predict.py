@@ -67,7 +67,8 @@ def predict(
     from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
     from stimage.data import detect_format, load_dataset
     from stimage.errors import UnsupportedFormatError
-    from stimage.models import Predictor, default_model_path, predict_slide, predict_spots
+    from stimage.models import Predictor, default_model_path
+    from stimage.pipelines import predict_slide, predict_spots, write_predictions
 
     predictor = Predictor(
         model or default_model_path(),
@@ -104,7 +105,7 @@ def predict(
                     level=level,
                     progress=lambda d, t, s=spec.sample_id: bars(s, d, t),
                 )
-                written += _write(a, out, spec.sample_id)
+                written += write_predictions(a, out, spec.sample_id)
         else:
             geom = None
             if region is not None:
@@ -120,33 +121,9 @@ def predict(
                 level=level,
                 progress=lambda d, t: bars(target.stem, d, t),
             )
-            written += _write(a, out, target.stem)
+            written += write_predictions(a, out, target.stem)
     finally:
         bars.close()
     write_run_metadata(out, "predict", ctx.params, {"model": str(predictor.bundle.path)})
     for w in written:
         click.echo(f"wrote {w}")
-
-
-def _write(a, out: Path, name: str) -> list[Path]:  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    from stimage.constants import Measurement as M
-
-    h5 = out / f"{name}.h5ad"
-    a.write_h5ad(h5)
-    level = float(a.uns["stimage"]["interval_level"])
-    cols = {}
-    for j, g in enumerate(a.var_names):
-        cols[M.of(g, M.MEAN)] = a.X[:, j]
-        cols[M.of(g, M.ALEATORIC_SD)] = a.layers["aleatoric_sd"][:, j]
-        cols[M.of(g, M.EPISTEMIC_SD)] = a.layers["epistemic_sd"][:, j]
-        cols[M.lower(g, level)] = a.layers["lower"][:, j]
-        cols[M.upper(g, level)] = a.layers["upper"][:, j]
-        if "p_high" in a.layers and not pd.isna(a.layers["p_high"][:, j]).all():
-            cols[M.of(g, M.P_HIGH)] = a.layers["p_high"][:, j]
-    xy = a.obsm["spatial"]
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], **cols}, index=a.obs_names)
-    csv = out / f"{name}.csv"
-    df.to_csv(csv, index_label="id", float_format="%.5g")
-    return [h5, csv]

@@ -107,7 +107,7 @@ def predict_slide(
     from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
     from stimage.errors import ConfigError
     from stimage.models import Predictor, default_model_path
-    from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+    from stimage.pipelines import SlideJob, SlideJobChangedError, run_slide_job
 
     if region is not None and tissue:
         raise ConfigError("give --region or --tissue, not both")
@@ -215,7 +215,8 @@ def _write_geojson(
     job: Any, out: Path, genes: list[str], slide: Path, geom: Any, cells: bool, mpp: float | None
 ) -> int:
     """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``."""
-    from stimage.qupath import FeatureCollectionWriter, region_cell_features, slide_job_features
+    from stimage.pipelines import region_cell_features, slide_job_features
+    from stimage.qupath import FeatureCollectionWriter
 
     with FeatureCollectionWriter(out) as w:
         w.write_all(slide_job_features(job, genes))

@@ -143,10 +143,9 @@ def serve(
     predictors = [Predictor(m, device=pick, encoder_weights=weights) for m in folders]
     server = Server(predictors, config)
     from stimage.errors import InputFileNotFoundError
-    from stimage.server._ops import use_cells_model
 
     try:
-        use_cells_model(server, cells_model)
+        server.use_cells_model(cells_model)
     except InputFileNotFoundError as e:
         if cells_model is not None:
             raise

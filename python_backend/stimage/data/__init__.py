@@ -1,5 +1,6 @@
 """Slides, physical scale, spatial samples and datasets."""
 
+from stimage.data._array import ArraySlide
 from stimage.data._dataset import Dataset, SampleSpec, detect_format, load_dataset, read_sample
 from stimage.data._h5ad import read_h5ad_sample
 from stimage.data._legacy_st import her2st_sections, is_her2st_root, read_her2st, read_legacy_st
@@ -17,6 +18,7 @@ from stimage.data._visium import is_visium_folder, mpp_from_scalefactors, read_v
 from stimage.data._xenium import XeniumAlignment, is_xenium_folder, read_xenium, read_xenium_cells
 
 __all__ = [
+    "ArraySlide",
     "Dataset",
     "GridScale",
     "OpenSlideSlide",

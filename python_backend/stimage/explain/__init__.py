@@ -1,9 +1,11 @@
 """Explanations at the level of nuclei: segmentation backends, LIME and occlusion per nucleus.
 
 Nuclei come back as :class:`Nuclei`: outlines in full-resolution pixel coordinates and one
-row of morphology and stain features per nucleus. :func:`explain_tile` scores every nucleus
-of a model tile for several genes at once, with LIME (nuclei as superpixels, the paper's
-defaults) or the faster occlusion.
+row of morphology and stain features per nucleus. :func:`explain_lime` and
+:func:`explain_occlusion` score every nucleus of a tile for several targets at once, with
+LIME (nuclei as superpixels, the paper's defaults) or the faster occlusion, given any
+function from tiles to outputs (:func:`stimage.pipelines.explain_tile` gives them the model).
+This room knows nothing of models: it works on pixels, label images and callables.
 
 Example:
     >>> from stimage.explain import segment_nuclei, segment_tile
@@ -12,17 +14,16 @@ Example:
 """
 
 from stimage.explain._cellpose import CELLPOSE_ENV, CellposeSegmenter, find_cellpose_weights
-from stimage.explain._cells import Cells, cell_measurements, detect_cells, plot_cells
 from stimage.explain._classical import HER2ST_STAINS, RUIFROK_STAINS, ClassicalSegmenter
 from stimage.explain._errors import RegionOutsideImageError, SegmentationCancelledError
 from stimage.explain._hed import rgb_to_hed
 from stimage.explain._lime import (
+    TARGETS,
     NoNucleiError,
     NucleusExplanation,
     agreement,
     explain_lime,
     explain_occlusion,
-    target_function,
 )
 from stimage.explain._nuclei import (
     INTENSITY_FEATURES,
@@ -37,15 +38,9 @@ from stimage.explain._segment import (
     SEGMENTERS,
     NucleusSegmenter,
     create_segmenter,
+    is_blank,
     segment_nuclei,
     segment_tile,
-)
-from stimage.explain._tile import (
-    TileExplanation,
-    explain_tile,
-    plot_explanation,
-    tile_box,
-    write_explanation_geojson,
 )
 
 __all__ = [
@@ -58,8 +53,8 @@ __all__ = [
     "POSITION_COLUMNS",
     "RUIFROK_STAINS",
     "SEGMENTERS",
+    "TARGETS",
     "CellposeSegmenter",
-    "Cells",
     "ClassicalSegmenter",
     "NoNucleiError",
     "Nuclei",
@@ -67,22 +62,14 @@ __all__ = [
     "NucleusSegmenter",
     "RegionOutsideImageError",
     "SegmentationCancelledError",
-    "TileExplanation",
     "agreement",
-    "cell_measurements",
     "create_segmenter",
-    "detect_cells",
     "explain_lime",
     "explain_occlusion",
-    "explain_tile",
     "find_cellpose_weights",
+    "is_blank",
     "measure_nuclei",
-    "plot_cells",
-    "plot_explanation",
     "rgb_to_hed",
     "segment_nuclei",
     "segment_tile",
-    "target_function",
-    "tile_box",
-    "write_explanation_geojson",
 ]

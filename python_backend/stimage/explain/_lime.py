@@ -19,15 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stimage.errors import ConfigError, StimageError
-
-if TYPE_CHECKING:
-    from stimage.models import Predictor
 
 __all__ = [
     "NoNucleiError",
@@ -35,7 +32,6 @@ __all__ = [
     "agreement",
     "explain_lime",
     "explain_occlusion",
-    "target_function",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,53 +77,6 @@ class NucleusExplanation:
     def table(self) -> pd.DataFrame:
         """One row per nucleus, one column per target."""
         return pd.DataFrame(self.scores, columns=self.targets)
-
-
-def target_function(
-    predictor: Predictor, genes: list[str], kind: str = "mean"
-) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
-    """The function explained: uint8 tiles ``(n, h, w, 3)`` -> ``(n, len(genes))`` outputs.
-
-    Args:
-        predictor: A loaded model.
-        genes: Genes to explain (checked against the model).
-        kind: ``mean`` (predicted log-normalised expression) or ``p_high``.
-
-    Returns:
-        Target names and the function.
-
-    Raises:
-        UnknownGeneError: A gene the model does not predict.
-        ConfigError: ``p_high`` for a gene without a high/low classifier.
-    """
-    if kind not in TARGETS:
-        raise ConfigError(f"unknown explanation target {kind!r}; use one of {TARGETS}")
-    genes = predictor.bundle.check_genes(list(genes))
-    if not genes:
-        raise ConfigError("name at least one gene to explain")
-    bundle = predictor.bundle
-    if kind == "mean":
-
-        def fn(tiles: np.ndarray) -> np.ndarray:
-            pred = bundle.predict_features(predictor.features(tiles)).subset(genes)
-            return np.asarray(pred.mean, dtype=np.float64)
-
-        return list(genes), fn
-    clf = bundle.classifier
-    missing = [g for g in genes if clf is None or g not in clf.genes]
-    if missing:
-        raise ConfigError(
-            f"model {bundle.name!r} has no high/low classifier for {missing}; explain their mean instead"
-        )
-    assert clf is not None
-    cols = [clf.genes.index(g) for g in genes]
-
-    def fn_high(tiles: np.ndarray) -> np.ndarray:
-        probs = bundle.predict_high(predictor.features(tiles))
-        assert probs is not None
-        return np.asarray(probs[:, cols], dtype=np.float64)
-
-    return [f"{g} P(high)" for g in genes], fn_high
 
 
 def _check_inputs(tile: np.ndarray, labels: np.ndarray) -> np.ndarray:

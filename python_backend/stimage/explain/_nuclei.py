@@ -199,6 +199,24 @@ class Nuclei:
         c = self.centroids
         return self.subset(shapely.contains_xy(geom, c[:, 0], c[:, 1]))
 
+    def to_full_resolution(self, x: float, y: float, downsample: float) -> Nuclei:
+        """Nuclei found in an image mapped to full-resolution pixels (``x_full = x + x_img * d``).
+
+        Args:
+            x: Full-resolution x of the image's top-left pixel.
+            y: Full-resolution y of the image's top-left pixel.
+            downsample: Full-resolution pixels per image pixel.
+        """
+        from shapely.affinity import affine_transform
+
+        d = float(downsample)
+        feats = self.features.copy()
+        feats["centroid_x"] = x + feats["centroid_x"].to_numpy(float) * d
+        feats["centroid_y"] = y + feats["centroid_y"].to_numpy(float) * d
+        polys = [affine_transform(g, [d, 0.0, 0.0, d, x, y]) for g in self.polygons]
+        info = {**self.info, "origin": [x, y], "downsample": d}
+        return Nuclei(polys, feats, self.mpp / d, info)
+
     def label_image(
         self, x: float, y: float, w: int, h: int, downsample: float = 1.0
     ) -> np.ndarray:

@@ -38,6 +38,7 @@ __all__ = [
     "SEGMENTERS",
     "NucleusSegmenter",
     "create_segmenter",
+    "is_blank",
     "segment_nuclei",
     "segment_tile",
 ]
@@ -153,13 +154,13 @@ def segment_tile(
     if not (np.isfinite(downsample) and downsample > 0):
         raise ConfigError(f"downsample must be positive, got {downsample!r}")
     seg = _resolve(segmenter)
-    labels = np.zeros(rgb.shape[:2], np.int32) if _is_blank(rgb) else _run(seg, rgb, mpp)
+    labels = np.zeros(rgb.shape[:2], np.int32) if is_blank(rgb) else _run(seg, rgb, mpp)
     nuclei = measure_nuclei(labels, rgb, mpp, origin, downsample)
     nuclei.info.update({"segmenter": seg.name, "segment_mpp": float(mpp)})
     return nuclei
 
 
-def _is_blank(rgb: np.ndarray) -> bool:
+def is_blank(rgb: np.ndarray) -> bool:
     """Glass (or white padding) only: fewer pixels darker than faint tissue than a nucleus has."""
     return int(rgb.min()) >= 200 or int(np.count_nonzero(rgb.min(axis=2) < 200)) < 16
 
@@ -188,7 +189,7 @@ def _fix_stains(
             rgb = slide.read_region(
                 cx - side / 2, cy - side / 2, side, side, out_size=(_STAIN_PATCH_PX,) * 2
             )
-            if not _is_blank(rgb):
+            if not is_blank(rgb):
                 patches.append(rgb)
     if not patches:
         return seg
@@ -347,7 +348,7 @@ def _segment_slide(
         out_h = math.ceil((cy1 - cy0) / ds - 1e-9) + 2 * overlap_px
         rx, ry = cx0 - overlap_px * ds, cy0 - overlap_px * ds
         rgb = slide.read_region(rx, ry, out_w * ds, out_h * ds, out_size=(out_w, out_h))
-        if _is_blank(rgb):
+        if is_blank(rgb):
             n_blank += 1
         else:
             labels = _run(seg, rgb, work_mpp)

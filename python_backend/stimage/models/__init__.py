@@ -6,6 +6,7 @@ Also prediction from tiles, spots and slides with a bundle (:class:`Predictor`).
 from pathlib import Path
 
 from stimage.models._bundle import FORMAT_VERSION, ModelBundle, UnknownGeneError, load_bundle
+from stimage.models._cells import Cells, cell_measurements, display_class
 from stimage.models._celltype import CellTypeClassifier, celltype_entropy
 from stimage.models._celltype_features import (
     celltype_features,
@@ -43,21 +44,32 @@ from stimage.models._ensemble import (
 from stimage.models._linear import FeaturePipeline, PCARidge
 from stimage.models._nb import NBGLM, NBGLMConfig, nb_nll
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
+from stimage.models._outputs import (
+    GENE_OUTPUTS,
+    GeneOutput,
+    TilePredictions,
+    anndata_values,
+    measurement_columns,
+    to_anndata,
+)
 from stimage.models._paper import PaperConfig, PaperNB
-from stimage.models._predictor import Predictor, TilePredictions, predict_slide, predict_spots
-from stimage.models._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+from stimage.models._predictor import GridTiles, Predictor
 
 __all__ = [
     "CELLTYPE_FORMAT_VERSION",
     "DEFAULT_CELLTYPE_MAPPING",
     "DEFAULT_CELL_CLASSES",
     "FORMAT_VERSION",
+    "GENE_OUTPUTS",
     "HER2ST_CELLTYPE_MAPPING",
     "NBGLM",
     "NBMLP",
     "CellTypeClassifier",
+    "Cells",
     "ExpressionPrediction",
     "FeaturePipeline",
+    "GeneOutput",
+    "GridTiles",
     "HighLowClassifier",
     "ModelBundle",
     "NBEnsemble",
@@ -68,18 +80,19 @@ __all__ = [
     "PaperConfig",
     "PaperNB",
     "Predictor",
-    "SlideJob",
-    "SlideJobChangedError",
     "SpotNuclei",
     "TilePredictions",
     "UnknownCellTypeError",
     "UnknownGeneError",
+    "anndata_values",
+    "cell_measurements",
     "celltype_entropy",
     "celltype_features",
     "classify_nuclei",
     "collect_spot_nuclei",
     "default_celltype_model_path",
     "default_model_path",
+    "display_class",
     "high_low_labels",
     "labels_from_qupath",
     "labels_from_xenium",
@@ -87,17 +100,16 @@ __all__ = [
     "load_celltype_model",
     "map_labels",
     "map_proportions",
+    "measurement_columns",
     "mixture_pit",
     "mixture_quantiles",
     "nb_nll",
     "patch_features",
     "patch_features_image",
-    "predict_slide",
-    "predict_spots",
     "read_cell_type_table",
-    "run_slide_job",
     "spot_bags",
     "spot_nuclei",
+    "to_anndata",
     "train_celltypes_from_dataset",
 ]
 

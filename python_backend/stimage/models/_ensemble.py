@@ -120,7 +120,7 @@ class ExpressionPrediction:
             return self._cache[level]
         if level is None and self._cache:
             return next(iter(self._cache.values()))
-        qs = (0.5,) if level is None else ((1 - level) / 2, (1 + level) / 2)
+        qs = () if level is None else ((1 - level) / 2, (1 + level) / 2)
         lib = self.library()
         mu = np.exp(self.log_rate) * (lib[None, :, None] / SCALE)
         out = mixture_summary(

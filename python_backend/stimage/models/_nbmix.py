@@ -65,8 +65,8 @@ def _clean(mu: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_q(q: float | np.ndarray) -> np.ndarray:
-    qs = np.atleast_1d(np.asarray(q, np.float64))
-    if qs.ndim != 1 or not np.all((qs > 0) & (qs < 1)):
+    qs = np.atleast_1d(np.asarray(q, np.float64)).ravel()
+    if not np.all((qs > 0) & (qs < 1)):
         raise ConfigError(f"quantile levels must lie strictly between 0 and 1, got {q}")
     return qs
 
@@ -87,7 +87,7 @@ def mixture_summary(
         theta: Dispersions, the shape of ``mu``.
         c: Scale inside ``log1p``, broadcastable to ``mu.shape[1:]`` (e.g. ``(n, 1)`` for one
             depth per tile).
-        q: Quantile level(s), each strictly between 0 and 1.
+        q: Quantile level(s), each strictly between 0 and 1 (none: moments only).
         moments: Also compute the member moments (else only the quantiles).
         kcap: Longest exact pass; entries reaching beyond it take the fallbacks.
 

@@ -2,9 +2,10 @@
 
 :class:`Predictor` loads a bundle's encoders once and turns stain-normalised uint8 tiles
 into per-gene mean, aleatoric and epistemic standard deviations, predictive intervals (all on
-the log-normalised scale ``log1p(counts per 10k)``) and P(high). :func:`predict_spots` and
-:func:`predict_slide` cut tiles exactly as training did (the bundle's µm, px and stain
-target) from spatial samples or from any slide, in bounded batches.
+the log-normalised scale ``log1p(counts per 10k)``) and P(high) (the outputs of
+:data:`~stimage.models.GENE_OUTPUTS`). It cuts tiles exactly as training did (the bundle's
+µm, px and stain target) from any slide, in bounded batches; the pipelines
+(:mod:`stimage.pipelines`) use it for spots, regions and whole slides.
 """
 
 from __future__ import annotations
@@ -18,84 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from stimage.constants import Key, Measurement
 from stimage.errors import ConfigError, StimageError
 from stimage.models._bundle import ModelBundle
+from stimage.models._outputs import OutputContext, TilePredictions
 
 if TYPE_CHECKING:
-    import anndata as ad
-
     from stimage.data import Slide
     from stimage.encoders import Encoder
     from stimage.tiles import StainNormalizer, TissueMask
 
-__all__ = ["GridTiles", "Predictor", "TilePredictions", "predict_slide", "predict_spots"]
+__all__ = ["GridTiles", "Predictor", "TilePredictions"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TilePredictions:
-    """Predictions for ``n`` tiles and ``g`` genes (log-normalised scale).
-
-    Attributes:
-        genes: Gene names.
-        mean: ``(n, g)`` predicted log-normalised expression.
-        aleatoric_sd: ``(n, g)`` aleatoric standard deviation.
-        epistemic_sd: ``(n, g)`` epistemic standard deviation.
-        lower: ``(n, g)`` lower end of the central interval.
-        upper: ``(n, g)`` upper end.
-        level: Interval level.
-        rate: ``(n, g)`` predicted counts per 10k UMIs.
-        p_high: Gene -> ``(n,)`` P(high) for genes with a classifier.
-    """
-
-    genes: list[str]
-    mean: np.ndarray
-    aleatoric_sd: np.ndarray
-    epistemic_sd: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    level: float
-    rate: np.ndarray
-    p_high: dict[str, np.ndarray]
-
-    @property
-    def total_sd(self) -> np.ndarray:
-        """Total standard deviation."""
-        return np.sqrt(self.aleatoric_sd**2 + self.epistemic_sd**2)
-
-    def measurements(self) -> pd.DataFrame:
-        """One column per measurement (``"COX6C: mean"``, ...), one row per tile."""
-        cols: dict[str, np.ndarray] = {}
-        for j, g in enumerate(self.genes):
-            cols[Measurement.of(g, Measurement.MEAN)] = self.mean[:, j]
-            cols[Measurement.of(g, Measurement.ALEATORIC_SD)] = self.aleatoric_sd[:, j]
-            cols[Measurement.of(g, Measurement.EPISTEMIC_SD)] = self.epistemic_sd[:, j]
-            cols[Measurement.lower(g, self.level)] = self.lower[:, j]
-            cols[Measurement.upper(g, self.level)] = self.upper[:, j]
-            if g in self.p_high:
-                cols[Measurement.of(g, Measurement.P_HIGH)] = self.p_high[g]
-        return pd.DataFrame(cols)
-
-    @staticmethod
-    def concat(parts: list[TilePredictions]) -> TilePredictions:
-        """Join batches."""
-        if not parts:
-            raise ConfigError("no predictions to join")
-        p0 = parts[0]
-        return TilePredictions(
-            p0.genes,
-            *(
-                np.concatenate([getattr(p, k) for p in parts])
-                for k in ("mean", "aleatoric_sd", "epistemic_sd", "lower", "upper")
-            ),
-            level=p0.level,
-            rate=np.concatenate([p.rate for p in parts]),
-            p_high={g: np.concatenate([p.p_high[g] for p in parts]) for g in p0.p_high},
-        )
 
 
 @dataclass
@@ -254,24 +190,14 @@ class Predictor:
             raise ConfigError(f"interval level must be between 0 and 1, got {level}")
         feats = self.features(tiles)
         pred = self.bundle.predict_features(feats).subset(genes)
-        lo, hi = pred.interval(level)
-        p_high: dict[str, np.ndarray] = {}
+        p_high = np.full((len(tiles), len(genes)), np.nan)
         probs = self.bundle.predict_high(feats)
         if probs is not None and self.bundle.classifier is not None:
-            for j, g in enumerate(self.bundle.classifier.genes):
-                if g in genes:
-                    p_high[g] = probs[:, j]
-        return TilePredictions(
-            genes,
-            pred.mean,
-            np.sqrt(pred.aleatoric_var),
-            np.sqrt(pred.epistemic_var),
-            lo,
-            hi,
-            level,
-            pred.rate,
-            p_high,
-        )
+            where = {g: j for j, g in enumerate(genes)}
+            for k, g in enumerate(self.bundle.classifier.genes):
+                if g in where:
+                    p_high[:, where[g]] = probs[:, k]
+        return TilePredictions.compute(genes, OutputContext(pred, level, p_high))
 
     def predict_boxes(
         self,
@@ -296,154 +222,3 @@ class Predictor:
             yield idx, self.predict_tiles(tiles, genes, level)
             if progress:
                 progress(int(idx[-1] + 1), len(boxes))
-
-
-def _to_anndata(
-    pred: TilePredictions, obs: pd.DataFrame, spatial: np.ndarray, uns: dict[str, Any]
-) -> ad.AnnData:
-    import anndata as ad
-
-    a = ad.AnnData(X=pred.mean.astype(np.float32), obs=obs, var=pd.DataFrame(index=pred.genes))
-    a.layers["aleatoric_sd"] = pred.aleatoric_sd.astype(np.float32)
-    a.layers["epistemic_sd"] = pred.epistemic_sd.astype(np.float32)
-    a.layers["lower"] = pred.lower.astype(np.float32)
-    a.layers["upper"] = pred.upper.astype(np.float32)
-    a.layers["rate_per_10k"] = pred.rate.astype(np.float32)
-    if pred.p_high:
-        ph = np.full(pred.mean.shape, np.nan, np.float32)
-        for j, g in enumerate(pred.genes):
-            if g in pred.p_high:
-                ph[:, j] = pred.p_high[g]
-        a.layers["p_high"] = ph
-    a.obsm[Key.SPATIAL] = np.asarray(spatial, np.float64)
-    a.uns[Key.UNS] = uns
-    return a
-
-
-def predict_spots(
-    predictor: Predictor,
-    sample: ad.AnnData,
-    *,
-    genes: list[str] | None = None,
-    level: float = 0.9,
-    batch_size: int = 64,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> ad.AnnData:
-    """Predict every spot of a spatial sample; the result keeps the observed counts beside.
-
-    Spots whose tile holds less tissue than the model's minimum are predicted too and
-    flagged in ``obs["kept"]`` (False) with their coverage.
-    """
-    from stimage.data import check_spots_inside, open_sample_slide, sample_info
-    from stimage.tiles import detect_tissue, spot_tile_qc
-
-    meta = dict(sample_info(sample))
-    with open_sample_slide(sample) as slide:
-        check_spots_inside(sample, *slide.dimensions, where=str(slide.path))
-        mask = detect_tissue(slide)
-        qc = spot_tile_qc(
-            sample.obsm[Key.SPATIAL],
-            predictor.tile_um,
-            slide.mpp,
-            *slide.dimensions,
-            mask,
-            float(predictor.bundle.tiles.get("min_coverage", 0.7)),
-        )
-        normalizer = predictor.normalizer_for(slide, mask)
-        parts = [
-            p
-            for _, p in predictor.predict_boxes(
-                slide,
-                qc.boxes,
-                normalizer,
-                genes=genes,
-                batch_size=batch_size,
-                level=level,
-                progress=progress,
-                cancel=cancel,
-            )
-        ]
-    pred = TilePredictions.concat(parts)
-    obs = sample.obs.copy()
-    obs[Key.TISSUE_COVERAGE] = qc.coverage
-    obs[Key.KEPT] = qc.kept
-    meta.update(
-        {
-            "model": predictor.bundle.name,
-            "genes": pred.genes,
-            "interval_level": level,
-            "tile_um": predictor.tile_um,
-            "scale": "log1p(counts per 10k)",
-        }
-    )
-    a = _to_anndata(pred, obs, sample.obsm[Key.SPATIAL], meta)
-    common = [g for g in pred.genes if g in sample.var_names]
-    counts = np.zeros(pred.mean.shape, np.float32)
-    if common:
-        idx = [pred.genes.index(g) for g in common]
-        counts[:, idx] = sample[:, common].X.toarray()
-    a.layers["observed_counts"] = counts
-    a.obs["total_counts"] = np.asarray(sample.X.sum(axis=1)).ravel()
-    return a
-
-
-def predict_slide(
-    predictor: Predictor,
-    slide_path: str | os.PathLike[str],
-    *,
-    region: Any | None = None,
-    mpp: float | None = None,
-    genes: list[str] | None = None,
-    level: float = 0.9,
-    batch_size: int = 64,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> ad.AnnData:
-    """Predict every grid tile of a slide's tissue, or of a region (a shapely geometry in pixels).
-
-    Tiles are the model's µm size on a grid; tiles with less tissue than the model's minimum
-    are left out.
-    """
-    from stimage.data import open_slide
-
-    with open_slide(slide_path, mpp=mpp) as slide:
-        tiles = predictor.grid_tiles(slide, region)
-        boxes = tiles.boxes
-        normalizer = predictor.normalizer_for(slide, tiles.mask)
-        parts = [
-            p
-            for _, p in predictor.predict_boxes(
-                slide,
-                boxes,
-                normalizer,
-                genes=genes,
-                batch_size=batch_size,
-                level=level,
-                progress=progress,
-                cancel=cancel,
-            )
-        ]
-        uns = {
-            "slide_path": str(slide.path.resolve()),
-            Key.MPP: slide.mpp,
-            Key.MPP_SOURCE: slide.mpp_source,
-            "model": predictor.bundle.name,
-            "tile_um": predictor.tile_um,
-            "interval_level": level,
-            "scale": "log1p(counts per 10k)",
-        }
-    pred = TilePredictions.concat(parts)
-    obs = pd.DataFrame(
-        {
-            "x": boxes[:, 0],
-            "y": boxes[:, 1],
-            "width": boxes[:, 2],
-            "height": boxes[:, 3],
-            "grid_row": tiles.rows,
-            "grid_col": tiles.cols,
-            Key.TISSUE_COVERAGE: tiles.coverage,
-        },
-        index=[f"tile_{r}_{c}" for r, c in zip(tiles.rows, tiles.cols, strict=True)],
-    )
-    return _to_anndata(pred, obs, boxes[:, :2] + boxes[:, 2:] / 2, uns)

@@ -9,9 +9,10 @@ file; :func:`read_geojson` reads ours and QuPath's own exports; :func:`validate_
 STImage objects and leave the user's own alone. The format is documented in docs/geojson.md.
 
 QuPath projects: :func:`read_qpproj` lists a project's images (files, pixel sizes, metadata)
-from ``project.qpproj``; :func:`annotate_project` predicts over them and adds the objects
-through :class:`ProjectLike`: into the project with :class:`PaquoProject` (QuPath via paquo)
-or as one GeoJSON file per image with :class:`GeoJSONDirProject` (docs/annotate_project.md).
+from ``project.qpproj``; :class:`ProjectLike` is how objects get into a project: with
+:class:`PaquoProject` (QuPath via paquo) or as one GeoJSON file per image with
+:class:`GeoJSONDirProject` (the batch that fills them is :func:`stimage.pipelines.annotate_project`;
+docs/annotate_project.md). This room knows only QuPath's formats: nothing of models.
 """
 
 from stimage.qupath._colors import KNOWN_CLASS_COLORS, class_color
@@ -31,14 +32,6 @@ from stimage.qupath._project import (
     read_qpproj,
     select_images,
 )
-from stimage.qupath._project_batch import (
-    ImageResult,
-    annotate_project,
-    format_summary,
-    model_id,
-    region_cell_features,
-    slide_job_features,
-)
 from stimage.qupath._project_geojson import GeoJSONDirProject
 from stimage.qupath._project_paquo import PaquoProject, QuPathNotFoundError
 from stimage.qupath._reader import QuPathObject, read_geojson
@@ -53,7 +46,6 @@ __all__ = [
     "FeatureCollectionWriter",
     "GeoJSONDirProject",
     "GeoJSONError",
-    "ImageResult",
     "ObjectGroup",
     "PaquoProject",
     "ProjectError",
@@ -61,22 +53,17 @@ __all__ = [
     "ProjectLike",
     "QuPathNotFoundError",
     "QuPathObject",
-    "annotate_project",
     "annotation_feature",
     "cell_features",
     "class_color",
     "classification_dict",
     "feature_collection",
-    "format_summary",
     "is_stimage_id",
-    "model_id",
     "polygon_features",
     "read_geojson",
     "read_qpproj",
-    "region_cell_features",
     "region_geometry",
     "select_images",
-    "slide_job_features",
     "tile_features",
     "union_regions",
     "validate_feature",

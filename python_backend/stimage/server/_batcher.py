@@ -31,20 +31,7 @@ logger = logging.getLogger(__name__)
 
 def take_rows(pred: TilePredictions, start: int, stop: int) -> TilePredictions:
     """Rows ``start:stop`` of predictions."""
-    from stimage.models import TilePredictions
-
-    sl = slice(start, stop)
-    return TilePredictions(
-        pred.genes,
-        pred.mean[sl],
-        pred.aleatoric_sd[sl],
-        pred.epistemic_sd[sl],
-        pred.lower[sl],
-        pred.upper[sl],
-        pred.level,
-        pred.rate[sl],
-        {g: v[sl] for g, v in pred.p_high.items()},
-    )
+    return pred.rows(slice(start, stop))
 
 
 class Batcher:
@@ -208,11 +195,11 @@ class Batcher:
 
     def _run_batch(self, pieces: list[tuple[Job, int, np.ndarray]]) -> None:
         jobs = list(dict.fromkeys(j for j, _, _ in pieces))
-        lead = jobs[0]
-        if lead.predictor is None:
-            raise RuntimeError(f"job {lead.id} reached the device without a model")
+        task = jobs[0].task
+        if task is None:
+            raise RuntimeError(f"job {jobs[0].id} reached the device without a model")
         tiles = np.concatenate([a for _, _, a in pieces])
-        pred = lead.predictor.predict_tiles(tiles, lead.genes, lead.level)
+        pred = task.predictor.predict_tiles(tiles, task.genes, task.level)
         self.batches += 1
         self.tiles += len(tiles)
         done_jobs = []

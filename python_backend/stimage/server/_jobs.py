@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from stimage.models import Predictor, TilePredictions
 
-__all__ = ["Job", "Outbox", "Request"]
+__all__ = ["Job", "ModelTask", "Outbox", "PredictOutput", "Request"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,45 @@ class Request:
     def identity(self) -> bytes:
         """The ROUTER identity of the client."""
         return self.envelope[0]
+
+
+@dataclass
+class ModelTask:
+    """What a job runs on the device: the model, genes and interval level.
+
+    Jobs with equal :attr:`key` share device batches.
+    """
+
+    predictor: Predictor
+    model: str
+    genes: list[str]
+    level: float = 0.9
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], float]:
+        """Batching key: model, genes and level."""
+        return (self.model, tuple(self.genes), float(self.level))
+
+
+@dataclass
+class PredictOutput:
+    """How a ``predict`` result is built, and what its producer learnt of the tiles.
+
+    Attributes:
+        format: ``geojson`` or ``table``.
+        object_type: QuPath object type of the tiles.
+        classification: QuPath class of the tiles, if any.
+        boxes: ``(n, 4)`` full-resolution boxes of the tiles (set by the producer).
+        names: Tile names sent by the client (None for slide requests).
+        slide: The slide's path, µm per pixel and size (slide requests).
+    """
+
+    format: str = "geojson"
+    object_type: str = "tile"
+    classification: str | None = None
+    boxes: np.ndarray | None = None
+    names: list[str | None] | None = None
+    slide: dict[str, Any] | None = None
 
 
 class Outbox:
@@ -142,8 +181,8 @@ class Outbox:
 class Job:
     """One admitted request, from admission to its one final reply.
 
-    The fields below ``key`` are owned by the :class:`~stimage.server._batcher.Batcher`
-    (read and written under its lock).
+    The batching fields (``chunks`` ... ``parts``) are owned by the
+    :class:`~stimage.server._batcher.Batcher` (read and written under its lock).
 
     Args:
         request: The request.
@@ -167,13 +206,10 @@ class Job:
         self._lock = threading.Lock()
         self._closed = False
         self.outcome: str | None = None
-        # What to predict (set by the predict op).
-        self.predictor: Predictor | None = None
-        self.model: str = ""
-        self.genes: list[str] = []
-        self.level: float = 0.9
-        self.meta: dict[str, Any] = {}
-        self.key: tuple[Any, ...] = ()
+        #: What the device runs for this job (predict, explain); None for other ops.
+        self.task: ModelTask | None = None
+        #: How a predict result is built.
+        self.output: PredictOutput = PredictOutput()
         # Batching state.
         self.chunks: deque[tuple[int, np.ndarray]] = deque()
         self.buffered = 0
@@ -189,6 +225,11 @@ class Job:
     def id(self) -> str:
         """The request id."""
         return self.request.id
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Batching key of the job's model task (empty without one)."""
+        return () if self.task is None else self.task.key
 
     @property
     def closed(self) -> bool:

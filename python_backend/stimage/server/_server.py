@@ -29,7 +29,6 @@ from stimage.server._batcher import Batcher
 from stimage.server._config import ServerConfig, is_loopback, load_key_pair
 from stimage.server._images import StainCache
 from stimage.server._jobs import Job, Outbox, Request
-from stimage.server._ops import UNAVAILABLE_OPS, Handler, Op, default_ops, finish_predict
 from stimage.server._protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
@@ -40,11 +39,12 @@ from stimage.server._protocol import (
     result_reply,
     validate,
 )
+from stimage.server.ops import UNAVAILABLE_OPS, Handler, Op, default_ops, finish_predict
 
 if TYPE_CHECKING:
     import zmq
 
-    from stimage.models import ModelBundle, Predictor
+    from stimage.models import CellTypeClassifier, ModelBundle, Predictor
 
 __all__ = ["Server"]
 
@@ -113,6 +113,8 @@ class Server:
         self._retry: list[tuple[float, list[bytes]]] = []
         self._finalized: dict[tuple[bytes, bytes], float] = {}
         self._router: Any = None
+        self._cells_model: tuple[CellTypeClassifier, str] | None = None
+        self._cells_lock = threading.Lock()
         self.address = ""
         #: Counters for tests and benchmarks.
         self.stats = {"received": 0, "errors": 0, "dropped": 0, "vanished": 0}
@@ -121,6 +123,43 @@ class Server:
     def register_op(self, name: str, handler: Handler) -> None:
         """Add (or replace) an operation; ``handler(server, request)`` runs on the I/O thread."""
         self.ops[name] = Op(name, handler)
+
+    @property
+    def op_names(self) -> list[str]:
+        """Names of the registered operations."""
+        return list(self.ops)
+
+    # -- cell-type model -------------------------------------------------------------------
+    def use_cells_model(self, folder: str | os.PathLike[str] | None = None) -> None:
+        """Load the cell-type model of the ``cells`` operation, once, and keep it.
+
+        Call it before :meth:`start` to load at start (``stimage serve --cells-model``);
+        otherwise the first ``cells`` request loads the bundled default model.
+
+        Raises:
+            InputFileNotFoundError: No model there (or none bundled).
+            ConfigError: The model folder is invalid.
+        """
+        from pathlib import Path
+
+        from stimage.models import default_celltype_model_path, load_celltype_model
+
+        path = Path(folder) if folder is not None else default_celltype_model_path()
+        model = load_celltype_model(path)
+        with self._cells_lock:
+            self._cells_model = (model, str(path))
+        logger.info("cell-type model %s loaded from %s", model.training.get("name", "?"), path)
+
+    def cells_model(self) -> CellTypeClassifier:
+        """The cell-type model of the ``cells`` operation (the bundled one unless set)."""
+        with self._cells_lock:
+            known = self._cells_model
+        if known is None:
+            self.use_cells_model()
+            with self._cells_lock:
+                known = self._cells_model
+        assert known is not None
+        return known[0]
 
     # -- life cycle ----------------------------------------------------------------------
     def __enter__(self) -> Server:

@@ -1,7 +1,8 @@
-"""Cells of a region: nuclei segmented, typed by a cell-type model, ready for QuPath.
+"""Detect cells: nuclei of a region segmented and typed, one way for every caller.
 
-:func:`detect_cells` is what ``stimage cells``, the server's ``cells`` operation and the
-project batch call, so a cell looks the same wherever it lands.
+``stimage cells``, the server's ``cells`` operation and the project batch all call
+:func:`detect_cells`. The region is a box or a polygon of a slide; an image a client sent is seen as a slide of its
+own (:class:`stimage.data.ArraySlide`) and its cells mapped back to the slide's pixels.
 """
 
 from __future__ import annotations
@@ -9,102 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from stimage.models import Cells
+
 if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
     from stimage.data import Slide
-    from stimage.explain._nuclei import Nuclei
     from stimage.models import CellTypeClassifier
 
-__all__ = ["Cells", "cell_measurements", "detect_cells", "display_class", "plot_cells"]
+__all__ = ["cells_in_image", "detect_cells", "plot_cells", "region_cell_features"]
 
 logger = logging.getLogger(__name__)
-
-#: Our nucleus feature column -> QuPath-style measurement name (see stimage.constants).
-_MORPHOLOGY_NAMES = {
-    "area_um2": "NUCLEUS_AREA",
-    "perimeter_um": "NUCLEUS_LENGTH",
-    "solidity": "NUCLEUS_SOLIDITY",
-    "major_axis_um": "NUCLEUS_MAX_DIAMETER",
-    "minor_axis_um": "NUCLEUS_MIN_DIAMETER",
-}
-_OTHER_NAMES = {
-    "eccentricity": "Nucleus: Eccentricity",
-    "hematoxylin_mean": "Nucleus: Hematoxylin OD mean",
-    "hematoxylin_sd": "Nucleus: Hematoxylin OD std dev",
-    "eosin_mean": "Nucleus: Eosin OD mean",
-    "eosin_sd": "Nucleus: Eosin OD std dev",
-}
-
-
-def display_class(name: str) -> str:
-    """A class name as QuPath shows it: capitalised ("immune" -> "Immune")."""
-    return name[:1].upper() + name[1:]
-
-
-@dataclass
-class Cells:
-    """Nuclei of a region with their cell types.
-
-    Attributes:
-        nuclei: The segmented nuclei (full-resolution pixels).
-        types: One row per nucleus: ``class``, ``P(<class>)`` per class, ``entropy`` (0 certain,
-            1 uniform); None when no cell-type model was given.
-        model: Name of the cell-type model, if any.
-    """
-
-    nuclei: Nuclei
-    types: pd.DataFrame | None
-    model: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.nuclei)
-
-    @property
-    def classes(self) -> list[str | None]:
-        """Cell type per nucleus as QuPath shows it ("Immune"; None without a model)."""
-        if self.types is None:
-            return [None] * len(self.nuclei)
-        return [display_class(str(c)) for c in self.types["class"]]
-
-    def composition(self) -> pd.Series:
-        """Fraction of each cell type (empty without a model)."""
-        if self.types is None or not len(self.types):
-            return pd.Series(dtype=float)
-        return self.types["class"].map(display_class).value_counts(normalize=True)
-
-    def features(self, extra: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """QuPath GeoJSON cell Features (nucleus outline, type, measurements)."""
-        from stimage.qupath import cell_features
-
-        return cell_features(
-            self.nuclei.polygons, None, self.classes, cell_measurements(self), extra=extra
-        )
-
-
-def cell_measurements(cells: Cells) -> pd.DataFrame:
-    """Measurements per cell with QuPath-style names: morphology, stain, type probabilities."""
-    from stimage.constants import Measurement
-
-    f = cells.nuclei.features
-    cols: dict[str, np.ndarray] = {}
-    for c, attr in _MORPHOLOGY_NAMES.items():
-        if c in f:
-            cols[getattr(Measurement, attr)] = f[c].to_numpy(dtype=float)
-    for c, name in _OTHER_NAMES.items():
-        if c in f:
-            cols[name] = f[c].to_numpy(dtype=float)
-    if cells.types is not None:
-        for c in cells.types.columns:
-            if c.startswith("P(") and c.endswith(")"):
-                name = display_class(c[2:-1])
-                cols[Measurement.class_probability(name)] = cells.types[c].to_numpy(float)
-        cols[Measurement.CELL_TYPE_ENTROPY] = cells.types["entropy"].to_numpy(float)
-    return pd.DataFrame(cols)
 
 
 def detect_cells(
@@ -130,7 +52,7 @@ def detect_cells(
     Raises:
         RegionOutsideImageError: The region does not overlap the image.
     """
-    from stimage.explain._segment import segment_nuclei
+    from stimage.explain import segment_nuclei
 
     nuclei = segment_nuclei(slide, region, segmenter=segmenter, progress=progress, cancel=cancel)
     types = None
@@ -145,10 +67,31 @@ def detect_cells(
     return Cells(nuclei, types, name)
 
 
+def region_cell_features(
+    slide: Slide,
+    region: BaseGeometry,
+    model: Any,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Cell Features (nuclei with their types) of a region, polygon by polygon.
+
+    Args:
+        slide: The slide.
+        region: A shapely Polygon or MultiPolygon in full-resolution pixels.
+        model: A cell-type model (:func:`stimage.models.load_celltype_model`).
+        progress: Called with (done, total) segmentation tiles of each polygon.
+        cancel: Set to stop between segmentation tiles.
+    """
+    for poly in getattr(region, "geoms", [region]):
+        yield from detect_cells(
+            slide, poly, model=model, progress=progress, cancel=cancel
+        ).features()
+
+
 def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> Any:
     """Overlay PNG: the region's H&E with each nucleus outlined in its cell type's colour."""
-    from pathlib import Path
-
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -201,3 +144,44 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def cells_in_image(
+    rgb: np.ndarray,
+    mpp: float,
+    origin: tuple[float, float],
+    downsample: float,
+    model: CellTypeClassifier | None,
+    *,
+    segmenter: str = "classical",
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Cells:
+    """The cells of an image in memory (a region's pixels sent by a client).
+
+    Args:
+        rgb: ``(h, w, 3)`` uint8 image.
+        mpp: µm per pixel of ``rgb``.
+        origin: Full-resolution ``(x, y)`` of its top-left pixel.
+        downsample: Full-resolution pixels per image pixel.
+        model: Cell-type model, or None to only segment.
+        segmenter: Nucleus segmentation backend.
+        progress: Called with (done, total) segmentation tiles.
+        cancel: Set to stop between tiles.
+
+    Returns:
+        The cells, outlines in full-resolution pixels.
+    """
+    from stimage.data import ArraySlide
+
+    h, w = rgb.shape[:2]
+    cells = detect_cells(
+        ArraySlide(rgb, mpp),
+        (0, 0, w, h),
+        model=model,
+        segmenter=segmenter,
+        progress=progress,
+        cancel=cancel,
+    )
+    cells.nuclei = cells.nuclei.to_full_resolution(float(origin[0]), float(origin[1]), downsample)
+    return cells

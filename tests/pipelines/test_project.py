@@ -13,7 +13,8 @@ from PIL import Image
 from _synth import render_he, write_pyramid_tiff
 from qupath._project_helpers import FakeProject, QpImage, make_qpproj, user_annotation
 from stimage.models import ModelBundle, Predictor
-from stimage.qupath import annotate_project, is_stimage_id, model_id, tile_features
+from stimage.pipelines import annotate_project, model_id
+from stimage.qupath import is_stimage_id, tile_features
 
 #: The tiny model (trained once per session in tests/conftest.py) makes this module slow.
 pytestmark = pytest.mark.slow

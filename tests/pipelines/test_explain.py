@@ -39,8 +39,8 @@ def _slide(sample):
 
 @pytest.mark.slow
 def test_lime_and_occlusion_on_a_real_tile(predictor, crop, tmp_path: Path) -> None:
-    from stimage.explain import (
-        agreement,
+    from stimage.explain import agreement
+    from stimage.pipelines import (
         explain_tile,
         plot_explanation,
         tile_box,
@@ -81,7 +81,7 @@ def test_lime_and_occlusion_on_a_real_tile(predictor, crop, tmp_path: Path) -> N
 
 
 def test_tile_outside_the_image_is_a_clear_error(predictor, crop) -> None:
-    from stimage.explain import tile_box
+    from stimage.pipelines import tile_box
 
     with _slide(crop) as slide:
         with pytest.raises(ConfigError, match="outside the image"):
@@ -91,8 +91,8 @@ def test_tile_outside_the_image_is_a_clear_error(predictor, crop) -> None:
 
 
 def test_unknown_gene_and_missing_classifier_are_clear(predictor) -> None:
-    from stimage.explain import target_function
     from stimage.models import UnknownGeneError
+    from stimage.pipelines import target_function
 
     with pytest.raises(UnknownGeneError, match="NOTAGENE"):
         target_function(predictor, ["NOTAGENE"])

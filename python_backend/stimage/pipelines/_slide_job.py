@@ -38,7 +38,7 @@ import pandas as pd
 
 from stimage.constants import Key
 from stimage.errors import ConfigError, StimageError
-from stimage.models._predictor import Predictor, TilePredictions, _to_anndata
+from stimage.models import Predictor, TilePredictions, to_anndata
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -51,7 +51,6 @@ STATE = "state.json"
 TILES = "tiles.npz"
 OUTPUTS = "outputs.json"
 JOB_VERSION = 1
-_ARRAYS = ("mean", "aleatoric_sd", "epistemic_sd", "lower", "upper", "rate")
 
 
 class SlideJobChangedError(StimageError, ValueError):
@@ -130,25 +129,9 @@ class SlideJob:
         level = float(self.state["settings"]["level"])
         for i in range(self.n_chunks):
             with np.load(self.chunk_path(i)) as z:
-                arr = {k: z[k][:, cols] for k in (*_ARRAYS, "p_high")}
+                arrays = {k: z[k][:, cols] for k in z.files if k != "indices"}
                 indices = z["indices"]
-            ph = arr["p_high"]
-            yield (
-                indices,
-                TilePredictions(
-                    names,
-                    mean=arr["mean"],
-                    aleatoric_sd=arr["aleatoric_sd"],
-                    epistemic_sd=arr["epistemic_sd"],
-                    lower=arr["lower"],
-                    upper=arr["upper"],
-                    level=level,
-                    rate=arr["rate"],
-                    p_high={
-                        g: ph[:, k] for k, g in enumerate(names) if not np.isnan(ph[:, k]).all()
-                    },
-                ),
-            )
+            yield indices, TilePredictions.from_arrays(names, level, arrays)
 
     def to_anndata(self, genes: list[str] | None = None) -> ad.AnnData:
         """All tiles as AnnData (whole in memory: see the module notes on size)."""
@@ -186,7 +169,7 @@ class SlideJob:
             "interval_level": s["level"],
             "scale": "log1p(counts per 10k)",
         }
-        return _to_anndata(pred, obs, boxes[:, :2] + boxes[:, 2:] / 2, uns)
+        return to_anndata(pred, obs, boxes[:, :2] + boxes[:, 2:] / 2, uns)
 
     def read_outputs(self) -> dict[str, Any] | None:
         """The output options recorded by :meth:`record_outputs` (None when none are)."""
@@ -212,21 +195,10 @@ class SlideJob:
         os.replace(tmp, self.folder / STATE)
 
 
-def _save_chunk(
-    path: Path, idx: np.ndarray, parts: list[TilePredictions], genes: list[str]
-) -> None:
+def _save_chunk(path: Path, idx: np.ndarray, parts: list[TilePredictions]) -> None:
     p = TilePredictions.concat(parts)
-    ph = np.full(p.mean.shape, np.nan, np.float32)
-    for j, g in enumerate(genes):
-        if g in p.p_high:
-            ph[:, j] = p.p_high[g]
     tmp = path.with_name(path.stem + ".part.npz")
-    np.savez(
-        tmp,
-        indices=idx.astype(np.int64),
-        p_high=ph,
-        **{k: getattr(p, k).astype(np.float32) for k in _ARRAYS},
-    )
+    np.savez(tmp, indices=idx.astype(np.int64), **p.arrays(np.float32))
     os.replace(tmp, path)
 
 
@@ -352,7 +324,7 @@ def run_slide_job(
             idx_parts.append(idx + start)
             done = int(idx[-1]) + 1 + start
             if done == len(boxes) or done % chunk_tiles == 0:
-                _save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts, genes)
+                _save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts)
                 chunk += 1
                 parts, idx_parts = [], []
             if progress:

@@ -1,7 +1,10 @@
-"""Explain one model tile of a slide by its nuclei.
+"""Explain one model tile by its nuclei: the one explain pipeline of the CLI and the server.
 
-Segment the tile's nuclei, cut the tile as the model sees it, score every nucleus, draw the
-overlay.
+Segment the tile's nuclei at full detail, cut the tile as the model sees it (the same stain
+normalisation as prediction), score every nucleus with LIME or occlusion, and draw the
+overlay or write the QuPath objects. The server runs the same function with its own model
+function (tiles batched on its device thread) and, for pixels a client sent, the image
+seen as a slide (:class:`stimage.data.ArraySlide`).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stimage.errors import ConfigError
+from stimage.explain import TARGETS, Nuclei, NucleusExplanation
 
 if TYPE_CHECKING:
     from stimage.data import Slide
-    from stimage.explain._lime import NucleusExplanation
-    from stimage.explain._nuclei import Nuclei
     from stimage.models import Predictor
+    from stimage.tiles import StainNormalizer
 
 __all__ = [
     "TileExplanation",
     "explain_tile",
     "plot_explanation",
+    "score_name",
+    "target_function",
     "tile_box",
     "write_explanation_geojson",
 ]
@@ -34,6 +39,53 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 METHODS = ("lime", "occlusion")
+
+
+def target_function(
+    predictor: Predictor, genes: list[str], kind: str = "mean"
+) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
+    """The function explained: uint8 tiles ``(n, h, w, 3)`` -> ``(n, len(genes))`` outputs.
+
+    Args:
+        predictor: A loaded model.
+        genes: Genes to explain (checked against the model).
+        kind: ``mean`` (predicted log-normalised expression) or ``p_high``.
+
+    Returns:
+        Target names and the function.
+
+    Raises:
+        UnknownGeneError: A gene the model does not predict.
+        ConfigError: ``p_high`` for a gene without a high/low classifier.
+    """
+    if kind not in TARGETS:
+        raise ConfigError(f"unknown explanation target {kind!r}; use one of {TARGETS}")
+    genes = predictor.bundle.check_genes(list(genes))
+    if not genes:
+        raise ConfigError("name at least one gene to explain")
+    bundle = predictor.bundle
+    if kind == "mean":
+
+        def fn(tiles: np.ndarray) -> np.ndarray:
+            pred = bundle.predict_features(predictor.features(tiles)).subset(genes)
+            return np.asarray(pred.mean, dtype=np.float64)
+
+        return list(genes), fn
+    clf = bundle.classifier
+    missing = [g for g in genes if clf is None or g not in clf.genes]
+    if missing:
+        raise ConfigError(
+            f"model {bundle.name!r} has no high/low classifier for {missing}; explain their mean instead"
+        )
+    assert clf is not None
+    cols = [clf.genes.index(g) for g in genes]
+
+    def fn_high(tiles: np.ndarray) -> np.ndarray:
+        probs = bundle.predict_high(predictor.features(tiles))
+        assert probs is not None
+        return np.asarray(probs[:, cols], dtype=np.float64)
+
+    return [f"{g} P(high)" for g in genes], fn_high
 
 
 @dataclass
@@ -85,6 +137,10 @@ def tile_box(
     return box
 
 
+#: Marks "fit the model's stain normaliser on the slide's tissue" (the CLI's default).
+FIT_ON_SLIDE = "slide"
+
+
 def explain_tile(
     predictor: Predictor,
     slide: Slide,
@@ -99,6 +155,10 @@ def explain_tile(
     batch_size: int = 50,
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    model_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    normalizer: StainNormalizer | str | None = FIT_ON_SLIDE,
+    origin: tuple[float, float] = (0.0, 0.0),
+    downsample: float = 1.0,
 ) -> TileExplanation:
     """Explain the model's prediction for one tile by its nuclei.
 
@@ -107,8 +167,9 @@ def explain_tile(
 
     Args:
         predictor: The model.
-        slide: The slide (µm per pixel known).
-        box: Tile ``(x, y, w, h)`` in full-resolution pixels (see :func:`tile_box`).
+        slide: The slide (µm per pixel known), or an image as a slide
+            (:class:`stimage.data.ArraySlide`).
+        box: Tile ``(x, y, w, h)`` in the slide's pixels (see :func:`tile_box`).
         genes: Genes to explain, all from one set of perturbations.
         target: ``mean`` or ``p_high``.
         method: ``lime`` or ``occlusion``.
@@ -118,29 +179,50 @@ def explain_tile(
         batch_size: Tiles per model call.
         progress: Called with (done, total) model inputs.
         cancel: Set to stop between batches.
+        model_fn: The function explained, tiles -> ``(n, len(genes))`` outputs of ``target``
+            (default: the model itself; the server passes one batched on its device).
+        normalizer: The stain normaliser of the tile, None for none, or
+            :data:`FIT_ON_SLIDE` to fit the model's on the slide's tissue.
+        origin: Full-resolution ``(x, y)`` of the slide's pixel (0, 0): outlines and the box
+            of the result are mapped there (for an image cut from a larger slide).
+        downsample: Full-resolution pixels per pixel of ``slide``.
 
     Raises:
-        NoNucleiError: No nuclei in the tile.
+        NoNucleiError: No nuclei in the tile (or the tile is blank glass).
         UnknownGeneError: A gene the model lacks.
     """
-    from stimage.explain import segment_nuclei
-    from stimage.explain._lime import explain_lime, explain_occlusion, target_function
+    from stimage.explain import (
+        NoNucleiError,
+        explain_lime,
+        explain_occlusion,
+        is_blank,
+        segment_nuclei,
+    )
     from stimage.tiles import detect_tissue, iter_tiles
 
     if method not in METHODS:
         raise ConfigError(f"unknown explanation method {method!r}; use one of {METHODS}")
     targets, fn = target_function(predictor, genes, target)
+    if model_fn is not None:
+        fn = model_fn
     x, y, w, h = box
     px = predictor.tile_px
-    normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
-    ((_, tiles),) = list(
-        iter_tiles(
-            slide, np.array([box], dtype=np.float64), px, normalizer=normalizer, batch_size=1
-        )
+    if normalizer == FIT_ON_SLIDE:
+        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
+    ((_, raw),) = list(
+        iter_tiles(slide, np.array([box], dtype=np.float64), px, normalizer=None, batch_size=1)
     )
-    tile = tiles[0]
+    if is_blank(raw[0]):
+        raise NoNucleiError(
+            "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
+        )
+    tile = raw[0] if normalizer is None else normalizer.transform(raw[0])
     nuclei = segment_nuclei(slide, (x, y, w, h), segmenter=segmenter)
     labels = nuclei.label_image(x, y, px, px, downsample=w / px)
+    if not len(nuclei) or not labels.any():
+        raise NoNucleiError(
+            "no nuclei were found in this tile, so nothing can be explained; pick a tile with cells"
+        )
     logger.info("tile %s: %d nuclei", tuple(round(v) for v in box), len(nuclei))
     if method == "lime":
         exp = explain_lime(
@@ -158,6 +240,10 @@ def explain_tile(
         exp = explain_occlusion(
             tile, labels, fn, targets, batch_size=batch_size, progress=progress, cancel=cancel
         )
+    ox, oy = origin
+    if (ox, oy, downsample) != (0.0, 0.0, 1.0):
+        nuclei = nuclei.to_full_resolution(ox, oy, downsample)
+        x, y, w, h = ox + x * downsample, oy + y * downsample, w * downsample, h * downsample
     return TileExplanation((x, y, w, h), nuclei, exp, tile, labels)
 
 
@@ -214,7 +300,8 @@ def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: 
     return path
 
 
-def _score_name(method: str, target: str) -> str:
+def score_name(method: str, target: str) -> str:
+    """Measurement name of a nucleus's score: ``"LIME: VEGFA"`` or ``"Occlusion: VEGFA"``."""
     from stimage.constants import Measurement
 
     return Measurement.lime(target) if method == "lime" else f"Occlusion: {target}"
@@ -242,7 +329,7 @@ def write_explanation_geojson(results: Sequence[TileExplanation], path: str | Pa
     cols: dict[str, np.ndarray] = {}
     for r in results:
         for j, t in enumerate(r.explanation.targets):
-            cols[_score_name(r.explanation.method, t)] = r.explanation.scores[:, j]
+            cols[score_name(r.explanation.method, t)] = r.explanation.scores[:, j]
     if "area_um2" in first.nuclei.features:
         cols[Measurement.NUCLEUS_AREA] = first.nuclei.features["area_um2"].to_numpy()
     pred = {

@@ -2,7 +2,7 @@
 
 :func:`annotate_project` works against :class:`ProjectLike` (paquo, GeoJSON files, or a test
 double). Per image: the user's annotations (or the tissue) are tiled and predicted with the
-resumable slide job of ``stimage predict-slide`` (:func:`stimage.models.run_slide_job`); the
+resumable slide job of ``stimage predict-slide`` (:func:`stimage.pipelines.run_slide_job`); the
 tiles become QuPath tiles below the smallest annotation holding their centre (as QuPath
 places detections), cells (when asked) below theirs; earlier STImage objects are replaced
 (never the user's), the model is recorded in the image's metadata and the image is saved
@@ -31,23 +31,27 @@ import numpy as np
 from stimage._version import __version__
 from stimage.constants import DEFAULT_GEOJSON_GENES, ObjectMarker
 from stimage.errors import StimageError
-from stimage.qupath._features import annotation_feature, tile_features
-from stimage.qupath._format import is_stimage_id
-from stimage.qupath._project import ObjectGroup, ProjectImage, ProjectLike, select_images
-from stimage.qupath._reader import QuPathObject
+from stimage.pipelines._cells import region_cell_features
+from stimage.pipelines._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+from stimage.qupath import (
+    ObjectGroup,
+    ProjectImage,
+    ProjectLike,
+    QuPathObject,
+    annotation_feature,
+    is_stimage_id,
+    select_images,
+    tile_features,
+)
 
 if TYPE_CHECKING:
-    from shapely.geometry.base import BaseGeometry
-
-    from stimage.data import Slide
-    from stimage.models import Predictor, SlideJob
+    from stimage.models import Predictor
 
 __all__ = [
     "ImageResult",
     "annotate_project",
     "format_summary",
     "model_id",
-    "region_cell_features",
     "slide_job_features",
 ]
 
@@ -94,7 +98,7 @@ def model_id(predictor: Predictor) -> str:
         >>> model_id(predictor)  # doctest: +SKIP
         'default sha256:3f1c0a9b2d4e'
     """
-    from stimage.models._slide_job import model_fingerprint
+    from stimage.pipelines._slide_job import model_fingerprint
 
     fp = model_fingerprint(predictor)
     if len(fp) == 64 and all(c in "0123456789abcdef" for c in fp):
@@ -108,7 +112,7 @@ def slide_job_features(
     """Tile Features of a finished slide job, read chunk by chunk (memory: one chunk).
 
     Args:
-        job: A complete :class:`stimage.models.SlideJob`.
+        job: A complete :class:`stimage.pipelines.SlideJob`.
         genes: Genes whose measurements the tiles carry (stored in the job).
         select: Boolean mask over the job's tiles; only those are yielded.
 
@@ -125,31 +129,6 @@ def slide_job_features(
             idx, m = idx[keep], m.loc[keep].reset_index(drop=True)
         names = [f"tile_{r}_{c}" for r, c in zip(t["rows"][idx], t["cols"][idx], strict=True)]
         yield from tile_features(t["boxes"][idx], m, names=names)
-
-
-def region_cell_features(
-    slide: Slide,
-    region: BaseGeometry,
-    model: Any,
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Cell Features (nuclei with their types) of a region, polygon by polygon.
-
-    Args:
-        slide: The slide.
-        region: A shapely Polygon or MultiPolygon in full-resolution pixels.
-        model: A cell-type model (:func:`stimage.models.load_celltype_model`).
-        progress: Called with (done, total) segmentation tiles of each polygon.
-        cancel: Set to stop between segmentation tiles.
-    """
-    from stimage.explain import detect_cells
-
-    for poly in getattr(region, "geoms", [region]):
-        yield from detect_cells(
-            slide, poly, model=model, progress=progress, cancel=cancel
-        ).features()
 
 
 def _settings_id(genes: list[str], cells: bool, tissue: bool, level: float) -> str:
@@ -402,8 +381,6 @@ def _label(
 
 
 def _run_job(image: ProjectImage, run: _Run, area: Any, mpp: float | None) -> SlideJob:
-    from stimage.models._slide_job import SlideJobChangedError, run_slide_job
-
     folder = run.work_dir / f"image-{image.id}"
 
     def go(overwrite: bool) -> SlideJob:

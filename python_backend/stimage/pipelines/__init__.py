@@ -1,0 +1,74 @@
+"""What a user asks for, once: the application layer above models, explain, encoders and tiles.
+
+The command line and the server are thin adapters over these pipelines: they parse or
+validate a request, call one function here and format its answer, so a result is the same
+whichever way it was asked for.
+
+* :func:`predict_spots`, :func:`predict_slide`: predictions of a spatial sample's spots or
+  of a slide region, in memory (AnnData); :func:`write_predictions` writes them (h5ad, CSV).
+* :func:`run_slide_job`, :class:`SlideJob`: a whole slide, resumable, chunk by chunk on disk;
+  :func:`slide_job_features` streams its tiles as QuPath objects.
+* :func:`detect_cells`, :func:`cells_in_image`: nuclei segmented and typed.
+* :func:`explain_tile`: which nuclei drove a tile's prediction (LIME or occlusion).
+* :func:`annotate_project`: every image of a QuPath project, into the project.
+"""
+
+from stimage.pipelines._cells import (
+    cells_in_image,
+    detect_cells,
+    plot_cells,
+    region_cell_features,
+)
+from stimage.pipelines._explain import (
+    FIT_ON_SLIDE,
+    METHODS,
+    TileExplanation,
+    explain_tile,
+    plot_explanation,
+    score_name,
+    target_function,
+    tile_box,
+    write_explanation_geojson,
+)
+from stimage.pipelines._predict import predict_slide, predict_spots, write_predictions
+from stimage.pipelines._project import (
+    ImageResult,
+    annotate_project,
+    format_summary,
+    model_id,
+    slide_job_features,
+)
+from stimage.pipelines._slide_job import (
+    SlideJob,
+    SlideJobChangedError,
+    model_fingerprint,
+    run_slide_job,
+)
+
+__all__ = [
+    "FIT_ON_SLIDE",
+    "METHODS",
+    "ImageResult",
+    "SlideJob",
+    "SlideJobChangedError",
+    "TileExplanation",
+    "annotate_project",
+    "cells_in_image",
+    "detect_cells",
+    "explain_tile",
+    "format_summary",
+    "model_fingerprint",
+    "model_id",
+    "plot_cells",
+    "plot_explanation",
+    "predict_slide",
+    "predict_spots",
+    "region_cell_features",
+    "run_slide_job",
+    "score_name",
+    "slide_job_features",
+    "target_function",
+    "tile_box",
+    "write_explanation_geojson",
+    "write_predictions",
+]

@@ -1,0 +1,51 @@
+"""Encoders' public names, the private paths others import, and its place on the first floor."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import stimage.encoders as enc
+
+ROOM = Path(enc.__file__).parent
+#: Rooms the encoders may import (the ground floor); ``stimage._doctor`` imports encoders.
+ALLOWED = {"errors", "constants", "encoders"}
+
+
+@pytest.mark.parametrize("name", enc.__all__)
+def test_public_names_resolve(name: str) -> None:
+    assert getattr(enc, name) is not None
+
+
+def test_private_paths_still_import() -> None:
+    from stimage._doctor import stimage_home
+    from stimage.encoders._encoder import pick_device, resolve_precision
+    from stimage.encoders._foundation import (
+        conch_to_tower,
+        conch_vision_tower,
+        conv_stem,
+        ctranspath_to_timm,
+        phikon_v2_to_timm,
+        swiglu_packed,
+    )
+    from stimage.encoders._weights import MissingWeightsError, sha256_of
+
+    assert pick_device is enc.pick_device and MissingWeightsError is enc.MissingWeightsError
+    assert stimage_home().name and callable(resolve_precision) and callable(sha256_of)
+    for f in (conch_to_tower, conch_vision_tower, conv_stem, ctranspath_to_timm):
+        assert callable(f)
+    assert callable(phikon_v2_to_timm) and callable(swiglu_packed)
+
+
+@pytest.mark.parametrize("path", sorted(ROOM.glob("*.py")), ids=lambda p: p.name)
+def test_encoders_import_only_the_ground_floor(path: Path) -> None:
+    mods = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            mods.add(node.module)
+        elif isinstance(node, ast.Import):
+            mods.update(a.name for a in node.names)
+    rooms = {m.split(".")[1] for m in mods if m.startswith("stimage.")}
+    assert rooms <= ALLOWED, f"{path.name} imports stimage rooms {sorted(rooms - ALLOWED)}"

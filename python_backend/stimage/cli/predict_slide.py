@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -104,10 +103,15 @@ def predict_slide(
     genes; held whole in memory at the end, n_tiles x n_genes x 6 float32), and with
     --heatmaps one PNG per gene in OUT.heatmaps/.
     """
-    from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
+    from stimage.cli._common import (
+        ProgressBars,
+        parse_encoder_weights,
+        parse_genes,
+        read_region_geojson,
+    )
     from stimage.errors import ConfigError
     from stimage.models import Predictor, default_model_path
-    from stimage.pipelines import SlideJob, SlideJobChangedError, run_slide_job
+    from stimage.pipelines import output_paths, predict_slide_files
 
     if region is not None and tissue:
         raise ConfigError("give --region or --tissue, not both")
@@ -116,43 +120,22 @@ def predict_slide(
             "--cells needs --region: cell detection over a whole slide is unbounded; "
             "draw the regions of interest and export them as GeoJSON"
         )
-    stem = _stem(out)
-    parts, h5ad, heat_dir = (
-        out.with_name(stem + ".parts"),
-        out.with_name(stem + ".h5ad"),
-        out.with_name(stem + ".heatmaps"),
-    )
     predictor = Predictor(
         model or default_model_path(),
         device=device,
         encoder_weights=parse_encoder_weights(encoder_weights),
     )
-    bundle = predictor.bundle
-    geo_genes = parse_genes(genes) if genes else None
-    heat_genes = parse_genes(heatmaps) if heatmaps else []
-    bundle.check_genes(geo_genes)
-    bundle.check_genes(heat_genes or None)
-    geom = None
-    if region is not None:
-        from stimage.cli._common import read_region_geojson
-
-        geom = read_region_geojson(region)
-
-    default_genes = geo_genes is None
-    if geo_genes is None:
-        geo_genes = list(bundle.genes[:DEFAULT_GEOJSON_GENES])
-    # What the outputs are made of; the predictions in the store do not depend on it.
-    outputs = {"geojson_genes": geo_genes, "heatmaps": heat_genes, "cells": cells}
-    was_complete = (
-        not overwrite and (parts / "state.json").exists() and SlideJob.open(parts).complete
-    )
+    geom = read_region_geojson(region) if region is not None else None
     bars = ProgressBars(disable=ctx.obj.get("quiet", False) if ctx.obj else False)
     try:
-        job = run_slide_job(
+        res = predict_slide_files(
             predictor,
             slide,
-            parts,
+            out,
             region=geom,
+            genes=parse_genes(genes) if genes else None,
+            heatmaps=parse_genes(heatmaps) if heatmaps else [],
+            cells=cells,
             mpp=mpp,
             level=level,
             batch_size=batch_size,
@@ -162,117 +145,29 @@ def predict_slide(
         )
     finally:
         bars.close()
-    previous = job.read_outputs() if was_complete else None
-    if was_complete:
-        if previous == outputs and out.exists() and h5ad.exists():
-            click.echo(f"{slide.name}: already predicted ({out}); --overwrite to redo")
-            return
-        missing = [g for g in dict.fromkeys(geo_genes + heat_genes) if g not in job.genes]
-        if missing:
-            raise SlideJobChangedError(
-                f"{parts}: the stored predictions lack {missing[:5]}; use --overwrite to predict again"
-            )
+    parts = output_paths(out)[0]
+    if res.status == "unchanged":
+        click.echo(f"{slide.name}: already predicted ({out}); --overwrite to redo")
+        return
+    if res.status == "rewritten":
         click.echo(
             f"{slide.name}: reusing the finished predictions in {parts}; rewriting the outputs "
             "from them (nothing is predicted again)",
             err=True,
         )
-    if default_genes and len(bundle.genes) > len(geo_genes):
+    n_genes = len(predictor.bundle.genes)
+    if res.default_genes and n_genes > len(res.geojson_genes):
         click.echo(
-            f"GeoJSON: the model's first {len(geo_genes)} of {len(bundle.genes)} genes "
+            f"GeoJSON: the model's first {len(res.geojson_genes)} of {n_genes} genes "
             "(--genes to choose; the h5ad holds all)",
             err=True,
         )
-    n = _write_geojson(job, out, geo_genes, slide, geom, cells, mpp)
-    job.to_anndata().write_h5ad(h5ad)
-    written = [out, h5ad]
-    for old in (previous or {}).get("heatmaps", []):
-        if old not in heat_genes:
-            (heat_dir / f"{_safe(old)}.png").unlink(missing_ok=True)
-    if heat_genes:
-        written += _write_heatmaps(job, slide, mpp, heat_genes, heat_dir)
-    job.record_outputs(outputs)
     write_run_metadata(
         parts,
         "predict-slide",
         ctx.params,
-        {"model": str(bundle.path), "tiles": job.state["n_tiles"]},
+        {"model": str(predictor.bundle.path), "tiles": res.job.state["n_tiles"]},
     )
-    click.echo(f"{n} objects")
-    for w in written:
+    click.echo(f"{res.n_objects} objects")
+    for w in res.written:
         click.echo(f"wrote {w}")
-
-
-def _stem(out: Path) -> str:
-    name = out.name
-    for suf in (".geojson.gz", ".json.gz", ".geojson", ".json", ".gz"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return name
-
-
-def _write_geojson(
-    job: Any, out: Path, genes: list[str], slide: Path, geom: Any, cells: bool, mpp: float | None
-) -> int:
-    """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``."""
-    from stimage.pipelines import region_cell_features, slide_job_features
-    from stimage.qupath import FeatureCollectionWriter
-
-    with FeatureCollectionWriter(out) as w:
-        w.write_all(slide_job_features(job, genes))
-        if cells:
-            from stimage.data import open_slide
-            from stimage.models import default_celltype_model_path, load_celltype_model
-
-            ct = load_celltype_model(default_celltype_model_path())
-            with open_slide(slide, mpp=mpp) as s:
-                w.write_all(region_cell_features(s, geom, ct))
-        return int(w.count)
-
-
-def _write_heatmaps(
-    job: Any, slide: Path, mpp: float | None, genes: list[str], folder: Path
-) -> list[Path]:
-    """One PNG per gene: the predicted mean per tile over a slide thumbnail, with a colour bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from stimage.data import open_slide
-
-    with open_slide(slide, mpp=mpp) as s:
-        thumb = s.thumbnail(max_side=1024)
-        w0, h0 = s.dimensions
-    t = job.tiles()
-    rows, cols, boxes = t["rows"], t["cols"], t["boxes"]
-    r0, c0 = rows.min(), cols.min()
-    grid = np.full((len(genes), rows.max() - r0 + 1, cols.max() - c0 + 1), np.nan, np.float32)
-    for idx, pred in job.iter_chunks(genes):
-        grid[:, rows[idx] - r0, cols[idx] - c0] = pred.mean.T
-    # Grid extent in level-0 pixels (tiles are the same size on a regular grid).
-    x0 = boxes[cols == c0, 0].min()
-    y0 = boxes[rows == r0, 1].min()
-    tw, th = boxes[0, 2], boxes[0, 3]
-    extent = (x0, x0 + tw * grid.shape[2], y0 + th * grid.shape[1], y0)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k, g in enumerate(genes):
-        fig, ax = plt.subplots(figsize=(6, 6 * h0 / max(w0, 1) + 0.5))
-        ax.imshow(thumb, extent=(0, w0, h0, 0))
-        im = ax.imshow(grid[k], extent=extent, cmap="viridis", alpha=0.75, interpolation="nearest")
-        ax.set_xlim(0, w0)
-        ax.set_ylim(h0, 0)
-        ax.set_axis_off()
-        ax.set_title(f"{g}: predicted log1p(CP10k)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        p = folder / f"{_safe(g)}.png"
-        fig.savefig(p, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(p)
-    return paths
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -7,7 +7,8 @@ whichever way it was asked for.
 * :func:`predict_spots`, :func:`predict_slide`: predictions of a spatial sample's spots or
   of a slide region, in memory (AnnData); :func:`write_predictions` writes them (h5ad, CSV).
 * :func:`run_slide_job`, :class:`SlideJob`: a whole slide, resumable, chunk by chunk on disk;
-  :func:`slide_job_features` streams its tiles as QuPath objects.
+  :func:`slide_job_features` streams its tiles as QuPath objects; :func:`predict_slide_files`
+  writes GeoJSON, AnnData and heatmaps from it (``stimage predict-slide``).
 * :func:`detect_cells`, :func:`cells_in_image`: nuclei segmented and typed.
 * :func:`explain_tile`: which nuclei drove a tile's prediction (LIME or occlusion).
 * :func:`annotate_project`: every image of a QuPath project, into the project.
@@ -31,24 +32,23 @@ from stimage.pipelines._explain import (
     write_explanation_geojson,
 )
 from stimage.pipelines._predict import predict_slide, predict_spots, write_predictions
-from stimage.pipelines._project import (
-    ImageResult,
-    annotate_project,
-    format_summary,
-    model_id,
-    slide_job_features,
-)
+from stimage.pipelines._project import annotate_project
+from stimage.pipelines._project_report import ImageResult, format_summary
+from stimage.pipelines._slide_files import SlideFiles, output_paths, predict_slide_files
 from stimage.pipelines._slide_job import (
     SlideJob,
     SlideJobChangedError,
     model_fingerprint,
+    model_id,
     run_slide_job,
+    slide_job_features,
 )
 
 __all__ = [
     "FIT_ON_SLIDE",
     "METHODS",
     "ImageResult",
+    "SlideFiles",
     "SlideJob",
     "SlideJobChangedError",
     "TileExplanation",
@@ -59,9 +59,11 @@ __all__ = [
     "format_summary",
     "model_fingerprint",
     "model_id",
+    "output_paths",
     "plot_cells",
     "plot_explanation",
     "predict_slide",
+    "predict_slide_files",
     "predict_spots",
     "region_cell_features",
     "run_slide_job",

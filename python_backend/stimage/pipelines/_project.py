@@ -32,7 +32,14 @@ from stimage._version import __version__
 from stimage.constants import DEFAULT_GEOJSON_GENES, ObjectMarker
 from stimage.errors import StimageError
 from stimage.pipelines._cells import region_cell_features
-from stimage.pipelines._slide_job import SlideJob, SlideJobChangedError, run_slide_job
+from stimage.pipelines._project_report import ImageResult
+from stimage.pipelines._slide_job import (
+    SlideJob,
+    SlideJobChangedError,
+    model_id,
+    run_slide_job,
+    slide_job_features,
+)
 from stimage.qupath import (
     ObjectGroup,
     ProjectImage,
@@ -41,19 +48,12 @@ from stimage.qupath import (
     annotation_feature,
     is_stimage_id,
     select_images,
-    tile_features,
 )
 
 if TYPE_CHECKING:
     from stimage.models import Predictor
 
-__all__ = [
-    "ImageResult",
-    "annotate_project",
-    "format_summary",
-    "model_id",
-    "slide_job_features",
-]
+__all__ = ["annotate_project"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,71 +64,6 @@ OBJECTS_KEY = "stimage.objects"
 VERSION_KEY = "stimage.version"
 #: Name of the annotation that holds the tiles of an image predicted over its tissue.
 TISSUE_REGION_NAME = "STImage region"
-
-
-@dataclass
-class ImageResult:
-    """What happened to one image.
-
-    Attributes:
-        id: QuPath entry id.
-        name: Image name.
-        status: ``"done"``, ``"skipped"``, ``"failed"`` or, for a dry run, ``"to do"``.
-        regions: ``"N annotations"`` or ``"tissue"`` (empty when not got that far).
-        tiles: Tiles added.
-        cells: Cells added.
-        seconds: Time spent on the image.
-        note: Why skipped or failed, or a remark.
-    """
-
-    id: str
-    name: str
-    status: str
-    regions: str = ""
-    tiles: int = 0
-    cells: int = 0
-    seconds: float = 0.0
-    note: str = ""
-
-
-def model_id(predictor: Predictor) -> str:
-    """How a model is recorded in image metadata: its name and manifest hash.
-
-    Example:
-        >>> model_id(predictor)  # doctest: +SKIP
-        'default sha256:3f1c0a9b2d4e'
-    """
-    from stimage.pipelines._slide_job import model_fingerprint
-
-    fp = model_fingerprint(predictor)
-    if len(fp) == 64 and all(c in "0123456789abcdef" for c in fp):
-        return f"{predictor.bundle.name} sha256:{fp[:12]}"
-    return f"{predictor.bundle.name} {hashlib.sha256(fp.encode()).hexdigest()[:12]}"
-
-
-def slide_job_features(
-    job: SlideJob, genes: list[str], *, select: np.ndarray | None = None
-) -> Iterator[dict[str, Any]]:
-    """Tile Features of a finished slide job, read chunk by chunk (memory: one chunk).
-
-    Args:
-        job: A complete :class:`stimage.pipelines.SlideJob`.
-        genes: Genes whose measurements the tiles carry (stored in the job).
-        select: Boolean mask over the job's tiles; only those are yielded.
-
-    Yields:
-        Tile Features named ``tile_<row>_<col>``.
-    """
-    t = job.tiles()
-    for idx, pred in job.iter_chunks(genes):
-        m = pred.measurements()
-        if select is not None:
-            keep = np.asarray(select)[idx]
-            if not keep.any():
-                continue
-            idx, m = idx[keep], m.loc[keep].reset_index(drop=True)
-        names = [f"tile_{r}_{c}" for r, c in zip(t["rows"][idx], t["cols"][idx], strict=True)]
-        yield from tile_features(t["boxes"][idx], m, names=names)
 
 
 def _settings_id(genes: list[str], cells: bool, tissue: bool, level: float) -> str:
@@ -510,39 +445,3 @@ def _tissue_annotation(boxes: np.ndarray, model: str) -> dict[str, Any]:
         locked=True,
         extra={ObjectMarker.TASK: "expression", ObjectMarker.MODEL: model},
     )
-
-
-def format_summary(results: Sequence[ImageResult]) -> str:
-    """A plain-text table of the results, one row per image, and a totals line.
-
-    Example:
-        >>> r = ImageResult("1", "A.svs", "done", "tissue", 12, 0, 3.2)
-        >>> print(format_summary([r]))  # doctest: +NORMALIZE_WHITESPACE
-        image  status  regions  tiles  cells  time  note
-        A.svs  done    tissue   12     0      3s
-        1 done, 0 skipped, 0 failed
-    """
-    head = ("image", "status", "regions", "tiles", "cells", "time", "note")
-    rows = [
-        (
-            r.name,
-            r.status,
-            r.regions,
-            str(r.tiles) if r.status == "done" else "",
-            str(r.cells) if r.status == "done" else "",
-            f"{r.seconds:.0f}s" if r.seconds else "",
-            r.note,
-        )
-        for r in results
-    ]
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head) - 1)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
-        for row in [head, *rows]
-    ]
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
-    tail = f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
-    todo = sum(r.status == "to do" for r in results)
-    if todo:
-        tail += f", {todo} to do"
-    return "\n".join([*lines, tail])

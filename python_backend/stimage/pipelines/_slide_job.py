@@ -39,11 +39,22 @@ import pandas as pd
 from stimage.constants import Key
 from stimage.errors import ConfigError, StimageError
 from stimage.models import Predictor, TilePredictions, to_anndata
+from stimage.qupath import tile_features
 
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["SlideJob", "SlideJobChangedError", "model_fingerprint", "run_slide_job"]
+    from stimage.data import Slide
+    from stimage.models import GridTiles
+
+__all__ = [
+    "SlideJob",
+    "SlideJobChangedError",
+    "model_fingerprint",
+    "model_id",
+    "run_slide_job",
+    "slide_job_features",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +74,44 @@ def model_fingerprint(predictor: Predictor) -> str:
     if b.path is not None and (Path(b.path) / "manifest.json").is_file():
         return hashlib.sha256((Path(b.path) / "manifest.json").read_bytes()).hexdigest()
     return f"{b.name}:{','.join(b.genes)}"
+
+
+def model_id(predictor: Predictor) -> str:
+    """How a model is recorded in image metadata: its name and manifest hash.
+
+    Example:
+        >>> model_id(predictor)  # doctest: +SKIP
+        'default sha256:3f1c0a9b2d4e'
+    """
+    fp = model_fingerprint(predictor)
+    if len(fp) == 64 and all(c in "0123456789abcdef" for c in fp):
+        return f"{predictor.bundle.name} sha256:{fp[:12]}"
+    return f"{predictor.bundle.name} {hashlib.sha256(fp.encode()).hexdigest()[:12]}"
+
+
+def slide_job_features(
+    job: SlideJob, genes: list[str], *, select: np.ndarray | None = None
+) -> Iterator[dict[str, Any]]:
+    """Tile Features of a finished slide job, read chunk by chunk (memory: one chunk).
+
+    Args:
+        job: A complete :class:`stimage.pipelines.SlideJob`.
+        genes: Genes whose measurements the tiles carry (stored in the job).
+        select: Boolean mask over the job's tiles; only those are yielded.
+
+    Yields:
+        Tile Features named ``tile_<row>_<col>``.
+    """
+    t = job.tiles()
+    for idx, pred in job.iter_chunks(genes):
+        m = pred.measurements()
+        if select is not None:
+            keep = np.asarray(select)[idx]
+            if not keep.any():
+                continue
+            idx, m = idx[keep], m.loc[keep].reset_index(drop=True)
+        names = [f"tile_{r}_{c}" for r, c in zip(t["rows"][idx], t["cols"][idx], strict=True)]
+        yield from tile_features(t["boxes"][idx], m, names=names)
 
 
 def _settings_hash(settings: dict[str, Any]) -> str:
@@ -249,89 +298,128 @@ def run_slide_job(
     genes = predictor.bundle.check_genes(genes)
     folder = Path(folder)
     with open_slide(slide_path, mpp=mpp) as slide:
-        settings = {
-            "job_version": JOB_VERSION,
-            "slide": str(slide.path.resolve()),
-            "slide_size": os.path.getsize(slide.path) if slide.path.is_file() else None,
-            "dimensions": list(slide.dimensions),
-            "mpp": float(slide.mpp),
-            "model": model_fingerprint(predictor),
-            "model_name": predictor.bundle.name,
-            "tile_um": predictor.tile_um,
-            "genes": genes,
-            "level": float(level),
-            "region": None if region is None else region.wkt,
-            "batch_size": int(batch_size),
-            "chunk_batches": int(chunk_batches),
-        }
+        settings = _job_settings(predictor, slide, genes, level, region, batch_size, chunk_batches)
         digest = _settings_hash(settings)
         job = _prepare_folder(folder, digest, overwrite)
         if job is not None and job.complete:
             logger.info("%s: finished job found; nothing to predict", folder)
             return job
         grid = predictor.grid_tiles(slide, region)
-        boxes = grid.boxes
         chunk_tiles = batch_size * chunk_batches
-        n_chunks = -(-len(boxes) // chunk_tiles)
         if job is None:
-            folder.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                folder / TILES,
-                boxes=boxes,
-                rows=grid.rows,
-                cols=grid.cols,
-                coverage=grid.coverage,
-            )
-            job = SlideJob(
-                folder,
-                {
-                    "settings": settings,
-                    "hash": digest,
-                    "genes": genes,
-                    "mpp": float(slide.mpp),
-                    "mpp_source": slide.mpp_source,
-                    "n_tiles": len(boxes),
-                    "chunk_tiles": chunk_tiles,
-                    "n_chunks": n_chunks,
-                    "complete": False,
-                },
-            )
-            job._write_state()
-        elif not np.array_equal(job.tiles()["boxes"], boxes):
+            job = _start_job(folder, grid, settings, digest, genes, slide, chunk_tiles)
+        elif not np.array_equal(job.tiles()["boxes"], grid.boxes):
             raise SlideJobChangedError(
                 f"{folder}: the stored tiles differ from this slide's; rerun with --overwrite"
             )
-        start_chunk = next((i for i in range(n_chunks) if not job.chunk_path(i).exists()), n_chunks)
-        if start_chunk:
-            logger.info("%s: resuming at chunk %d of %d", folder, start_chunk + 1, n_chunks)
-        start = start_chunk * chunk_tiles
-        if progress and start:
-            progress(start, len(boxes))
-        normalizer = predictor.normalizer_for(slide, grid.mask)
-        parts: list[TilePredictions] = []
-        idx_parts: list[np.ndarray] = []
-        chunk = start_chunk
-        for idx, pred in predictor.predict_boxes(
-            slide,
-            boxes[start:],
-            normalizer,
-            genes=genes,
-            batch_size=batch_size,
-            level=level,
-            cancel=cancel,
-        ):
-            parts.append(pred)
-            idx_parts.append(idx + start)
-            done = int(idx[-1]) + 1 + start
-            if done == len(boxes) or done % chunk_tiles == 0:
-                _save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts)
-                chunk += 1
-                parts, idx_parts = [], []
-            if progress:
-                progress(done, len(boxes))
+        _predict_chunks(job, predictor, slide, grid, genes, level, batch_size, progress, cancel)
     job.state["complete"] = True
     job._write_state()
     return job
+
+
+def _job_settings(
+    predictor: Predictor,
+    slide: Slide,
+    genes: list[str],
+    level: float,
+    region: Any,
+    batch_size: int,
+    chunk_batches: int,
+) -> dict[str, Any]:
+    """Everything the stored predictions depend on (their hash decides resume or refuse)."""
+    return {
+        "job_version": JOB_VERSION,
+        "slide": str(slide.path.resolve()),
+        "slide_size": os.path.getsize(slide.path) if slide.path.is_file() else None,
+        "dimensions": list(slide.dimensions),
+        "mpp": float(slide.mpp),
+        "model": model_fingerprint(predictor),
+        "model_name": predictor.bundle.name,
+        "tile_um": predictor.tile_um,
+        "genes": genes,
+        "level": float(level),
+        "region": None if region is None else region.wkt,
+        "batch_size": int(batch_size),
+        "chunk_batches": int(chunk_batches),
+    }
+
+
+def _start_job(
+    folder: Path,
+    grid: GridTiles,
+    settings: dict[str, Any],
+    digest: str,
+    genes: list[str],
+    slide: Slide,
+    chunk_tiles: int,
+) -> SlideJob:
+    """A new job folder with its tiles and state written (no chunk yet)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / TILES, boxes=grid.boxes, rows=grid.rows, cols=grid.cols, coverage=grid.coverage
+    )
+    job = SlideJob(
+        folder,
+        {
+            "settings": settings,
+            "hash": digest,
+            "genes": genes,
+            "mpp": float(slide.mpp),
+            "mpp_source": slide.mpp_source,
+            "n_tiles": len(grid.boxes),
+            "chunk_tiles": chunk_tiles,
+            "n_chunks": -(-len(grid.boxes) // chunk_tiles),
+            "complete": False,
+        },
+    )
+    job._write_state()
+    return job
+
+
+def _predict_chunks(
+    job: SlideJob,
+    predictor: Predictor,
+    slide: Slide,
+    grid: GridTiles,
+    genes: list[str],
+    level: float,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> None:
+    """Predict the chunks not yet written, from the first missing one, saving each whole."""
+    boxes = grid.boxes
+    chunk_tiles = int(job.state["chunk_tiles"])
+    n_chunks = job.n_chunks
+    start_chunk = next((i for i in range(n_chunks) if not job.chunk_path(i).exists()), n_chunks)
+    if start_chunk:
+        logger.info("%s: resuming at chunk %d of %d", job.folder, start_chunk + 1, n_chunks)
+    start = start_chunk * chunk_tiles
+    if progress:
+        progress(start, len(boxes))  # shown before the first batch, not after it
+    normalizer = predictor.normalizer_for(slide, grid.mask)
+    parts: list[TilePredictions] = []
+    idx_parts: list[np.ndarray] = []
+    chunk = start_chunk
+    for idx, pred in predictor.predict_boxes(
+        slide,
+        boxes[start:],
+        normalizer,
+        genes=genes,
+        batch_size=batch_size,
+        level=level,
+        cancel=cancel,
+    ):
+        parts.append(pred)
+        idx_parts.append(idx + start)
+        done = int(idx[-1]) + 1 + start
+        if done == len(boxes) or done % chunk_tiles == 0:
+            _save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts)
+            chunk += 1
+            parts, idx_parts = [], []
+        if progress:
+            progress(done, len(boxes))
 
 
 def _prepare_folder(folder: Path, digest: str, overwrite: bool) -> SlideJob | None:

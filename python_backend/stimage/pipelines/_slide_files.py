@@ -1,0 +1,256 @@
+"""A whole slide to files: QuPath GeoJSON, AnnData and heatmaps, from a resumable job.
+
+What ``stimage predict-slide`` does, as one call: the resumable slide job
+(:func:`~stimage.pipelines.run_slide_job`) predicts into ``OUT.parts/``; the GeoJSON is
+streamed from its chunks (tiles, and typed cells of the region when asked), the AnnData
+holds every gene, and one heatmap PNG is drawn per gene asked for. A finished job whose
+output options (GeoJSON genes, heatmaps, cells) changed rewrites the outputs from the store
+without predicting again; a finished job with the same options is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stimage.constants import DEFAULT_GEOJSON_GENES
+from stimage.errors import ConfigError
+from stimage.pipelines._cells import region_cell_features
+from stimage.pipelines._slide_job import (
+    SlideJob,
+    SlideJobChangedError,
+    run_slide_job,
+    slide_job_features,
+)
+
+if TYPE_CHECKING:
+    from stimage.models import Predictor
+
+__all__ = ["SlideFiles", "output_paths", "predict_slide_files"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SlideFiles:
+    """What :func:`predict_slide_files` did.
+
+    Attributes:
+        job: The finished slide job (its store).
+        geojson: The QuPath GeoJSON.
+        h5ad: The AnnData of all genes.
+        heatmaps: Heatmap PNGs written.
+        n_objects: Objects in the GeoJSON (tiles and cells).
+        status: ``predicted``, ``rewritten`` (outputs redone from a finished store) or
+            ``unchanged`` (a finished run with the same outputs).
+        geojson_genes: The genes the GeoJSON carries.
+        default_genes: Whether those are the model's first genes, by default.
+    """
+
+    job: SlideJob
+    geojson: Path
+    h5ad: Path
+    heatmaps: list[Path] = field(default_factory=list)
+    n_objects: int = 0
+    status: str = "predicted"
+    geojson_genes: list[str] = field(default_factory=list)
+    default_genes: bool = False
+
+    @property
+    def written(self) -> list[Path]:
+        """Every file written."""
+        return [self.geojson, self.h5ad, *self.heatmaps]
+
+
+def _stem(out: Path) -> str:
+    name = out.name
+    for suf in (".geojson.gz", ".json.gz", ".geojson", ".json", ".gz"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """The job store, AnnData and heatmap folder beside an output GeoJSON."""
+    stem = _stem(out)
+    return (
+        out.with_name(stem + ".parts"),
+        out.with_name(stem + ".h5ad"),
+        out.with_name(stem + ".heatmaps"),
+    )
+
+
+def safe_name(name: str) -> str:
+    """A gene name usable as a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def predict_slide_files(
+    predictor: Predictor,
+    slide: Path,
+    out: Path,
+    *,
+    region: Any | None = None,
+    genes: list[str] | None = None,
+    heatmaps: list[str] | None = None,
+    cells: bool = False,
+    cell_model: Any = None,
+    mpp: float | None = None,
+    level: float = 0.9,
+    batch_size: int = 64,
+    chunk_batches: int = 16,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> SlideFiles:
+    """Predict a slide (or a region) and write GeoJSON, AnnData and heatmaps.
+
+    Args:
+        predictor: The model.
+        slide: The slide file.
+        out: The GeoJSON to write (``.geojson`` or ``.geojson.gz``); the store
+            ``OUT.parts/``, ``OUT.h5ad`` and ``OUT.heatmaps/`` go beside it.
+        region: A shapely geometry in full-resolution pixels; None for all tissue.
+        genes: Genes the GeoJSON carries (default: the model's first
+            :data:`~stimage.constants.DEFAULT_GEOJSON_GENES`); the AnnData holds all.
+        heatmaps: Genes to draw as heatmap PNGs.
+        cells: Also detect and type cells in the region (needs ``region``).
+        cell_model: Cell-type model for ``cells`` (default: the bundled one).
+        mpp: µm per pixel, overriding the slide's metadata.
+        level: Level of the predictive intervals.
+        batch_size: Tiles per encoder batch.
+        chunk_batches: Batches per chunk of the resumable store.
+        overwrite: Start again, discarding earlier results.
+        progress: Called with (tiles done, tiles in all).
+        cancel: Set to stop after the current batch (finished chunks are kept).
+
+    Raises:
+        ConfigError: ``cells`` without a region.
+        UnknownGeneError: A gene the model does not predict.
+        SlideJobChangedError: The store holds other settings (and not ``overwrite``).
+    """
+    bundle = predictor.bundle
+    if cells and region is None:
+        raise ConfigError(
+            "cells need a region: cell detection over a whole slide is unbounded; draw the "
+            "regions of interest and export them as GeoJSON"
+        )
+    heat_genes = list(heatmaps or [])
+    bundle.check_genes(genes)
+    bundle.check_genes(heat_genes or None)
+    default_genes = not genes
+    geo_genes = list(genes) if genes else list(bundle.genes[:DEFAULT_GEOJSON_GENES])
+    parts, h5ad, heat_dir = output_paths(out)
+    # What the outputs are made of; the predictions in the store do not depend on it.
+    outputs = {"geojson_genes": geo_genes, "heatmaps": heat_genes, "cells": cells}
+    was_complete = (
+        not overwrite and (parts / "state.json").exists() and SlideJob.open(parts).complete
+    )
+    job = run_slide_job(
+        predictor,
+        slide,
+        parts,
+        region=region,
+        mpp=mpp,
+        level=level,
+        batch_size=batch_size,
+        chunk_batches=chunk_batches,
+        overwrite=overwrite,
+        progress=progress,
+        cancel=cancel,
+    )
+    res = SlideFiles(job, out, h5ad, geojson_genes=geo_genes, default_genes=default_genes)
+    previous = job.read_outputs() if was_complete else None
+    if was_complete:
+        if previous == outputs and out.exists() and h5ad.exists():
+            res.status = "unchanged"
+            return res
+        missing = [g for g in dict.fromkeys(geo_genes + heat_genes) if g not in job.genes]
+        if missing:
+            raise SlideJobChangedError(
+                f"{parts}: the stored predictions lack {missing[:5]}; use --overwrite to predict again"
+            )
+        res.status = "rewritten"
+    res.n_objects = _write_geojson(job, out, geo_genes, slide, region, cells, cell_model, mpp)
+    job.to_anndata().write_h5ad(h5ad)
+    for old in (previous or {}).get("heatmaps", []):
+        if old not in heat_genes:
+            (heat_dir / f"{safe_name(old)}.png").unlink(missing_ok=True)
+    if heat_genes:
+        res.heatmaps = write_heatmaps(job, slide, mpp, heat_genes, heat_dir)
+    job.record_outputs(outputs)
+    return res
+
+
+def _write_geojson(
+    job: SlideJob,
+    out: Path,
+    genes: list[str],
+    slide: Path,
+    region: Any,
+    cells: bool,
+    cell_model: Any,
+    mpp: float | None,
+) -> int:
+    """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``."""
+    from stimage.qupath import FeatureCollectionWriter
+
+    with FeatureCollectionWriter(out) as w:
+        w.write_all(slide_job_features(job, genes))
+        if cells:
+            from stimage.data import open_slide
+            from stimage.models import default_celltype_model_path, load_celltype_model
+
+            model = cell_model or load_celltype_model(default_celltype_model_path())
+            with open_slide(slide, mpp=mpp) as s:
+                w.write_all(region_cell_features(s, region, model))
+        return int(w.count)
+
+
+def write_heatmaps(
+    job: SlideJob, slide: Path, mpp: float | None, genes: list[str], folder: Path
+) -> list[Path]:
+    """One PNG per gene: the predicted mean per tile over a slide thumbnail, with a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stimage.data import open_slide
+
+    with open_slide(slide, mpp=mpp) as s:
+        thumb = s.thumbnail(max_side=1024)
+        w0, h0 = s.dimensions
+    t = job.tiles()
+    rows, cols, boxes = t["rows"], t["cols"], t["boxes"]
+    r0, c0 = rows.min(), cols.min()
+    grid = np.full((len(genes), rows.max() - r0 + 1, cols.max() - c0 + 1), np.nan, np.float32)
+    for idx, pred in job.iter_chunks(genes):
+        grid[:, rows[idx] - r0, cols[idx] - c0] = pred.mean.T
+    # Grid extent in level-0 pixels (tiles are the same size on a regular grid).
+    x0 = boxes[cols == c0, 0].min()
+    y0 = boxes[rows == r0, 1].min()
+    tw, th = boxes[0, 2], boxes[0, 3]
+    extent = (x0, x0 + tw * grid.shape[2], y0 + th * grid.shape[1], y0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, g in enumerate(genes):
+        fig, ax = plt.subplots(figsize=(6, 6 * h0 / max(w0, 1) + 0.5))
+        ax.imshow(thumb, extent=(0, w0, h0, 0))
+        im = ax.imshow(grid[k], extent=extent, cmap="viridis", alpha=0.75, interpolation="nearest")
+        ax.set_xlim(0, w0)
+        ax.set_ylim(h0, 0)
+        ax.set_axis_off()
+        ax.set_title(f"{g}: predicted log1p(CP10k)")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        p = folder / f"{safe_name(g)}.png"
+        fig.savefig(p, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(p)
+    return paths

@@ -390,4 +390,17 @@ def _outlines(labels: np.ndarray, n: int) -> np.ndarray:
         else:
             lines[i] = shapely.linestrings(np.vstack([chain, chain[:1]]))
     thick = shapely.buffer(lines, 0.5, quad_segs=1, cap_style="square", join_style="mitre")
-    return shapely.polygons(shapely.get_exterior_ring(thick))
+    # A chain that doubles back on itself (a one-pixel spur) can widen into several parts:
+    # keep the largest, so that every nucleus has one simple outline with area.
+    multi = np.flatnonzero(shapely.get_type_id(thick) == 6)
+    for i in multi.tolist():
+        thick[i] = max(thick[i].geoms, key=lambda g: g.area)
+    out = shapely.polygons(shapely.get_exterior_ring(thick))
+    bad = np.flatnonzero(shapely.is_empty(out) | ~(shapely.area(out) > 0))
+    for i in bad.tolist():  # last resort: the hull of the label's pixel squares
+        ys, xs = np.nonzero(labels == i + 1)
+        corners = np.concatenate(
+            [np.column_stack([xs + dx, ys + dy]) for dx in (0, 1) for dy in (0, 1)]
+        ).astype(np.float64)
+        out[i] = shapely.convex_hull(shapely.multipoints(corners))
+    return out

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from stimage._version import __version__
-from stimage.encoders._device import cpu_flags
-from stimage.encoders._weights import stimage_home
+from stimage.encoders import cpu_flags
+from stimage.encoders import stimage_home
 
 __all__ = ["collect", "compute_device", "stimage_home"]
 
@@ -119,7 +119,7 @@ def collect() -> dict[str, dict[str, str]]:
     weights["Cellpose weights"] = cp if cp else "CELLPOSE_LOCAL_MODELS_PATH not set"
     out["weights"] = weights
     out["compute"] = compute_device()
-    from stimage.data._slide import cache_dir
+    from stimage.data import cache_dir
 
     c = cache_dir()
     size = sum(f.stat().st_size for f in c.rglob("*") if f.is_file()) if c.exists() else 0

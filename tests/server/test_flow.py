@@ -92,14 +92,21 @@ def test_deadline(
 def test_busy_when_the_queue_is_full(
     gserver: Server, gate: threading.Event, client_of: ClientOf, predictor: Predictor
 ) -> None:
-    limit = gserver.config.limits.max_requests
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(gserver.address)
+    lim = gserver.config.limits
+    per = lim.max_client_requests
+    socks = []
+    for _ in range(-(-lim.max_requests // per)):
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(gserver.address)
+        socks.append(sock)
     params, frames = _tile_request(predictor, 1)
-    for k in range(limit):
+    sent = {}
+    for k in range(lim.max_requests):
+        sock = socks[k // per]
         _send(sock, f"q{k}", params, frames)
-    assert wait_for(lambda: gserver.in_flight == limit)
+        sent[f"q{k}"] = sock
+    assert wait_for(lambda: gserver.in_flight == lim.max_requests)
     c = client_of(gserver.address)
     tiles, mpp = model_tiles(predictor, 1)
     with pytest.raises(ServerError) as e:
@@ -107,13 +114,59 @@ def test_busy_when_the_queue_is_full(
     assert e.value.code == ErrorCode.BUSY and e.value.details["retry_after_ms"] > 0
     gate.set()
     finals = {}
-    while len(finals) < limit:
+    for sock in socks:
+        want = sum(s is sock for s in sent.values())
+        got = 0
+        while got < want:
+            assert sock.poll(20000)
+            msg = json.loads(sock.recv_multipart()[0])
+            if msg["kind"] in ("result", "error"):
+                finals[msg["id"]] = msg["kind"]
+                got += 1
+    assert finals == {f"q{k}": "result" for k in range(lim.max_requests)}
+    assert c.predict(tiles, boxes_for(1), mpp)["n_tiles"] == 1
+    for sock in socks:
+        sock.close()
+
+
+def test_one_client_cannot_fill_the_server(
+    gserver: Server, gate: threading.Event, client_of: ClientOf, predictor: Predictor
+) -> None:
+    """A connection over its own limit gets busy; another client is still admitted."""
+    per = gserver.config.limits.max_client_requests
+    assert per < gserver.config.limits.max_requests
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(gserver.address)
+    params, frames = _tile_request(predictor, 1)
+    for k in range(per + 1):
+        _send(sock, f"c{k}", params, frames)
+    refused = None
+    while refused is None:
         assert sock.poll(20000)
         msg = json.loads(sock.recv_multipart()[0])
+        if msg["kind"] == "error":
+            refused = msg
+    assert refused["id"] == f"c{per}" and refused["code"] == ErrorCode.BUSY
+    assert "this client" in refused["message"]
+    other = zmq.Context.instance().socket(zmq.DEALER)
+    other.setsockopt(zmq.LINGER, 0)
+    other.connect(gserver.address)
+    _send(other, "o1", params, frames)
+    assert wait_for(lambda: gserver.in_flight == per + 1)  # admitted, not busy
+    gate.set()
+    finals = 0
+    while finals < per:
+        assert sock.poll(20000)
+        msg = json.loads(sock.recv_multipart()[0])
+        finals += msg["kind"] == "result"
+    while True:
+        assert other.poll(20000)
+        msg = json.loads(other.recv_multipart()[0])
         if msg["kind"] in ("result", "error"):
-            finals[msg["id"]] = msg["kind"]
-    assert finals == {f"q{k}": "result" for k in range(limit)}
-    assert c.predict(tiles, boxes_for(1), mpp)["n_tiles"] == 1
+            assert msg["kind"] == "result"
+            break
+    other.close()
     sock.close()
 
 

@@ -181,7 +181,37 @@ def _messages(rng: random.Random, tiles: list[bytes], mpp: float, slide: str) ->
     for region in [*WEIRD, *bad_regions]:
         p = {"slide": {"path": slide + "/wsi.tif", "region": region}}
         yield tag("slide region", {"protocol": 1, "id": "base", "op": "predict", "params": p})
-    # 6. Random structural mutations of a valid request until over 1000 messages.
+    # 6. What the hostile probe of the hardening issue sent: lone surrogates, numbers beyond
+    #    float or 64 bits, a huge mixed gene list, a self-intersecting scribble of a region,
+    #    a FIFO and a pixel bomb named as slides, one big image referenced by many tiles.
+    for raw in (
+        rb'{"protocol":1,"id":"\ud800","op":"ping"}',
+        rb'{"protocol":"\ud83d","id":"a","op":"ping"}',
+        rb'{"protocol":1,"id":"s","op":"predict","params":{"slide":{"path":"/x\udc80.tif"}}}',
+        rb'{"protocol":1,"id":"t","op":"ping","params":{"\udfff":1}}',
+        rb'{"protocol":1,"id":"inf","op":"predict","params":{"slide":{"path":"/a","region":[0,0,1e400,1]}}}',
+        rb'{"protocol":1,"id":"big","op":"ping","params":{"x":' + b"9" * 30 + b"}}",
+    ):
+        yield tag("probe", raw)
+    for tile_name in ("\ud800", "ok"):
+        h = copy.deepcopy(base)
+        h["params"]["tiles"][0]["name"] = tile_name
+        raw = json.dumps(h).replace("\\\\ud800", "\\ud800").encode()
+        yield tag("surrogate tile name", raw, [good_png, good_png])
+    genes: list[Any] = [f"G{i}" for i in range(5999)] + [1]
+    yield tag("mixed genes", {"protocol": 1, "id": "base", "op": "predict",
+                              "params": {"genes": genes, "slide": {"path": slide + "/wsi.tif"}}})  # fmt: skip
+    pts = [[rng.uniform(0, 300), rng.uniform(0, 300)] for _ in range(1800)]
+    scribble = {"type": "Polygon", "coordinates": [[*pts, pts[0]]]}
+    yield tag("scribble region", {"protocol": 1, "id": "base", "op": "predict",
+                                  "params": {"slide": {"path": slide + "/wsi.tif", "region": scribble}}})  # fmt: skip
+    for name in ("pipe.png", "bomb.png"):
+        yield tag("hostile slide", {"protocol": 1, "id": "base", "op": "predict",
+                                    "params": {"slide": {"path": f"{slide}/{name}", "mpp": 1.0}}})  # fmt: skip
+    many = copy.deepcopy(base)
+    many["params"]["tiles"] = [{"frame": 0, "box": [0, 0, 1, 1]}] * 64
+    yield tag("one image, many tiles", many, [big_png])
+    # 7. Random structural mutations of a valid request until over 1000 messages.
     while n < 1050:
         h = copy.deepcopy(base)
         for _ in range(rng.randrange(1, 4)):
@@ -202,14 +232,64 @@ def _messages(rng: random.Random, tiles: list[bytes], mpp: float, slide: str) ->
 
 
 model_tiles_arr: list[Any] = []
+big_png = b""
+
+
+class _HelloWatch:
+    """A second client asking ``hello`` every 0.2 s for as long as the fuzzing runs."""
+
+    def __init__(self, address: str) -> None:
+        import threading
+
+        self.address = address
+        self.worst = 0.0
+        self.answered = 0
+        self.missed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.address)
+        k = 0
+        while not self._stop.is_set():
+            k += 1
+            t0 = time.monotonic()
+            sock.send_multipart([_header({"protocol": 1, "id": f"h{k}", "op": "hello"})])
+            if sock.poll(5000):
+                sock.recv_multipart()
+                self.answered += 1
+                self.worst = max(self.worst, time.monotonic() - t0)
+            else:
+                self.missed += 1
+            self._stop.wait(0.2)
+        sock.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 @pytest.mark.slow
 def test_a_thousand_hostile_messages(server: Server, predictor: Predictor, slide_root: Any) -> None:
+    import os
+
+    import numpy as np
+
+    global big_png
     rng = random.Random(1234)
     arrs, mpp = model_tiles(predictor, 2)
     model_tiles_arr[:] = arrs
     tiles = [encode_tile(a) for a in arrs]
+    big_png = encode_tile(np.full((2000, 2000, 3), 200, np.uint8))
+    (slide_root / "bomb.png").write_bytes(_png_claiming(20000, 20000))
+    if hasattr(os, "mkfifo") and not (slide_root / "pipe.png").exists():
+        os.mkfifo(slide_root / "pipe.png")
+    watch = _HelloWatch(server.address)
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(server.address)
@@ -235,8 +315,14 @@ def test_a_thousand_hostile_messages(server: Server, predictor: Predictor, slide
         if isinstance(sent_id, str) and 0 < len(sent_id) <= 128:
             assert reply["id"] == sent_id, (label, reply)
     sock.close()
+    watch.stop()
+    (slide_root / "bomb.png").unlink()
+    (slide_root / "pipe.png").unlink(missing_ok=True)
     assert count >= 1000
     assert sum(codes.values()) > 900
+    # hello was answered throughout, and no message held the I/O thread for a second
+    assert watch.answered > 10 and watch.missed == 0 and watch.worst < 2.0, vars(watch)
+    assert server.stats["max_io_s"] < 1.0, server.stats
     for code in ("bad_request", "unsupported_protocol", "unknown_op", "too_large", "bad_image",
                  "forbidden_path", "not_found"):  # fmt: skip
         assert codes.get(code, 0) > 0, (code, codes)

@@ -4,6 +4,7 @@ from stimage.data._array import ArraySlide
 from stimage.data._dataset import Dataset, SampleSpec, detect_format, load_dataset, read_sample
 from stimage.data._h5ad import read_h5ad_sample
 from stimage.data._legacy_st import her2st_sections, is_her2st_root, read_her2st, read_legacy_st
+from stimage.data._raster import cache_dir, prune_cache
 from stimage.data._sample import (
     check_spots_inside,
     make_sample,
@@ -28,6 +29,7 @@ __all__ = [
     "TenxMatrix",
     "TiffSlide",
     "XeniumAlignment",
+    "cache_dir",
     "check_spots_inside",
     "detect_format",
     "her2st_sections",
@@ -40,6 +42,7 @@ __all__ = [
     "mpp_from_spot_grid",
     "open_sample_slide",
     "open_slide",
+    "prune_cache",
     "read_10x_h5",
     "read_h5ad_sample",
     "read_her2st",

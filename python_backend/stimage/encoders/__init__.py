@@ -10,7 +10,7 @@ Example:
 """
 
 from stimage.encoders import _builtin, _foundation  # noqa: F401  (register the encoders)
-from stimage.encoders._device import pick_device
+from stimage.encoders._device import cpu_flags, pick_device
 from stimage.encoders._encoder import Encoder, create_encoder
 from stimage.encoders._registry import (
     EncoderSpec,
@@ -19,7 +19,13 @@ from stimage.encoders._registry import (
     list_encoders,
     register_encoder,
 )
-from stimage.encoders._weights import MissingWeightsError, find_weights, load_state_dict
+from stimage.encoders._weights import (
+    MissingWeightsError,
+    find_weights,
+    load_state_dict,
+    sha256_of,
+    stimage_home,
+)
 
 DEFAULT_ENCODER = "efficientnet_lite0"
 
@@ -29,6 +35,7 @@ __all__ = [
     "EncoderSpec",
     "MissingWeightsError",
     "WeightSource",
+    "cpu_flags",
     "create_encoder",
     "find_weights",
     "get_encoder_spec",
@@ -36,4 +43,6 @@ __all__ = [
     "load_state_dict",
     "pick_device",
     "register_encoder",
+    "sha256_of",
+    "stimage_home",
 ]

@@ -36,19 +36,19 @@ from stimage.evaluation._agreement import (
 from stimage.evaluation._classification import roc_auc_per_gene
 from stimage.evaluation._sparsification import sparsification_auc
 from stimage.evaluation._spatial import bivariate_morans_i, grid_neighbours, iou_per_gene, morans_i
-from stimage.models._bundle import ModelBundle
-from stimage.models._classifier import high_low_labels
-from stimage.models._ensemble import mixture_pit
-from stimage.models._linear import PCARidge
-from stimage.models._paper import PaperNB
-from stimage.training._train import choose_genes, fit_bundle
+from stimage.models import ModelBundle
+from stimage.models import high_low_labels
+from stimage.models import mixture_pit
+from stimage.models import PCARidge
+from stimage.models import PaperNB
+from stimage.training import choose_genes, fit_bundle
 
 if TYPE_CHECKING:
     import anndata as ad
 
-    from stimage.models._ensemble import ExpressionPrediction
-    from stimage.training._data import SpotSet
-    from stimage.training._train import TrainConfig
+    from stimage.models import ExpressionPrediction
+    from stimage.training import SpotSet
+    from stimage.training import TrainConfig
 
 __all__ = [
     "METHODS",

@@ -4,6 +4,6 @@ Training chooses them (from the training samples only), so they live there; eval
 the same names as it always has.
 """
 
-from stimage.training._genesets import PAPER_PANEL, PAPER_TEXT_PANEL, gene_sets, top_hvg, top_mean
+from stimage.training import PAPER_PANEL, PAPER_TEXT_PANEL, gene_sets, top_hvg, top_mean
 
 __all__ = ["PAPER_PANEL", "PAPER_TEXT_PANEL", "gene_sets", "top_hvg", "top_mean"]

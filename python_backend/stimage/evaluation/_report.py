@@ -14,7 +14,7 @@ from stimage.constants import Key
 
 if TYPE_CHECKING:
     from stimage.evaluation._cv import CVResult
-    from stimage.training._data import SpotSet
+    from stimage.training import SpotSet
 
 __all__ = ["write_report"]
 

@@ -87,7 +87,7 @@ def find_cellpose_weights(model: str | os.PathLike[str] | None = None) -> Path:
         MissingWeightsError: No file for the named model in the folders searched; the
             message names the file and where to put it.
     """
-    from stimage.encoders._weights import MissingWeightsError
+    from stimage.encoders import MissingWeightsError
 
     _require_cellpose()
     major = _cellpose_major()

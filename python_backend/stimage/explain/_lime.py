@@ -144,9 +144,6 @@ def explain_lime(
     Raises:
         NoNucleiError: The label image has no nuclei.
     """
-    from lime.lime_base import LimeBase
-    from sklearn.linear_model import Ridge
-
     if num_samples < 10:
         raise ConfigError(f"num_samples must be at least 10, got {num_samples}")
     t0 = time.perf_counter()
@@ -174,34 +171,9 @@ def explain_lime(
         raise StimageError(
             f"the explained function returned {outputs.shape}, expected ({num_samples}, {len(targets)})"
         )
-    import sklearn.metrics
-
-    distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
-
-    def kernel(d: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.exp(-(d**2) / kernel_width**2))
-
-    base = LimeBase(kernel, random_state=np.random.RandomState(seed))
-    scores = np.zeros((n_nuclei, len(targets)))
-    background = np.zeros(len(targets))
-    intercept = np.zeros(len(targets))
-    r2 = np.zeros(len(targets))
-    for j in range(len(targets)):
-        icpt, local, score, _ = base.explain_instance_with_data(
-            data,
-            outputs,
-            distances,
-            j,
-            num_features=n_feat,
-            feature_selection="none",
-            model_regressor=Ridge(alpha=1.0, random_state=seed),
-        )
-        intercept[j], r2[j] = icpt, score
-        for f, w in local:
-            if f == 0:
-                background[j] = w
-            else:
-                scores[f - 1, j] = w
+    scores, background, intercept, r2 = _fit_local_models(
+        data, outputs, n_nuclei, kernel_width, seed
+    )
     present = np.zeros(n_nuclei, dtype=bool)
     present[ids - 1] = True
     scores[~present] = 0.0
@@ -223,6 +195,44 @@ def explain_lime(
             "regressor": "ridge(alpha=1)",
         },
     )
+
+
+def _fit_local_models(
+    data: np.ndarray, outputs: np.ndarray, n_nuclei: int, kernel_width: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """LIME's weighted ridge per target: nucleus scores, background score, intercept, R²."""
+    import sklearn.metrics
+    from lime.lime_base import LimeBase
+    from sklearn.linear_model import Ridge
+
+    distances = sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine").ravel()
+
+    def kernel(d: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.exp(-(d**2) / kernel_width**2))
+
+    n_targets = outputs.shape[1]
+    base = LimeBase(kernel, random_state=np.random.RandomState(seed))
+    scores = np.zeros((n_nuclei, n_targets))
+    background = np.zeros(n_targets)
+    intercept = np.zeros(n_targets)
+    r2 = np.zeros(n_targets)
+    for j in range(n_targets):
+        icpt, local, score, _ = base.explain_instance_with_data(
+            data,
+            outputs,
+            distances,
+            j,
+            num_features=n_nuclei + 1,
+            feature_selection="none",
+            model_regressor=Ridge(alpha=1.0, random_state=seed),
+        )
+        intercept[j], r2[j] = icpt, score
+        for f, w in local:
+            if f == 0:
+                background[j] = w
+            else:
+                scores[f - 1, j] = w
+    return scores, background, intercept, r2
 
 
 def explain_occlusion(

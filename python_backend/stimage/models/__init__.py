@@ -5,7 +5,13 @@ Also prediction from tiles, spots and slides with a bundle (:class:`Predictor`).
 
 from pathlib import Path
 
-from stimage.models._bundle import FORMAT_VERSION, ModelBundle, UnknownGeneError, load_bundle
+from stimage.models._bundle import (
+    FORMAT_VERSION,
+    Component,
+    ModelBundle,
+    UnknownGeneError,
+    load_bundle,
+)
 from stimage.models._cells import Cells, cell_measurements, display_class
 from stimage.models._celltype import CellTypeClassifier, celltype_entropy
 from stimage.models._celltype_features import (
@@ -42,7 +48,7 @@ from stimage.models._ensemble import (
     mixture_quantiles,
 )
 from stimage.models._linear import FeaturePipeline, PCARidge
-from stimage.models._nb import NBGLM, NBGLMConfig, nb_nll
+from stimage.models._nb import NBGLM, SCALE, NBGLMConfig, nb_nll
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 from stimage.models._outputs import (
     GENE_OUTPUTS,
@@ -64,8 +70,10 @@ __all__ = [
     "HER2ST_CELLTYPE_MAPPING",
     "NBGLM",
     "NBMLP",
+    "SCALE",
     "CellTypeClassifier",
     "Cells",
+    "Component",
     "ExpressionPrediction",
     "FeaturePipeline",
     "GeneOutput",

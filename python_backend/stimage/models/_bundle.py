@@ -264,87 +264,11 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
         ConfigError: The manifest is invalid or of a newer format version.
         StimageError: The weights file is damaged.
     """
-    from safetensors.numpy import load_file
-
     root = Path(folder).expanduser()
-    mp = root / "manifest.json"
-    if not mp.exists():
-        raise InputFileNotFoundError(
-            f"{root}: not a model bundle (no manifest.json); train one with `stimage train` or give the folder of one"
-        )
-    try:
-        manifest = json.loads(mp.read_text())
-    except ValueError as e:
-        raise ConfigError(f"{mp}: not valid JSON ({e})") from e
-    if manifest.get("format") != FORMAT:
-        raise ConfigError(f"{mp}: not a stimage model (format {manifest.get('format')!r})")
-    version = manifest.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        raise ConfigError(
-            f"{mp}: model format version {version} is newer than this stimage ({__version__}) reads "
-            f"(up to {FORMAT_VERSION}); update stimage"
-        )
-    _validate(manifest, root)
-    wp = root / manifest["weights"]["file"]
-    if not wp.exists():
-        raise InputFileNotFoundError(
-            f"{wp}: the model's weights file is missing; copy the whole model folder"
-        )
-    if _sha256(wp) != manifest["weights"]["sha256"]:
-        raise StimageError(
-            f"{wp}: checksum differs from the manifest; the file is damaged - copy the model again"
-        )
-    try:
-        t = load_file(str(wp))
-    except Exception as e:
-        raise StimageError(f"{wp}: cannot read the weights ({e})") from e
+    manifest = _read_manifest(root)
+    t = _read_weights(root, manifest)
     genes = list(manifest["genes"])
-    comps = []
-    for i, c in enumerate(manifest["components"]):
-        prefix = f"c{i}.pipeline."
-        pipe = FeaturePipeline.from_state(
-            {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
-        )
-        glm = NBGLMConfig(l2=float(c.get("l2", 1.0)), dispersion=c["dispersion"])
-        per_gene_l2 = t.get(f"c{i}.l2")
-        members = []
-        for j in range(int(c["members"])):
-            g = f"c{i}.m{j}."
-            if c.get("hidden"):
-                members.append(
-                    NBMLP.from_state(
-                        {k[len(g) + 4 :]: v for k, v in t.items() if k.startswith(g + "mlp.")},
-                        NBMLPConfig(hidden=int(c["hidden"])),
-                    )
-                )
-                continue
-            m = NBGLM(
-                glm,
-                weight=t[g + "weight"].astype(np.float64),
-                bias=t[g + "bias"].astype(np.float64),
-                log_theta=t[g + "log_theta"].astype(np.float64),
-                theta_weight=t[g + "theta_weight"].astype(np.float64)
-                if g + "theta_weight" in t
-                else None,
-                l2_chosen=float(c.get("l2", float("nan"))),
-                l2=None if per_gene_l2 is None else per_gene_l2.astype(np.float64),
-            )
-            members.append(m)
-        depth = None
-        if c.get("depth"):
-            prefix = f"c{i}.depth."
-            depth = DepthModel.from_state(
-                {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
-            )
-        cfg = NBEnsembleConfig(
-            members=len(members),
-            pca_dim=c["pca_dim"],
-            glm=glm,
-            bootstrap=bool(c.get("bootstrap", True)),
-            depth=depth is not None,
-            hidden=int(c["hidden"]) if c.get("hidden") else None,
-        )
-        comps.append(Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members, depth)))
+    comps = [_component(i, c, genes, t) for i, c in enumerate(manifest["components"])]
     states: dict[int, dict[str, Any]] = {}
     for key, v in t.items():
         if ".encoder." in key:
@@ -375,3 +299,88 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
         path=root,
         encoder_states=states,
     )
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """The checked manifest of a bundle folder."""
+    mp = root / "manifest.json"
+    if not mp.exists():
+        raise InputFileNotFoundError(
+            f"{root}: not a model bundle (no manifest.json); train one with `stimage train` or give the folder of one"
+        )
+    try:
+        manifest = json.loads(mp.read_text())
+    except ValueError as e:
+        raise ConfigError(f"{mp}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ConfigError(f"{mp}: not a stimage model (format {fmt!r})")
+    version = manifest.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ConfigError(
+            f"{mp}: model format version {version} is newer than this stimage ({__version__}) reads "
+            f"(up to {FORMAT_VERSION}); update stimage"
+        )
+    _validate(manifest, root)
+    return manifest
+
+
+def _read_weights(root: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Every array of the bundle, after its checksum is checked."""
+    from safetensors.numpy import load_file
+
+    wp = root / manifest["weights"]["file"]
+    if not wp.exists():
+        raise InputFileNotFoundError(
+            f"{wp}: the model's weights file is missing; copy the whole model folder"
+        )
+    if _sha256(wp) != manifest["weights"]["sha256"]:
+        raise StimageError(
+            f"{wp}: checksum differs from the manifest; the file is damaged - copy the model again"
+        )
+    try:
+        return dict(load_file(str(wp)))
+    except Exception as e:
+        raise StimageError(f"{wp}: cannot read the weights ({e})") from e
+
+
+def _with_prefix(t: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
+
+
+def _component(i: int, c: dict[str, Any], genes: list[str], t: dict[str, np.ndarray]) -> Component:
+    """Component ``i`` of a manifest (its pipeline, members and depth model) from the arrays."""
+    pipe = FeaturePipeline.from_state(_with_prefix(t, f"c{i}.pipeline."))
+    glm = NBGLMConfig(l2=float(c.get("l2", 1.0)), dispersion=c["dispersion"])
+    per_gene_l2 = t.get(f"c{i}.l2")
+    members: list[NBGLM | NBMLP] = []
+    for j in range(int(c["members"])):
+        g = f"c{i}.m{j}."
+        if c.get("hidden"):
+            members.append(
+                NBMLP.from_state(_with_prefix(t, g + "mlp."), NBMLPConfig(hidden=int(c["hidden"])))
+            )
+            continue
+        members.append(
+            NBGLM(
+                glm,
+                weight=t[g + "weight"].astype(np.float64),
+                bias=t[g + "bias"].astype(np.float64),
+                log_theta=t[g + "log_theta"].astype(np.float64),
+                theta_weight=t[g + "theta_weight"].astype(np.float64)
+                if g + "theta_weight" in t
+                else None,
+                l2_chosen=float(c.get("l2", float("nan"))),
+                l2=None if per_gene_l2 is None else per_gene_l2.astype(np.float64),
+            )
+        )
+    depth = DepthModel.from_state(_with_prefix(t, f"c{i}.depth.")) if c.get("depth") else None
+    cfg = NBEnsembleConfig(
+        members=len(members),
+        pca_dim=c["pca_dim"],
+        glm=glm,
+        bootstrap=bool(c.get("bootstrap", True)),
+        depth=depth is not None,
+        hidden=int(c["hidden"]) if c.get("hidden") else None,
+    )
+    return Component(c["encoder"], NBEnsemble(cfg, genes, pipe, members, depth))

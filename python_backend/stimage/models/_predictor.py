@@ -104,7 +104,7 @@ class Predictor:
 
     @staticmethod
     def _check_weights(recorded: dict[str, Any], enc: Encoder) -> None:
-        from stimage.encoders._weights import sha256_of
+        from stimage.encoders import sha256_of
 
         want = recorded.get("weights_sha256")
         if not want or not enc.weights_path:

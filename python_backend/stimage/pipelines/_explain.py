@@ -191,14 +191,7 @@ def explain_tile(
         NoNucleiError: No nuclei in the tile (or the tile is blank glass).
         UnknownGeneError: A gene the model lacks.
     """
-    from stimage.explain import (
-        NoNucleiError,
-        explain_lime,
-        explain_occlusion,
-        is_blank,
-        segment_nuclei,
-    )
-    from stimage.tiles import detect_tissue, iter_tiles
+    from stimage.explain import NoNucleiError, explain_lime, explain_occlusion, segment_nuclei
 
     if method not in METHODS:
         raise ConfigError(f"unknown explanation method {method!r}; use one of {METHODS}")
@@ -207,16 +200,7 @@ def explain_tile(
         fn = model_fn
     x, y, w, h = box
     px = predictor.tile_px
-    if normalizer == FIT_ON_SLIDE:
-        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
-    ((_, raw),) = list(
-        iter_tiles(slide, np.array([box], dtype=np.float64), px, normalizer=None, batch_size=1)
-    )
-    if is_blank(raw[0]):
-        raise NoNucleiError(
-            "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
-        )
-    tile = raw[0] if normalizer is None else normalizer.transform(raw[0])
+    tile = _model_tile(predictor, slide, box, normalizer)
     nuclei = segment_nuclei(slide, (x, y, w, h), segmenter=segmenter)
     labels = nuclei.label_image(x, y, px, px, downsample=w / px)
     if not len(nuclei) or not labels.any():
@@ -245,6 +229,40 @@ def explain_tile(
         nuclei = nuclei.to_full_resolution(ox, oy, downsample)
         x, y, w, h = ox + x * downsample, oy + y * downsample, w * downsample, h * downsample
     return TileExplanation((x, y, w, h), nuclei, exp, tile, labels)
+
+
+def _model_tile(
+    predictor: Predictor,
+    slide: Slide,
+    box: tuple[float, float, float, float],
+    normalizer: StainNormalizer | str | None,
+) -> np.ndarray:
+    """The tile as the model sees it: cut, resized, stain-normalised.
+
+    Raises:
+        NoNucleiError: The tile is blank glass (checked before any stain work).
+    """
+    from stimage.explain import NoNucleiError, is_blank
+    from stimage.tiles import detect_tissue, iter_tiles
+
+    ((_, raw),) = list(
+        iter_tiles(
+            slide,
+            np.array([box], dtype=np.float64),
+            predictor.tile_px,
+            normalizer=None,
+            batch_size=1,
+        )
+    )
+    if is_blank(raw[0]):
+        raise NoNucleiError(
+            "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
+        )
+    if normalizer == FIT_ON_SLIDE:
+        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
+    if normalizer is None or isinstance(normalizer, str):
+        return raw[0]
+    return normalizer.transform(raw[0])
 
 
 def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: int = 6) -> Path:

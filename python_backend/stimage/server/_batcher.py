@@ -90,6 +90,11 @@ class Batcher:
             self._cond.notify_all()
             return True
 
+    def has_room(self, job: Job, n: int) -> bool:
+        """Whether ``n`` more tiles of a job fit its buffer now (always true when it is empty)."""
+        with self._cond:
+            return job.buffered == 0 or job.buffered + n <= self.max_buffered
+
     def finish_input(self, job: Job, total: int) -> None:
         """Say that all ``total`` tiles of a job were pushed."""
         with self._cond:

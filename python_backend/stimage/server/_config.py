@@ -32,6 +32,7 @@ class Limits:
         max_tile_px: Longest side of a decoded tile (decompression bombs are refused).
         max_slide_tiles: Most tiles of one slide-path request.
         max_requests: Requests admitted at once (queued or running); more get ``busy``.
+        max_client_requests: Requests one client (connection) may have admitted at once.
         batch_size: Tiles per forward pass of the model.
         heartbeat_s: Seconds between heartbeats to clients with work in flight.
         default_deadline_s: Deadline of a request that gives none.
@@ -42,12 +43,13 @@ class Limits:
 
     max_header_bytes: int = 1 << 20
     max_frame_bytes: int = 8 << 20
-    max_request_bytes: int = 256 << 20
+    max_request_bytes: int = 128 << 20
     max_frames: int = 1024
     max_tiles: int = 512
     max_tile_px: int = 4096
     max_slide_tiles: int = 200_000
     max_requests: int = 32
+    max_client_requests: int = 8
     batch_size: int = 64
     heartbeat_s: float = 1.0
     default_deadline_s: float = 600.0

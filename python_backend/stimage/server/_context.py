@@ -48,12 +48,16 @@ class ServerContext(Protocol):
         """The open job of a client's request."""
         ...
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run work on the prepare threads."""
+    def submit(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a job's work on the prepare threads (a generator runs step by step)."""
         ...
 
-    def submit_slide(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run work on the slide-reading threads."""
+    def submit_slide(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a job's work on the slide-reading threads (a generator runs step by step)."""
+        ...
+
+    def submit_analysis(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run a job's long work (segmentation, explanations) on threads of their own."""
         ...
 
     def reply_result(self, req: Request, result: dict[str, Any]) -> None:

@@ -19,14 +19,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stimage.errors import ConfigError
 from stimage.server._batcher import Batcher
-from stimage.server._config import ServerConfig, is_loopback, load_key_pair
+from stimage.server._config import ServerConfig
+from stimage.server._executor import FairExecutor
 from stimage.server._images import StainCache
 from stimage.server._jobs import Job, Outbox, Request
 from stimage.server._protocol import (
@@ -37,9 +37,10 @@ from stimage.server._protocol import (
     encode_header,
     error_reply,
     result_reply,
-    validate,
 )
-from stimage.server.ops import UNAVAILABLE_OPS, Handler, Op, default_ops, finish_predict
+from stimage.server._replies import ReplyRouter
+from stimage.server._requests import parse_request
+from stimage.server.ops import Handler, Op, default_ops, finish_predict
 
 if TYPE_CHECKING:
     import zmq
@@ -51,10 +52,6 @@ __all__ = ["Server"]
 logger = logging.getLogger(__name__)
 
 _TICK_S = 0.05
-#: Final replies a slow client cannot take right now are retried for this long.
-_RETRY_S = 5.0
-#: Final replies are remembered this long, to drop progress events that lag behind them.
-_FINAL_MEMORY_S = 10.0
 
 
 class Server:
@@ -108,16 +105,24 @@ class Server:
         self._ctx: zmq.Context[Any] | None = None
         self._auth: Any = None
         self._outbox: Outbox | None = None
-        self._prep: ThreadPoolExecutor | None = None
-        self._slides: ThreadPoolExecutor | None = None
-        self._retry: list[tuple[float, list[bytes]]] = []
-        self._finalized: dict[tuple[bytes, bytes], float] = {}
+        self._prep: FairExecutor | None = None
+        self._slides: FairExecutor | None = None
+        self._analysis: FairExecutor | None = None
         self._router: Any = None
         self._cells_model: tuple[CellTypeClassifier, str] | None = None
         self._cells_lock = threading.Lock()
         self.address = ""
         #: Counters for tests and benchmarks.
-        self.stats = {"received": 0, "errors": 0, "dropped": 0, "vanished": 0}
+        self.stats: dict[str, float] = {
+            "received": 0,
+            "errors": 0,
+            "dropped": 0,
+            "vanished": 0,
+            # Longest time the I/O thread spent on one message (seconds): the time every
+            # other client waited.
+            "max_io_s": 0.0,
+        }
+        self._replies = ReplyRouter(self.stats, self._vanished)
 
     # -- registry ------------------------------------------------------------------------
     def register_op(self, name: str, handler: Handler) -> None:
@@ -189,10 +194,11 @@ class Server:
         self.batcher = Batcher(self.config.limits.batch_size, self._on_complete)
         self.batcher.start()
         n = self.config.workers
-        self._prep = ThreadPoolExecutor(n, thread_name_prefix="stimage-prepare")
-        self._slides = ThreadPoolExecutor(n, thread_name_prefix="stimage-slide")
+        self._prep = FairExecutor(n, "stimage-prepare")
+        self._slides = FairExecutor(n, "stimage-slide")
+        self._analysis = FairExecutor(n, "stimage-analysis")
         endpoint = f"inproc://stimage-replies-{uuid.uuid4().hex}"
-        self._outbox = Outbox(self._ctx, endpoint, self._forward)
+        self._outbox = Outbox(self._ctx, endpoint, self._replies.forward)
         self._io = threading.Thread(
             target=self._io_main, args=(endpoint,), name="stimage-io", daemon=True
         )
@@ -229,10 +235,10 @@ class Server:
 
     def _stop_workers(self) -> None:
         self.batcher.stop()
-        for pool in (self._prep, self._slides):
+        for pool in (self._prep, self._slides, self._analysis):
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._prep = self._slides = None
+                pool.shutdown()
+        self._prep = self._slides = self._analysis = None
 
     def _close_context(self) -> None:
         if self._outbox is not None:
@@ -259,28 +265,37 @@ class Server:
         """Register a request as a job, or refuse it (``busy``, duplicate id).
 
         Raises:
-            ProtocolError: ``busy`` when ``max_requests`` are in flight; ``bad_request`` when
-                the client already has a request with this id in flight.
+            ProtocolError: ``busy`` when ``max_requests`` are in flight, or the client has
+                ``max_client_requests`` in flight (so one client cannot fill the server);
+                ``bad_request`` when the client already has a request with this id in flight.
         """
         assert self._outbox is not None
         key = (req.identity, req.id)
-        limit = self.config.limits.max_requests
+        lim = self.config.limits
         with self._jobs_lock:
             if key in self._jobs:
                 raise ProtocolError(
                     ErrorCode.BAD_REQUEST,
                     f"request id {req.id!r} is already in flight from this client; use a new id per request",
                 )
-            if len(self._jobs) >= limit:
+            if len(self._jobs) >= lim.max_requests:
                 raise ProtocolError(
                     ErrorCode.BUSY,
                     f"the server is working on {len(self._jobs)} requests, its limit; retry shortly",
                     {"retry_after_ms": 500},
                 )
+            mine = sum(ident == req.identity for ident, _ in self._jobs)
+            if mine >= lim.max_client_requests:
+                raise ProtocolError(
+                    ErrorCode.BUSY,
+                    f"this client has {mine} requests in flight, the most one client may have; "
+                    "wait for one to finish",
+                    {"retry_after_ms": 500},
+                )
             job = Job(req, self._outbox, deadline_s, on_close=self._release)
             self._jobs[key] = job
         # An id may be reused once its request is over: its progress must flow again.
-        self._finalized.pop((req.identity, req.id.encode()), None)
+        self._replies.reopen(req.identity, req.id)
         return job
 
     def _release(self, job: Job) -> None:
@@ -300,19 +315,24 @@ class Server:
         with self._jobs_lock:
             return len(self._jobs)
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` on the prepare threads."""
+    def submit(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` for a job on the prepare threads (clients served in turn)."""
         assert self._prep is not None
-        self._prep.submit(fn, *args)
+        self._prep.submit(job.request.identity, fn, *args)
 
-    def submit_slide(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` on the slide-reading threads."""
+    def submit_slide(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` for a job on the slide-reading threads (clients served in turn)."""
         assert self._slides is not None
-        self._slides.submit(fn, *args)
+        self._slides.submit(job.request.identity, fn, *args)
+
+    def submit_analysis(self, job: Job, fn: Callable[..., Any], *args: Any) -> None:
+        """Run long work of a job (segmentation, explanations) on threads of its own."""
+        assert self._analysis is not None
+        self._analysis.submit(job.request.identity, fn, *args)
 
     def _on_complete(self, job: Job) -> None:
         if self._prep is not None and self._running:
-            self._prep.submit(finish_predict, job)
+            self._prep.submit(job.request.identity, finish_predict, job)
 
     def reply_result(self, req: Request, result: dict[str, Any]) -> None:
         """Send the result of a request answered on the spot (hello, ping, cancel)."""
@@ -320,55 +340,10 @@ class Server:
 
     # -- I/O thread ----------------------------------------------------------------------
     def _bind(self, endpoint: str) -> tuple[Any, Any]:
-        import zmq
+        from stimage.server._sockets import bind_router
 
         assert self._ctx is not None
-        cfg = self.config
-        router = self._ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        lim = cfg.limits
-        router.setsockopt(zmq.MAXMSGSIZE, 2 * max(lim.max_frame_bytes, lim.max_header_bytes) + 4096)
-        if ":" in cfg.host:
-            router.setsockopt(zmq.IPV6, 1)
-        if cfg.curve_keys is not None:
-            from zmq.auth.thread import ThreadAuthenticator
-
-            authorized = cfg.curve_keys / "authorized"
-            if not authorized.is_dir() or not any(authorized.glob("*.key")):
-                router.close()
-                raise ConfigError(
-                    f"{authorized}: no authorised client keys (*.key); create keys with "
-                    "`stimage serve --make-keys DIR`"
-                )
-            public, secret = load_key_pair(cfg.curve_keys / "server.key_secret")
-            if secret is None:
-                router.close()
-                raise ConfigError(f"{cfg.curve_keys / 'server.key_secret'} holds no secret key")
-            self._auth = ThreadAuthenticator(self._ctx)
-            self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(authorized))
-            router.curve_secretkey = secret
-            router.curve_publickey = public
-            router.curve_server = True
-        elif cfg.insecure and not is_loopback(cfg.host):
-            logger.warning(
-                "INSECURE: listening on %s without authentication or encryption; anyone who can "
-                "reach this port can use the server and read its replies. Use --curve-keys instead.",
-                cfg.host,
-            )
-        try:
-            router.bind(cfg.bind_address)
-        except zmq.ZMQError as e:
-            router.close()
-            raise ConfigError(
-                f"cannot listen on {cfg.bind_address}: {e}; is another server running there? "
-                "pick another --port"
-            ) from e
-        self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        pull = self._ctx.socket(zmq.PULL)
-        pull.setsockopt(zmq.LINGER, 0)
-        pull.bind(endpoint)
+        router, pull, self._auth, self.address = bind_router(self._ctx, self.config, endpoint)
         return router, pull
 
     def _io_main(self, endpoint: str) -> None:
@@ -381,6 +356,7 @@ class Server:
             self._ready.set()
             return
         self._router = router
+        self._replies.router = router
         assert self._outbox is not None
         self._outbox.io_thread = threading.get_ident()
         self._ready.set()
@@ -398,7 +374,7 @@ class Server:
                         frames = pull.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._guarded(self._forward, frames)
+                    self._guarded(self._replies.forward, frames)
                 for _ in range(64):
                     if router not in events:
                         break
@@ -409,9 +385,7 @@ class Server:
                     self._guarded(self._handle, frames)
                 now = time.monotonic()
                 self._check_deadlines()
-                if self._retry:
-                    self._flush_retries(now)
-                self._forget_finals(now)
+                self._replies.tick(now)
                 if now >= next_beat:
                     next_beat = now + self.config.limits.heartbeat_s
                     for job in self._open_jobs():
@@ -426,14 +400,21 @@ class Server:
             router.close(linger=200)
             pull.close(linger=0)
             self._router = None
+            self._replies.router = None
 
     def _guarded(self, fn: Callable[[list[bytes]], None], frames: list[bytes]) -> None:
         """Run a per-message step; a bug in it loses that message, never the I/O loop."""
+        t0 = time.perf_counter()
         try:
             fn(frames)
         except Exception:
             self.stats["errors"] += 1
             logger.exception("a message could not be processed; the server goes on")
+        took = time.perf_counter() - t0
+        if took > self.stats["max_io_s"]:
+            self.stats["max_io_s"] = took
+            if took > 0.5:
+                logger.warning("the I/O thread spent %.2f s on one message", took)
 
     def _open_jobs(self) -> list[Job]:
         with self._jobs_lock:
@@ -451,65 +432,7 @@ class Server:
 
     def _send_direct(self, frames: list[bytes]) -> None:
         """Send on the ROUTER (I/O thread only); an unreachable client closes its jobs."""
-        import zmq
-
-        router = self._router
-        if router is None:
-            return
-        try:
-            router.send_multipart(frames, zmq.NOBLOCK)
-        except zmq.Again:
-            self._retry.append((time.monotonic() + _RETRY_S, frames))
-        except zmq.ZMQError as e:
-            if e.errno == zmq.EHOSTUNREACH:
-                self._vanished(frames[0])
-            else:
-                logger.warning("a reply could not be sent: %s", e)
-
-    def _flush_retries(self, now: float) -> None:
-        import zmq
-
-        pending, self._retry = self._retry, []
-        for until, frames in pending:
-            try:
-                self._router.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                if now < until:
-                    self._retry.append((until, frames))
-                else:
-                    self.stats["dropped"] += 1
-                    logger.warning(
-                        "a client took no replies for %.0f s; a reply was dropped", _RETRY_S
-                    )
-            except zmq.ZMQError:
-                self._vanished(frames[0])
-
-    def _forward(self, frames: list[bytes]) -> None:
-        """Send a tagged reply from the outbox (see :meth:`Outbox.send_frames`)."""
-        import zmq
-
-        tag, rest = frames[0], frames[1:]
-        key = (rest[0], tag[2:])
-        if tag.startswith(b"f:"):
-            self._finalized[key] = time.monotonic() + _FINAL_MEMORY_S
-            self._send_direct(rest)
-            return
-        if key in self._finalized:
-            return  # progress overtaken by its request's final reply
-        try:
-            self._router.send_multipart(rest, zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # progress and heartbeats are dropped for a client that is not reading
-        except zmq.ZMQError as e:
-            if e.errno == zmq.EHOSTUNREACH:
-                self._vanished(rest[0])
-
-    def _forget_finals(self, now: float) -> None:
-        while self._finalized:
-            key, until = next(iter(self._finalized.items()))
-            if until > now:
-                break
-            del self._finalized[key]
+        self._replies.send(frames)
 
     def _vanished(self, identity: bytes) -> None:
         with self._jobs_lock:
@@ -535,7 +458,7 @@ class Server:
             rid = header.get("id")
             if isinstance(rid, str) and 0 < len(rid) <= 128:
                 request_id = rid
-            req = self._parse(envelope, header, rest[1:])
+            req = parse_request(envelope, header, rest[1:], self.config.limits, self.ops)
             self.ops[req.op].handler(self, req)
         except ProtocolError as e:
             self.stats["errors"] += 1
@@ -557,54 +480,3 @@ class Server:
                     ),
                 ]
             )
-
-    def _parse(self, envelope: list[bytes], header: dict[str, Any], frames: list[bytes]) -> Request:
-        lim = self.config.limits
-        if "protocol" not in header:
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST,
-                f'the header has no "protocol"; this server speaks protocol {PROTOCOL_VERSION}',
-            )
-        version = header["protocol"]
-        if (
-            isinstance(version, bool)
-            or not isinstance(version, int | float)
-            or version != PROTOCOL_VERSION
-        ):
-            shown = (
-                version if isinstance(version, int | float | str | None) else type(version).__name__
-            )
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_PROTOCOL,
-                f"this server speaks protocol {PROTOCOL_VERSION}; the request uses protocol "
-                f"{str(shown)[:20]}: use a client for protocol {PROTOCOL_VERSION}, or update the "
-                "server and the client to the same version",
-                {"server_protocols": [PROTOCOL_VERSION]},
-            )
-        validate(header, "request")
-        op = header["op"]
-        if op not in self.ops:
-            known = ", ".join(sorted(self.ops))
-            why = UNAVAILABLE_OPS.get(op, f"unknown operation {op[:64]!r}")
-            raise ProtocolError(ErrorCode.UNKNOWN_OP, f"{why}; this server knows: {known}")
-        if len(frames) > lim.max_frames:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE,
-                f"{len(frames)} binary frames; this server takes at most {lim.max_frames} per request",
-            )
-        total = 0
-        for i, f in enumerate(frames):
-            total += len(f)
-            if len(f) > lim.max_frame_bytes:
-                raise ProtocolError(
-                    ErrorCode.TOO_LARGE,
-                    f"binary frame {i} has {len(f)} bytes; this server takes at most "
-                    f"{lim.max_frame_bytes} per frame",
-                )
-        if total > lim.max_request_bytes:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE,
-                f"the request has {total} bytes of frames; this server takes at most {lim.max_request_bytes}",
-            )
-        params = header.get("params", {})
-        return Request(envelope, header["id"], op, params, list(frames))

@@ -13,6 +13,7 @@ from stimage.tiles._cut import (
     spot_tile_qc,
 )
 from stimage.tiles._geometry import TileGrid, grid_tile_boxes, spot_tile_boxes, tile_side_px
+from stimage.tiles._preview import contact_sheet, qc_overview
 from stimage.tiles._stain import (
     STAIN_METHODS,
     StainFit,
@@ -40,6 +41,7 @@ __all__ = [
     "TissueMask",
     "TissueParams",
     "build_stain_template",
+    "contact_sheet",
     "default_tile_um",
     "detect_tissue",
     "estimate_stain_matrix",
@@ -50,6 +52,7 @@ __all__ = [
     "list_stain_templates",
     "load_stain_target",
     "prepare_dataset",
+    "qc_overview",
     "sample_tissue_patches",
     "spot_tile_boxes",
     "spot_tile_qc",

@@ -353,7 +353,7 @@ def build_stain_template(
         A JSON-serialisable dict; write it with ``json.dump`` to ``templates/<name>.json``.
 
     """
-    from stimage import __version__
+    from stimage._version import __version__
 
     params = params or StainParams()
     fits = {m: StainNormalizer(m, params).fit_target(image).target for m in STAIN_METHODS}

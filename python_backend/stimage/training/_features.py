@@ -62,7 +62,7 @@ def feature_cache_dir(store: TileStore, encoder: Encoder) -> Path:
         probe.unlink()
         return primary
     except OSError:
-        from stimage.data._slide import cache_dir
+        from stimage.data import cache_dir
 
         fallback = (
             cache_dir()

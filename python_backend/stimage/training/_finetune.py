@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stimage.errors import ConfigError, StimageError
-from stimage.models._nb import SCALE, nb_nll
+from stimage.models import SCALE, nb_nll
 
 if TYPE_CHECKING:
     import torch
@@ -317,10 +317,10 @@ def _finetuned_bundle(
     training: dict[str, Any],
 ) -> ModelBundle:
     """A bundle whose one component is the fine-tuned encoder with its head as a one-member NB GLM."""
-    from stimage.models._bundle import Component, ModelBundle
-    from stimage.models._ensemble import NBEnsemble, NBEnsembleConfig
-    from stimage.models._linear import FeaturePipeline
-    from stimage.models._nb import NBGLM, NBGLMConfig
+    from stimage.models import Component, ModelBundle
+    from stimage.models import NBEnsemble, NBEnsembleConfig
+    from stimage.models import FeaturePipeline
+    from stimage.models import NBGLM, NBGLMConfig
     from stimage.tiles import load_stain_target
     from stimage.training._train import store_tile_settings
 

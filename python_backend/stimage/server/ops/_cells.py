@@ -42,9 +42,9 @@ def op_cells(server: ServerContext, req: Request) -> None:
     job = server.admit(req, deadline_of(server, p))
     try:
         if slide_path is None:
-            server.submit(_run, server, job, None)
+            server.submit_analysis(job, _run, server, job, None)
         else:
-            server.submit_slide(_run, server, job, slide_path)
+            server.submit_analysis(job, _run, server, job, slide_path)
     except Exception as e:  # noqa: BLE001 - e.g. the server is stopping: this request's error
         fail_from(job, e)
 

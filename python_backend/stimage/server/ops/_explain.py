@@ -69,9 +69,9 @@ def op_explain(server: ServerContext, req: Request) -> None:
     try:
         server.batcher.add(job)
         if slide_path is None:
-            server.submit(_run, server, job, None)
+            server.submit_analysis(job, _run, server, job, None)
         else:
-            server.submit_slide(_run, server, job, slide_path)
+            server.submit_analysis(job, _run, server, job, slide_path)
     except Exception as e:  # noqa: BLE001 - e.g. the server is stopping: this request's error
         fail_from(job, e)
 

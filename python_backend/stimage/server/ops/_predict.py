@@ -9,11 +9,13 @@ is predicted.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stimage.server._executor import WAIT
 from stimage.server._images import decode_tile, fit_to_model
 from stimage.server._jobs import ModelTask, PredictOutput
 from stimage.server._protocol import ErrorCode, ProtocolError, validate
@@ -67,9 +69,11 @@ def op_predict(server: ServerContext, req: Request) -> None:
     try:
         server.batcher.add(job)
         if slide_path is None:
-            server.submit(_produce_tiles, server, job)
+            server.submit(job, _produce_tiles, server, job)
         else:
-            server.submit_slide(_produce_slide, server, job, slide_path, p["slide"].get("region"))
+            server.submit_slide(
+                job, _produce_slide, server, job, slide_path, p["slide"].get("region")
+            )
     except Exception as e:  # noqa: BLE001 - e.g. the server is stopping: this request's error
         fail_from(job, e)
 
@@ -137,8 +141,12 @@ def _check_tile_frames(tiles: list[dict[str, Any]], frames: list[bytes], max_til
         )
 
 
-def _produce_tiles(server: ServerContext, job: Job) -> None:
-    """Decode, check, resize and normalise the tiles of a request, then queue them."""
+def _produce_tiles(server: ServerContext, job: Job) -> Iterator[object]:
+    """Decode, check, resize and normalise the tiles of a request, then queue them.
+
+    A generator: the fair executor runs it a tile at a time, so a request of hundreds of
+    large tiles lets other clients' requests through between its tiles.
+    """
     try:
         assert job.task is not None
         predictor = job.task.predictor
@@ -162,11 +170,13 @@ def _produce_tiles(server: ServerContext, job: Job) -> None:
                     limits.scale_tolerance,
                     f"tile {i}",
                 )
+                yield None
             tiles.append(decoded[k])
         job.request.frames = []
         job.output.boxes = np.array([t["box"] for t in params["tiles"]], dtype=np.float64)
         job.output.names = [t.get("name") for t in params["tiles"]]
         norm = normalizer_for_image(server, job, tiles)
+        yield None
         n = len(tiles)
         job.total = n
         step = limits.batch_size
@@ -176,13 +186,20 @@ def _produce_tiles(server: ServerContext, job: Job) -> None:
                 part = [norm.transform(t) for t in part]
             if not server.batcher.push(job, b0, np.stack(part), block=False):
                 return
+            yield None
         server.batcher.finish_input(job, n)
     except Exception as e:  # noqa: BLE001 - every failure becomes this request's error reply
         fail_from(job, e)
 
 
-def _produce_slide(server: ServerContext, job: Job, path: Path, region_spec: Any) -> None:
-    """Tile a slide's region on the model's grid and queue the normalised tiles."""
+def _produce_slide(
+    server: ServerContext, job: Job, path: Path, region_spec: Any
+) -> Iterator[object]:
+    """Tile a slide's region on the model's grid and queue the normalised tiles.
+
+    A generator run step by step (a batch a step); while the job's device buffer is full it
+    yields :data:`WAIT` instead of holding a worker.
+    """
     from stimage.data import open_slide
     from stimage.errors import NoTissueError
     from stimage.tiles import iter_tiles
@@ -213,11 +230,17 @@ def _produce_slide(server: ServerContext, job: Job, path: Path, region_spec: Any
             job.total = len(boxes)
             job.progress("prepare", 0, len(boxes))
             normalizer = p.normalizer_for(slide, grid.mask)
+            yield None
             for idx, tiles in iter_tiles(
                 slide, boxes, p.tile_px, normalizer=normalizer, batch_size=limits.batch_size
             ):
-                if not server.batcher.push(job, int(idx[0]), tiles):
+                while not server.batcher.has_room(job, len(tiles)):
+                    if job.closed:
+                        return
+                    yield WAIT
+                if not server.batcher.push(job, int(idx[0]), tiles, block=False):
                     return
+                yield None
         server.batcher.finish_input(job, len(boxes))
     except Exception as e:  # noqa: BLE001 - every failure becomes this request's error reply
         fail_from(job, e)

@@ -226,3 +226,49 @@ def test_batcher_combines_requests_fairly_and_skips_closed_ones() -> None:
     assert not gone.parts and big.done == 40
     assert any(h["kind"] == "progress" and h["id"] == "small" for h in out.sent)
     assert Limits().to_dict()["batch_size"] == 64
+
+
+def test_fair_executor_serves_clients_in_turn_and_waits_without_a_thread() -> None:
+    """One client's long requests cannot hold the workers: another's work runs between steps."""
+    from stimage.server._executor import WAIT, FairExecutor
+
+    order: list[str] = []
+    done = threading.Event()
+    room = threading.Event()
+
+    def long_work(name: str, steps: int):  # type: ignore[no-untyped-def]
+        for k in range(steps):
+            order.append(f"{name}{k}")
+            yield None
+
+    def waiting():  # type: ignore[no-untyped-def]
+        while not room.is_set():  # a full device buffer: retried, holding no thread
+            yield WAIT
+        order.append("w")
+
+    def short() -> None:
+        order.append("B")
+        done.set()
+
+    ex = FairExecutor(1, "test")
+    gate = threading.Event()
+    ex.submit("A", gate.wait)  # hold the only thread while the queues fill
+    ex.submit("A", long_work, "a", 5)
+    ex.submit("A", long_work, "x", 5)
+    ex.submit("W", waiting)
+    ex.submit("B", short)
+    gate.set()
+    assert done.wait(10)
+    room.set()
+    deadline = threading.Event()
+    for _ in range(200):
+        if len(order) == 12:
+            break
+        deadline.wait(0.05)
+    ex.shutdown()
+    assert order.index("B") <= 2, order  # not after A's ten steps
+    assert sorted(order) == sorted(
+        ["B", "w"] + [f"a{k}" for k in range(5)] + [f"x{k}" for k in range(5)]
+    )
+    # each client's own work stays in order
+    assert [o for o in order if o[0] == "a"] == [f"a{k}" for k in range(5)]

@@ -162,8 +162,9 @@ def explain_tile(
 ) -> TileExplanation:
     """Explain the model's prediction for one tile by its nuclei.
 
-    Nuclei are segmented at full detail inside the tile and rasterised onto the model's
-    input grid; the tile is cut and stain-normalised exactly as for prediction.
+    Nuclei are segmented at full detail in the tile's own pixels (so every way in finds the
+    same nuclei in the same pixels) and rasterised onto the model's input grid; the tile is
+    cut and stain-normalised exactly as for prediction.
 
     Args:
         predictor: The model.
@@ -200,8 +201,15 @@ def explain_tile(
         fn = model_fn
     x, y, w, h = box
     px = predictor.tile_px
-    tile = _model_tile(predictor, slide, box, normalizer)
-    nuclei = segment_nuclei(slide, (x, y, w, h), segmenter=segmenter)
+    # Everything from the tile's own pixels, whatever the source: the CLI (a slide), the
+    # server (a slide, or the pixels a client sent) then see the same tile and nuclei.
+    pixels, d = _tile_pixels(slide, box)
+    if normalizer == FIT_ON_SLIDE:
+        from stimage.tiles import detect_tissue
+
+        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
+    tile = _model_tile(predictor, pixels, normalizer)
+    nuclei = segment_nuclei(pixels, None, segmenter=segmenter).to_full_resolution(x, y, d)
     labels = nuclei.label_image(x, y, px, px, downsample=w / px)
     if not len(nuclei) or not labels.any():
         raise NoNucleiError(
@@ -231,35 +239,39 @@ def explain_tile(
     return TileExplanation((x, y, w, h), nuclei, exp, tile, labels)
 
 
+def _tile_pixels(slide: Slide, box: tuple[float, float, float, float]) -> tuple[Slide, float]:
+    """The tile's pixels at the slide's own resolution as a slide of their own.
+
+    Returns:
+        The pixels as a slide, and its downsample (slide pixels per pixel).
+    """
+    from stimage.data import ArraySlide
+
+    x, y, w, h = box
+    out = (max(1, round(w)), max(1, round(h)))
+    rgb = slide.read_region(x, y, w, h, out_size=out)
+    d = w / out[0]
+    return ArraySlide(rgb, slide.mpp * d, name=f"{slide.path.name} tile"), d
+
+
 def _model_tile(
-    predictor: Predictor,
-    slide: Slide,
-    box: tuple[float, float, float, float],
-    normalizer: StainNormalizer | str | None,
+    predictor: Predictor, pixels: Slide, normalizer: StainNormalizer | str | None
 ) -> np.ndarray:
-    """The tile as the model sees it: cut, resized, stain-normalised.
+    """The tile as the model sees it: the tile's pixels resized and stain-normalised.
 
     Raises:
-        NoNucleiError: The tile is blank glass (checked before any stain work).
+        NoNucleiError: The tile is blank glass.
     """
     from stimage.explain import NoNucleiError, is_blank
-    from stimage.tiles import detect_tissue, iter_tiles
+    from stimage.tiles import iter_tiles
 
-    ((_, raw),) = list(
-        iter_tiles(
-            slide,
-            np.array([box], dtype=np.float64),
-            predictor.tile_px,
-            normalizer=None,
-            batch_size=1,
-        )
-    )
+    w, h = pixels.dimensions
+    box = np.array([[0.0, 0.0, float(w), float(h)]])
+    ((_, raw),) = list(iter_tiles(pixels, box, predictor.tile_px, normalizer=None, batch_size=1))
     if is_blank(raw[0]):
         raise NoNucleiError(
             "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
         )
-    if normalizer == FIT_ON_SLIDE:
-        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
     if normalizer is None or isinstance(normalizer, str):
         return raw[0]
     return normalizer.transform(raw[0])

@@ -7,61 +7,33 @@ Example:
     ...     out = c.predict(tiles, boxes, mpp=0.5, image_id="slide-1")
     ...     features = out["geojson"]["features"]
 
-Every call waits for its one result and raises :class:`ServerError` on an error reply. A
-server that stops answering (restarted, crashed, unreachable) is reported as
-``ServerError("disconnected", ...)`` once no reply or heartbeat came for
-``heartbeat_timeout`` seconds; the next call then reconnects with a fresh socket.
+Every call waits for its one result and raises :class:`ServerError` on an error reply. An
+address where no server answers is reported as ``ServerError("disconnected", ...)`` within
+``connect_timeout`` seconds; a server that stops answering (restarted, crashed, unreachable)
+once no reply or heartbeat came for ``heartbeat_timeout`` seconds. The next call then
+reconnects with a fresh socket.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stimage._version import __version__
 from stimage.errors import ConfigError
-from stimage.server._config import DEFAULT_PORT, load_key_pair
+from stimage.server._client_connection import DEFAULT_ADDRESS, Connection
 from stimage.server._images import encode_tile
-from stimage.server._protocol import (
-    PROTOCOL_VERSION,
-    ErrorCode,
-    ServerError,
-    encode_header,
-    request_header,
-)
+from stimage.server._protocol import PROTOCOL_VERSION, ErrorCode, ServerError
 
 __all__ = ["DEFAULT_ADDRESS", "Client", "ServerError"]
 
-logger = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
-_POLL_MS = 50
-
-
-def _attach_arrays(result: dict[str, Any], frames: Sequence[bytes]) -> dict[str, Any]:
-    """Replace ``{"frame": k, "dtype": ..., "shape": ...}`` entries by numpy arrays of those frames."""
-    for key, v in list(result.items()):
-        if isinstance(v, dict) and set(v) == {"frame", "dtype", "shape"}:
-            k, shape = int(v["frame"]), tuple(int(n) for n in v["shape"])
-            if not 0 <= k < len(frames):
-                raise ServerError(
-                    ErrorCode.BAD_REQUEST,
-                    f"the reply refers to binary frame {k}; it has {len(frames)}",
-                )
-            result[key] = np.frombuffer(frames[k], dtype=np.dtype(str(v["dtype"]))).reshape(shape)
-    return result
-
-
-class Client:
+class Client(Connection):
     """A connection to a stimage server.
 
     Methods may be called from one thread at a time, except :meth:`cancel`, which may be
@@ -78,183 +50,9 @@ class Client:
             and ``client.key_secret`` (for a server started with ``--curve-keys``).
         server_public_key: The server's Z85 public key (instead of ``curve_keys``).
         client_keys: This client's Z85 ``(public, secret)`` key pair (instead of ``curve_keys``).
+        connect_timeout: Seconds a new connection waits for the server's first answer (at
+            most ``heartbeat_timeout``) before ``disconnected`` says no server answers.
     """
-
-    def __init__(
-        self,
-        address: str = DEFAULT_ADDRESS,
-        *,
-        timeout: float = 600.0,
-        heartbeat_timeout: float = 15.0,
-        curve_keys: str | os.PathLike[str] | None = None,
-        server_public_key: bytes | None = None,
-        client_keys: tuple[bytes, bytes] | None = None,
-    ) -> None:
-        import zmq
-
-        if timeout <= 0 or heartbeat_timeout <= 0:
-            raise ConfigError("timeout and heartbeat_timeout must be positive")
-        self.address = address
-        self.timeout = timeout
-        self.heartbeat_timeout = heartbeat_timeout
-        if curve_keys is not None:
-            folder = Path(curve_keys).expanduser()
-            server_public_key, _ = load_key_pair(folder / "server.key")
-            pub, sec = load_key_pair(folder / "client.key_secret")
-            if sec is None:
-                raise ConfigError(f"{folder / 'client.key_secret'} holds no secret key")
-            client_keys = (pub, sec)
-        if (server_public_key is None) != (client_keys is None):
-            raise ConfigError("CURVE needs both the server's public key and the client's key pair")
-        self._curve: tuple[bytes, tuple[bytes, bytes]] | None = (
-            (server_public_key, client_keys)
-            if server_public_key is not None and client_keys is not None
-            else None
-        )
-        self._ctx = zmq.Context()
-        self._sock: Any = None
-        self._lock = threading.Lock()
-        self._cancels: dict[str, threading.Event] = {}
-
-    # -- connection ----------------------------------------------------------------------
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the socket and the context."""
-        with self._lock:
-            self._reset()
-            self._ctx.term()
-
-    def _socket(self) -> Any:
-        import zmq
-
-        if self._sock is None:
-            s = self._ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            if self._curve is not None:
-                server_key, (pub, sec) = self._curve
-                s.curve_serverkey = server_key
-                s.curve_publickey = pub
-                s.curve_secretkey = sec
-            s.connect(self.address)
-            self._sock = s
-        return self._sock
-
-    def _reset(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
-
-    # -- requests ------------------------------------------------------------------------
-    def request(
-        self,
-        op: str,
-        params: dict[str, Any] | None = None,
-        frames: Sequence[bytes] = (),
-        *,
-        progress: Callable[[int, int], None] | None = None,
-        cancel: threading.Event | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """Send one request and wait for its result.
-
-        Args:
-            op: Operation name.
-            params: Its parameters.
-            frames: Binary frames referenced by the parameters.
-            progress: Called with ``(done, total)`` on progress events.
-            cancel: Setting this event cancels the request (it then raises ``cancelled``).
-            timeout: Seconds (default: the client's ``timeout``).
-
-        Returns:
-            The ``result`` object of the result reply.
-
-        Raises:
-            ServerError: The error reply, or ``disconnected`` / ``deadline`` decided here.
-        """
-        rid = uuid.uuid4().hex
-        header = request_header(rid, op, params)
-        event = cancel or threading.Event()
-        with self._lock:
-            self._cancels[rid] = event
-            try:
-                return self._exchange(rid, header, frames, progress, event, timeout or self.timeout)
-            finally:
-                self._cancels.pop(rid, None)
-
-    def _exchange(
-        self,
-        rid: str,
-        header: dict[str, Any],
-        frames: Sequence[bytes],
-        progress: Callable[[int, int], None] | None,
-        cancel: threading.Event,
-        timeout: float,
-    ) -> dict[str, Any]:
-        import zmq
-
-        sock = self._socket()
-        sock.send_multipart([encode_header(header), *frames], copy=False)
-        start = last = time.monotonic()
-        cancel_sent = False
-        while True:
-            now = time.monotonic()
-            if cancel.is_set() and not cancel_sent:
-                self._send_cancel(sock, rid)
-                cancel_sent, last = True, now
-            if now - start > timeout + self.heartbeat_timeout:
-                if not cancel_sent:
-                    self._send_cancel(sock, rid)
-                raise ServerError(ErrorCode.DEADLINE, f"no result within {timeout:g} s")
-            if now - last > self.heartbeat_timeout:
-                self._reset()
-                raise ServerError(
-                    ErrorCode.DISCONNECTED,
-                    f"no reply or heartbeat from {self.address} for {self.heartbeat_timeout:g} s: the "
-                    "server stopped, restarted or is unreachable; the next request reconnects",
-                )
-            if not sock.poll(_POLL_MS, zmq.POLLIN):
-                continue
-            reply = sock.recv_multipart()
-            try:
-                msg = json.loads(reply[0])
-            except (ValueError, UnicodeDecodeError):
-                logger.warning("ignoring a reply that is not JSON")
-                continue
-            if not isinstance(msg, dict) or msg.get("id") != rid:
-                continue  # a late reply of an earlier, abandoned request
-            last = time.monotonic()
-            kind = msg.get("kind")
-            if kind == "progress":
-                if progress is not None:
-                    progress(int(msg.get("done", 0)), int(msg.get("total", 0)))
-            elif kind == "result":
-                return _attach_arrays(dict(msg.get("result") or {}), reply[1:])
-            elif kind == "error":
-                raise ServerError(str(msg.get("code")), str(msg.get("message")), msg.get("details"))
-
-    def _send_cancel(self, sock: Any, rid: str) -> None:
-        hdr = request_header(f"{rid}-cancel", "cancel", {"target": rid})
-        sock.send_multipart([encode_header(hdr)])
-
-    def cancel(self, request_id: str) -> bool:
-        """Cancel a request of this client.
-
-        Called from another thread while that request is waiting, it makes the waiting
-        call send the cancel (and raise ``cancelled``). Otherwise it asks the server.
-
-        Returns:
-            Whether a request in flight was cancelled (or will be, for a waiting call).
-        """
-        event = self._cancels.get(request_id)
-        if event is not None:
-            event.set()
-            return True
-        return bool(self.request("cancel", {"target": request_id}, timeout=30).get("cancelled"))
 
     # -- operations ----------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
@@ -446,7 +244,17 @@ class Client:
             "deadline_ms": max(1, int((timeout or self.timeout) * 1000)),
         }
         frames: list[bytes] = []
-        if image is not None:
+        if slide is not None:
+            if region is None:
+                raise ConfigError("give the region of the slide to find cells in")
+            spec: dict[str, Any] = {
+                "path": os.fspath(slide),
+                "region": region if isinstance(region, dict) else [float(v) for v in region],
+            }
+            if slide_mpp is not None:
+                spec["mpp"] = float(slide_mpp)
+            params["slide"] = spec
+        elif image is not None:
             if mpp is None:
                 raise ConfigError("give mpp, the µm per pixel of the image sent")
             data = (
@@ -456,16 +264,6 @@ class Client:
             x, y = (float(v) for v in origin)
             params["image"] = {"frame": 0, "x": x, "y": y, "downsample": float(downsample)}
             params["mpp"] = float(mpp)
-        else:
-            if region is None:
-                raise ConfigError("give the region of the slide to find cells in")
-            spec: dict[str, Any] = {
-                "path": os.fspath(slide),  # type: ignore[arg-type]
-                "region": region if isinstance(region, dict) else [float(v) for v in region],
-            }
-            if slide_mpp is not None:
-                spec["mpp"] = float(slide_mpp)
-            params["slide"] = spec
         return self.request(
             "cells", params, frames, progress=progress, cancel=cancel, timeout=timeout
         )
@@ -537,7 +335,12 @@ class Client:
             if v is not None:
                 params[k] = v
         frames: list[bytes] = []
-        if tile is not None:
+        if slide is not None:
+            spec: dict[str, Any] = {"path": os.fspath(slide), "box": b}
+            if slide_mpp is not None:
+                spec["mpp"] = float(slide_mpp)
+            params["slide"] = spec
+        elif tile is not None:
             if mpp is None:
                 raise ConfigError("give mpp, the µm per pixel of the tile sent")
             data = tile if isinstance(tile, bytes | bytearray) else encode_tile(tile, tile_format)
@@ -545,11 +348,6 @@ class Client:
             params.update({"tile": {"frame": 0, "box": b}, "mpp": float(mpp)})
             if image_id is not None:
                 params["image_id"] = str(image_id)
-        else:
-            spec: dict[str, Any] = {"path": os.fspath(slide), "box": b}  # type: ignore[arg-type]
-            if slide_mpp is not None:
-                spec["mpp"] = float(slide_mpp)
-            params["slide"] = spec
         return self.request(
             "explain", params, frames, progress=progress, cancel=cancel, timeout=timeout
         )

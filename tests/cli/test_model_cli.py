@@ -73,6 +73,11 @@ def test_prepare_train_predict_evaluate(data: Path, tmp_path: Path) -> None:
     assert (out / "S2.h5ad").exists()
     r = run("predict", str(data), "--model", str(model), "--out", str(out))
     assert "already predicted" in r.stdout
+    # Sections of a dataset picked without a manifest.
+    one = tmp_path / "one"
+    r = run("predict", str(data), "--model", str(model), "--out", str(one), "--samples", "S2")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in one.glob("*.h5ad")) == ["S2.h5ad"]
     slide = write_pyramid_tiff(tmp_path / "slide.tif", render_he(600, 800, seed=2), mpp=2.0)
     r = run("predict", str(slide), "--model", str(model), "--out", str(out))
     assert r.exit_code == 0, r.output

@@ -1,4 +1,7 @@
-"""Options and helpers shared by commands."""
+"""Helpers shared by commands: progress, run metadata, parsing, loading a model cheaply first.
+
+The options themselves live in :mod:`stimage.cli._options`.
+"""
 
 from __future__ import annotations
 
@@ -6,68 +9,41 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-__all__ = ["ProgressBars", "tile_options", "write_run_metadata"]
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+    from stimage.models import ModelBundle, Predictor
+    from stimage.tiles import TileSettings, TileStore
+
+__all__ = [
+    "ProgressBars",
+    "check_image",
+    "is_quiet",
+    "load_predictor",
+    "load_predictors",
+    "parse_encoder_weights",
+    "parse_genes",
+    "parse_ids",
+    "read_region_geojson",
+    "settings_from_options",
+    "store_from",
+    "write_run_metadata",
+]
 
 
-def tile_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that define how tiles are cut, checked and normalised."""
-    opts = [
-        click.option(
-            "--tile-um",
-            type=click.FloatRange(min=1.0),
-            default=None,
-            help="Tile side in µm [default: the spot pitch: 200 legacy ST, 100 Visium].",
-        ),
-        click.option(
-            "--tile-px",
-            type=click.IntRange(16, 4096),
-            default=224,
-            show_default=True,
-            help="Tile side in pixels after resizing (the encoder's input).",
-        ),
-        click.option(
-            "--min-coverage",
-            type=click.FloatRange(0, 1),
-            default=0.7,
-            show_default=True,
-            help="Minimum tissue fraction of a tile.",
-        ),
-        click.option(
-            "--stain",
-            type=click.Choice(["vahadane", "macenko", "reinhard", "none"]),
-            default="vahadane",
-            show_default=True,
-            help="Stain normalisation.",
-        ),
-        click.option(
-            "--stain-target",
-            default="default",
-            show_default=True,
-            help="Bundled template name, a template .json, or a reference H&E image.",
-        ),
-        click.option(
-            "--tissue-min-od",
-            type=click.FloatRange(min=0.01),
-            default=0.3,
-            show_default=True,
-            help="Optical density over the background above which a pixel is tissue.",
-        ),
-        click.option(
-            "--mpp",
-            type=click.FloatRange(min=0.01),
-            default=None,
-            help="µm per pixel for every image (overrides metadata and spot grids).",
-        ),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+def is_quiet(ctx: click.Context | None = None) -> bool:
+    """Whether ``stimage -q`` asked for no progress output."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    obj = ctx.find_root().obj
+    return bool(obj.get("quiet", False)) if isinstance(obj, dict) else False
 
 
 def settings_from_options(
@@ -77,7 +53,7 @@ def settings_from_options(
     stain: str,
     stain_target: str,
     tissue_min_od: float,
-) -> Any:
+) -> TileSettings:
     """TileSettings from the shared tile options."""
     from stimage.tiles import TileSettings, TissueParams
 
@@ -92,21 +68,33 @@ def settings_from_options(
 
 
 class ProgressBars:
-    """One tqdm bar per sample, driven by ``progress(sample_id, done, total)`` callbacks."""
+    """One tqdm bar per key (sample, slide, stage), driven by ``progress(key, done, total)``.
+
+    A bar starts at the ``done`` of its first call, so a resumed job or a first call made
+    after a whole batch shows real rates, not a jump from zero in no time. :meth:`stage`
+    prints a line for work that has no count yet (finding tissue, loading a model), so a
+    long command says what it does from its first seconds.
+    """
 
     def __init__(self, disable: bool = False) -> None:
         self.disable = disable
         self._bar: Any = None
         self._key: str | None = None
 
+    @classmethod
+    def of(cls, ctx: click.Context | None = None) -> ProgressBars:
+        """Bars shown unless ``stimage -q``."""
+        return cls(disable=is_quiet(ctx))
+
     def __call__(self, key: str, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if key != self._key:
+        if key != self._key or self._bar is None or done < self._bar.n:
             self.close()
             self._key = key
             self._bar = tqdm(
                 total=total,
+                initial=done,
                 desc=key,
                 unit="tile",
                 disable=self.disable,
@@ -114,16 +102,25 @@ class ProgressBars:
                 leave=True,
                 dynamic_ncols=True,
             )
-        if self._bar is not None:
+            return
+        if total != self._bar.total:
             self._bar.total = total
-            self._bar.n = done
             self._bar.refresh()
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
+    def stage(self, text: str) -> None:
+        """Say on stderr what starts now (nothing with ``-q``)."""
+        self.close()
+        if not self.disable:
+            click.echo(text, err=True)
 
     def close(self) -> None:
         """Finish the current bar."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self._key = None
 
 
 def write_run_metadata(
@@ -174,7 +171,101 @@ def parse_genes(value: str) -> list[str]:
     return genes
 
 
-def store_from(data: Path, default_out: Path, progress: Any) -> Any:
+def check_image(path: Path, mpp: float | None) -> None:
+    """Open an image and read its scale, before a model is loaded for it (cheap).
+
+    Raises:
+        InputFileNotFoundError: No such file.
+        UnknownScaleError: Neither the file nor ``--mpp`` gives its µm per pixel.
+    """
+    from stimage.data import open_slide
+
+    with open_slide(path, mpp=mpp) as slide:
+        _ = slide.mpp
+
+
+def parse_ids(value: str | None) -> list[str] | None:
+    """Comma-separated ids (``--samples A,B``), or None when not given."""
+    if value is None:
+        return None
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    if not ids:
+        raise click.BadParameter("no ids given", param_hint="--samples")
+    return ids
+
+
+def load_predictors(
+    models: Sequence[Path | None],
+    *,
+    device: str | None = None,
+    encoder_weights: Iterable[str] = (),
+    genes: Iterable[list[str] | None] = (),
+    check: Callable[[ModelBundle], object] | None = None,
+    bars: ProgressBars | None = None,
+) -> list[Predictor]:
+    """Model bundles checked cheaply first, then made ready to predict.
+
+    Every bundle is read (its manifest and weights, about a second) and the genes and other
+    cheap things are checked before any encoder is built (torch and the encoder weights take
+    several seconds), so a wrong gene or option is answered at once.
+
+    Args:
+        models: Model folders (None: the bundled default model).
+        device: Encoder device.
+        encoder_weights: ``NAME=PATH`` options.
+        genes: Gene lists (or None) that every model must predict.
+        check: Called with each bundle before any encoder is built (raise to refuse).
+        bars: Says which model is being loaded.
+
+    Raises:
+        InputFileNotFoundError: No model there, or an encoder weights file is missing.
+        UnknownGeneError: A gene a model does not predict.
+    """
+    from stimage.errors import InputFileNotFoundError
+    from stimage.models import Predictor, default_model_path, load_bundle
+
+    weights = parse_encoder_weights(tuple(encoder_weights))
+    for name, path in weights.items():
+        if not Path(path).expanduser().is_file():
+            raise InputFileNotFoundError(
+                f"{path}: weights file of encoder {name!r} not found; check --encoder-weights"
+            )
+    bundles = [load_bundle(m or default_model_path()) for m in models]
+    gene_lists = list(genes)
+    for bundle in bundles:
+        for g in gene_lists:
+            bundle.check_genes(g)
+        if check is not None:
+            check(bundle)
+    predictors = []
+    for bundle in bundles:
+        if bars is not None:
+            bars.stage(f"model {bundle.name}: loading encoder(s) {', '.join(bundle.encoders)} ...")
+        predictors.append(Predictor(bundle, device=device, encoder_weights=weights))
+    return predictors
+
+
+def load_predictor(
+    model: Path | None,
+    *,
+    device: str | None = None,
+    encoder_weights: Iterable[str] = (),
+    genes: Iterable[list[str] | None] = (),
+    check: Callable[[ModelBundle], object] | None = None,
+    bars: ProgressBars | None = None,
+) -> Predictor:
+    """One model, checked cheaply first (see :func:`load_predictors`)."""
+    return load_predictors(
+        [model],
+        device=device,
+        encoder_weights=encoder_weights,
+        genes=genes,
+        check=check,
+        bars=bars,
+    )[0]
+
+
+def store_from(data: Path, default_out: Path, progress: ProgressBars) -> TileStore:
     """A tile store: ``data`` itself if it is one, else ``data`` prepared into ``default_out``."""
     from stimage.data import load_dataset
     from stimage.tiles import TileSettings, TileStore, prepare_dataset
@@ -188,7 +279,7 @@ def store_from(data: Path, default_out: Path, progress: Any) -> Any:
     return TileStore(default_out)
 
 
-def read_region_geojson(path: Path) -> Any:
+def read_region_geojson(path: Path) -> BaseGeometry:
     """The union of the polygons of a GeoJSON file (a QuPath export), in pixels.
 
     Sizes are bounded before any geometry work (see :func:`stimage.qupath.region_geometry`).

@@ -3,84 +3,81 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from stimage.cli._common import write_run_metadata
+from stimage.cli._common import ProgressBars, write_run_metadata
+from stimage.cli._options import (
+    batch_size_option,
+    device_option,
+    encoder_weights_option,
+    folder_option,
+    genes_option,
+    level_option,
+    model_option,
+    mpp_option,
+    options,
+    overwrite_option,
+)
+from stimage.constants import DEFAULT_GEOJSON_GENES
+
+if TYPE_CHECKING:
+    from stimage.pipelines import ImageResult
+    from stimage.qupath import GeoJSONDirProject, PaquoProject, ProjectImage
+
+
+#: What is done: which images, over annotations or tissue, with or without cells.
+_WHAT_OPTIONS = options(
+    click.option(
+        "--images",
+        "-i",
+        multiple=True,
+        metavar="NAME|GLOB|ID",
+        help="Images to do: a name, a glob ('*HE*', quoted) or an entry id (id:3); repeat for "
+        "more [default: all].",
+    ),
+    click.option(
+        "--tissue", is_flag=True, help="Predict over the tissue even where there are annotations."
+    ),
+    click.option(
+        "--cells", is_flag=True, help="Also detect and type the cells of each annotation."
+    ),
+)
+
+#: Files: per-image GeoJSON outputs and regions instead of the project; the resumable stores.
+_FILE_OPTIONS = options(
+    folder_option(
+        "--geojson-dir",
+        help="Write one GeoJSON file per image here instead of into the project (no QuPath needed).",
+    ),
+    folder_option(
+        "--regions-dir",
+        help="With --geojson-dir: GeoJSON annotations per image (named after it) to predict over.",
+    ),
+    folder_option(
+        "--work-dir",
+        help="Resumable prediction stores [default: .stimage-jobs beside the outputs].",
+    ),
+)
 
 
 @click.command("annotate-project")
 @click.argument("project", type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "-m",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Model folder [default: the bundled default model].",
+@model_option()
+@_WHAT_OPTIONS
+@genes_option(
+    "Genes the tiles carry (comma-separated or a file) "
+    f"[default: the model's first {DEFAULT_GEOJSON_GENES}]."
 )
-@click.option(
-    "--images",
-    "-i",
-    multiple=True,
-    metavar="NAME|GLOB|ID",
-    help="Images to do: a name, a glob ('*HE*', quoted) or an entry id (id:3); repeat for more "
-    "[default: all].",
-)
-@click.option(
-    "--tissue", is_flag=True, help="Predict over the tissue even where there are annotations."
-)
-@click.option("--cells", is_flag=True, help="Also detect and type the cells of each annotation.")
-@click.option(
-    "--genes",
-    default=None,
-    help="Genes the tiles carry (comma-separated or a file) [default: the model's first 10].",
-)
-@click.option(
-    "--overwrite", is_flag=True, help="Redo images done before, replacing STImage objects."
-)
+@overwrite_option("Redo images done before, replacing STImage objects.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be done.")
-@click.option(
-    "--geojson-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Write one GeoJSON file per image here instead of into the project (no QuPath needed).",
-)
-@click.option(
-    "--regions-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="With --geojson-dir: GeoJSON annotations per image (named after it) to predict over.",
-)
-@click.option(
-    "--mpp",
-    type=click.FloatRange(min=0.01),
-    default=None,
-    help="µm per pixel for images without a pixel size in the project.",
-)
-@click.option(
-    "--level",
-    type=click.FloatRange(0.01, 0.99),
-    default=0.9,
-    show_default=True,
-    help="Level of the predictive intervals.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=64,
-    show_default=True,
-    help="Tiles per encoder batch (memory bound).",
-)
-@click.option(
-    "--work-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Resumable prediction stores [default: .stimage-jobs beside the outputs].",
-)
-@click.option("--device", default=None, help="cpu, cuda ... [default: GPU if available].")
-@click.option(
-    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
-)
+@_FILE_OPTIONS
+@mpp_option("µm per pixel for images without a pixel size in the project.")
+@level_option
+@batch_size_option()
+@device_option()
+@encoder_weights_option
 @click.pass_context
 def annotate_project(
     ctx: click.Context,
@@ -113,11 +110,61 @@ def annotate_project(
     files for File > Import objects. Ctrl-C stops; finished images stay saved and the next run
     resumes.
     """
-    from stimage.cli._common import ProgressBars, parse_encoder_weights, parse_genes
-    from stimage.errors import ConfigError
-    from stimage.pipelines import ImageResult, format_summary
+    from stimage.cli._common import load_predictor, parse_genes
     from stimage.pipelines import annotate_project as run_batch
-    from stimage.qupath import GeoJSONDirProject, PaquoProject, ProjectImage, select_images
+    from stimage.pipelines import format_summary
+    from stimage.qupath import select_images
+
+    proj, out_root = _open_project(project, geojson_dir, regions_dir, tissue, cells)
+    select_images(proj.images(), list(images))  # a bad name fails before the model loads
+    gene_list = parse_genes(genes) if genes else None
+    report = _Report(ProgressBars.of(ctx))
+    predictor = load_predictor(
+        model, device=device, encoder_weights=encoder_weights, genes=[gene_list], bars=report.bars
+    )
+    try:
+        run_batch(
+            proj,
+            predictor,
+            work_dir=work_dir or out_root / ".stimage-jobs",
+            images=images,
+            genes=gene_list,
+            cells=cells,
+            tissue=tissue,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            mpp=mpp,
+            level=level,
+            batch_size=batch_size,
+            progress=report.bars,
+            on_image=report.started,
+            on_result=report.finished,
+        )
+    except KeyboardInterrupt:
+        report.bars.close()
+        if report.results:
+            click.echo(format_summary(report.results))
+        raise
+    finally:
+        report.bars.close()
+    click.echo(format_summary(report.results))
+    if geojson_dir is not None and not dry_run:
+        write_run_metadata(
+            geojson_dir, "annotate-project", ctx.params, {"model": str(predictor.bundle.path)}
+        )
+        click.echo(f"GeoJSON files in {geojson_dir} (QuPath: File > Import objects)")
+    failed = sum(r.status == "failed" for r in report.results)
+    if failed:
+        click.echo(f"error: {failed} image(s) failed; see the table", err=True)
+        ctx.exit(2)
+
+
+def _open_project(
+    project: Path, geojson_dir: Path | None, regions_dir: Path | None, tissue: bool, cells: bool
+) -> tuple[GeoJSONDirProject | PaquoProject, Path]:
+    """The project (QuPath's or GeoJSON files) and the folder its outputs go beside."""
+    from stimage.errors import ConfigError
+    from stimage.qupath import GeoJSONDirProject, PaquoProject
 
     if regions_dir is not None and geojson_dir is None:
         raise ConfigError(
@@ -130,70 +177,23 @@ def annotate_project(
             "regions of interest in QuPath and leave out --tissue"
         )
     if geojson_dir is not None:
-        proj: GeoJSONDirProject | PaquoProject = GeoJSONDirProject(
-            project, geojson_dir, regions_dir=regions_dir
-        )
-        out_root = geojson_dir
-    else:
-        proj = PaquoProject(project)
-        out_root = proj.path.parent
-    select_images(proj.images(), list(images))  # a bad name fails before the model loads
+        return GeoJSONDirProject(project, geojson_dir, regions_dir=regions_dir), geojson_dir
+    proj = PaquoProject(project)
+    return proj, proj.path.parent
 
-    from stimage.models import Predictor, default_model_path
 
-    predictor = Predictor(
-        model or default_model_path(),
-        device=device,
-        encoder_weights=parse_encoder_weights(encoder_weights),
-    )
-    quiet = bool(ctx.obj.get("quiet", False)) if ctx.obj else False
-    bars = ProgressBars(disable=quiet)
-    results: list[ImageResult] = []
+class _Report:
+    """Progress of the batch on stderr: one line per image, its bars, its outcome."""
 
-    def started(k: int, n: int, image: ProjectImage) -> None:
-        bars.close()
-        if not quiet:
-            click.echo(f"[{k}/{n}] {image.name}", err=True)
+    def __init__(self, bars: ProgressBars) -> None:
+        self.bars = bars
+        self.results: list[ImageResult] = []
 
-    def finished(r: ImageResult) -> None:
-        results.append(r)
-        bars.close()
-        if not quiet and r.status != "to do":
+    def started(self, k: int, n: int, image: ProjectImage) -> None:
+        self.bars.stage(f"[{k}/{n}] {image.name}")
+
+    def finished(self, r: ImageResult) -> None:
+        self.results.append(r)
+        if r.status != "to do":
             extra = f": {r.note}" if r.note else ""
-            click.echo(f"      {r.status}{extra}", err=True)
-
-    try:
-        run_batch(
-            proj,
-            predictor,
-            work_dir=work_dir or out_root / ".stimage-jobs",
-            images=images,
-            genes=parse_genes(genes) if genes else None,
-            cells=cells,
-            tissue=tissue,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            mpp=mpp,
-            level=level,
-            batch_size=batch_size,
-            progress=bars,
-            on_image=started,
-            on_result=finished,
-        )
-    except KeyboardInterrupt:
-        bars.close()
-        if results:
-            click.echo(format_summary(results))
-        raise
-    finally:
-        bars.close()
-    click.echo(format_summary(results))
-    if geojson_dir is not None and not dry_run:
-        write_run_metadata(
-            geojson_dir, "annotate-project", ctx.params, {"model": str(predictor.bundle.path)}
-        )
-        click.echo(f"GeoJSON files in {geojson_dir} (QuPath: File > Import objects)")
-    failed = sum(r.status == "failed" for r in results)
-    if failed:
-        click.echo(f"error: {failed} image(s) failed; see the table", err=True)
-        ctx.exit(2)
+            self.bars.stage(f"      {r.status}{extra}")

@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import json
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from stimage.cli._options import (
+    explain_options,
+    folder_option,
+    genes_option,
+    model_option,
+    mpp_option,
+    out_option,
+)
+
+if TYPE_CHECKING:
+    from stimage.server.client import Client
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 _ADDRESS = "tcp://127.0.0.1:5557"
+#: Genes of each model that ``client hello`` names.
+_HELLO_GENES = 8
+#: Seconds a command waits for a server's first answer.
+_CONNECT_S = 3.0
+_SERVED_MODEL = "Model name (see `stimage client hello`)."
 
 
 @click.group()
 @click.option("--address", "-a", default=_ADDRESS, show_default=True, help="The server's endpoint.")
-@click.option(
+@folder_option(
     "--curve-keys",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
     help="Folder with server.key and client.key_secret (for a server with --curve-keys).",
 )
 @click.option(
@@ -33,15 +52,17 @@ def client(ctx: click.Context, address: str, curve_keys: Path | None, timeout: f
     ctx.obj["client_args"] = {"address": address, "curve_keys": curve_keys, "timeout": timeout}
 
 
-def _connect(ctx: click.Context) -> Any:
+def _connect(ctx: click.Context) -> Client:
     from stimage.server.client import Client
 
     a = ctx.obj["client_args"]
+    beat = min(15.0, a["timeout"])
     return Client(
         a["address"],
         timeout=a["timeout"],
         curve_keys=a["curve_keys"],
-        heartbeat_timeout=min(15.0, a["timeout"]),
+        heartbeat_timeout=beat,
+        connect_timeout=min(_CONNECT_S, beat),
     )
 
 
@@ -49,22 +70,46 @@ def _connect(ctx: click.Context) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole reply as JSON.")
 @click.pass_context
 def hello(ctx: click.Context, as_json: bool) -> None:
-    """Print the server's versions, models and limits."""
+    """Print the server's versions, models (genes, tiles) and limits."""
     with _connect(ctx) as c:
         info = c.hello()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"stimage {info['version']} (protocol {info['protocol']}) on {info['device']}")
+    for line in _hello_lines(info):
+        click.echo(line)
+
+
+def _limit(key: str, value: Any) -> str:
+    """A server limit as text: sizes in MiB, numbers without trailing zeros."""
+    if key.endswith("_bytes") and isinstance(value, int) and value >= 1 << 20:
+        return f"{value / (1 << 20):g} MiB"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _hello_lines(info: dict[str, Any]) -> list[str]:
+    """The hello reply as text: server, each model with its genes, access and limits."""
+    lines = [f"stimage {info['version']} (protocol {info['protocol']}) on {info['device']}"]
     for m in info["models"]:
         star = " (default)" if m["default"] else ""
-        click.echo(
-            f"  {m['name']}{star}: {len(m['genes'])} genes, tiles of {m['tile_um']:g} µm at {m['tile_px']} px, "
-            f"stain {m['stain'] or 'none'}"
+        genes = list(m["genes"])
+        more = ", ..." if len(genes) > _HELLO_GENES else ""
+        lines.append(
+            f"  {m['name']}{star}: {len(genes)} genes, tiles of {m['tile_um']:g} µm at "
+            f"{m['tile_px']} px, stain {m['stain'] or 'none'}"
         )
-    click.echo(
-        f"  slide paths: {'allowed' if info['slide_paths'] else 'refused'}; ops: {', '.join(info['ops'])}"
+        lines.append(f"    genes: {', '.join(genes[:_HELLO_GENES])}{more}")
+    lines.append(
+        f"  slide paths: {'allowed' if info['slide_paths'] else 'refused'}; "
+        f"ops: {', '.join(info['ops'])}"
     )
+    limits = info.get("limits") or {}
+    if limits:
+        text = ", ".join(f"{k} {_limit(k, v)}" for k, v in limits.items())
+        lines += textwrap.wrap(
+            f"limits: {text}", width=96, initial_indent="  ", subsequent_indent="    "
+        )
+    return lines
 
 
 @client.command()
@@ -75,9 +120,7 @@ def ping(ctx: click.Context) -> None:
         click.echo(f"{c.ping() * 1000:.1f} ms")
 
 
-def _parse_box(value: str | None) -> list[float] | None:
-    if value is None:
-        return None
+def _parse_box(value: str, option: str) -> tuple[float, float, float, float]:
     parts = [p for p in value.replace(" ", "").split(",") if p]
     try:
         box = [float(p) for p in parts]
@@ -85,35 +128,39 @@ def _parse_box(value: str | None) -> list[float] | None:
         box = []
     if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
         raise click.BadParameter(
-            "expected X,Y,WIDTH,HEIGHT in full-resolution pixels", param_hint="--region"
+            "expected X,Y,WIDTH,HEIGHT in full-resolution pixels", param_hint=option
         )
-    return box
+    return box[0], box[1], box[2], box[3]
+
+
+def _image_or_slide(f: F) -> F:
+    """IMAGE (read here and sent) or ``--slide`` (a path the server reads): one of them."""
+    f = click.option(
+        "--slide",
+        default=None,
+        help="A slide path on the server's machine (under its --allow-root): the server reads it.",
+    )(f)
+    return click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))(
+        f
+    )
+
+
+def _one_source(image: Path | None, slide: str | None) -> None:
+    if (image is None) == (slide is None):
+        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
 
 
 @client.command()
-@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--slide",
-    default=None,
-    help="A slide path on the server's machine (under its --allow-root): the server reads it.",
-)
+@_image_or_slide
 @click.option(
     "--region",
     default=None,
     help="X,Y,WIDTH,HEIGHT in full-resolution pixels [default: all tissue].",
 )
-@click.option(
-    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the image."
-)
-@click.option("--model", "-m", default=None, help="Model name (see `stimage client hello`).")
-@click.option("--genes", default=None, help="Comma-separated genes (default: all).")
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="GeoJSON to write.",
-)
+@mpp_option("µm per pixel of the image.")
+@model_option(_SERVED_MODEL, path=False)
+@genes_option("Comma-separated genes (default: all).")
+@out_option("GeoJSON to write.", dir_okay=False)
 @click.option(
     "--min-coverage",
     type=click.FloatRange(0, 1),
@@ -139,94 +186,34 @@ def predict(
 ) -> None:
     """Predict the tiles of IMAGE (read here, sent as tiles) or of --slide (read by the server).
 
-    Writes a QuPath GeoJSON FeatureCollection of tiles with their measurements.
+    An IMAGE (or --region) of one model tile is sent as that one tile; a larger one is cut
+    into the model's tiles where there is tissue. Writes a QuPath GeoJSON FeatureCollection
+    of tiles with their measurements.
     """
     from stimage.cli._common import parse_genes
     from stimage.qupath import write_geojson
 
-    if (image is None) == (slide is None):
-        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
-    box = _parse_box(region)
+    _one_source(image, slide)
+    box = _parse_box(region, "--region") if region is not None else None
     gene_list = parse_genes(genes) if genes else None
     with _connect(ctx) as c:
         if slide is not None:
             res = c.predict_slide(slide, box, mpp=mpp, model=model, genes=gene_list)
             features = res["geojson"]["features"]
-        else:
-            assert image is not None
-            features = _predict_image(c, image, box, mpp, model, gene_list, min_coverage, batch)
+        elif image is not None:
+            from stimage.cli._client_tiles import predict_image
+
+            features = predict_image(c, image, box, mpp, model, gene_list, min_coverage, batch)
     n = write_geojson(out, features)
     click.echo(f"wrote {n} tiles to {out}")
 
 
-def _predict_image(
-    c: Any,
-    image: Path,
-    box: list[float] | None,
-    mpp: float | None,
-    model: str | None,
-    genes: list[str] | None,
-    min_coverage: float,
-    batch: int,
-) -> list[dict[str, Any]]:
-    """Tile an image here on the model's grid and send the tiles in batches."""
-    from shapely.geometry import box as shapely_box
-
-    from stimage.cli._common import ProgressBars
-    from stimage.data import open_slide
-    from stimage.errors import ConfigError, NoTissueError
-    from stimage.tiles import detect_tissue, grid_tile_qc
-
-    info = c.hello()
-    name = model or next(m["name"] for m in info["models"] if m["default"])
-    spec = next((m for m in info["models"] if m["name"] == name), None)
-    if spec is None:
-        raise ConfigError(
-            f"the server has no model {name!r}; it has {[m['name'] for m in info['models']]}"
-        )
-    tile_um, tile_px = float(spec["tile_um"]), int(spec["tile_px"])
-    features: list[dict[str, Any]] = []
-    bars = ProgressBars(disable=click.get_current_context().find_root().obj.get("quiet", False))
-    with open_slide(image, mpp=mpp) as slide:
-        mask = detect_tissue(slide)
-        geom = shapely_box(box[0], box[1], box[0] + box[2], box[1] + box[3]) if box else None
-        grid, qc = grid_tile_qc(slide, mask, tile_um, min_coverage, region=geom)
-        boxes = grid.boxes[qc.kept]
-        if not len(boxes):
-            raise NoTissueError(
-                f"{image}: no tile has {min_coverage:.0%} tissue; lower --min-coverage"
-            )
-        image_id = f"{image.resolve()}:{image.stat().st_size}"
-        try:
-            for b0 in range(0, len(boxes), batch):
-                part = boxes[b0 : b0 + batch]
-                tiles = [
-                    slide.read_region(x, y, w, h, out_size=(tile_px, tile_px))
-                    for x, y, w, h in part
-                ]
-                res = c.predict(
-                    tiles, part, tile_um / tile_px, model=name, genes=genes, image_id=image_id
-                )
-                features += res["geojson"]["features"]
-                bars(image.stem, min(b0 + batch, len(boxes)), len(boxes))
-        finally:
-            bars.close()
-    return features
-
-
 @client.command()
-@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--slide",
-    default=None,
-    help="A slide path on the server's machine (under its --allow-root): the server reads it.",
-)
+@_image_or_slide
 @click.option(
     "--region", required=True, help="X,Y,WIDTH,HEIGHT in full-resolution pixels of the region."
 )
-@click.option(
-    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the image."
-)
+@mpp_option("µm per pixel of the image.")
 @click.option(
     "--downsample",
     type=click.FloatRange(min=1.0),
@@ -235,13 +222,7 @@ def _predict_image(
     help="Send an IMAGE region at this downsample (for regions too large to send at full size).",
 )
 @click.option("--no-classify", is_flag=True, help="Only segment; do not type the cells.")
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="GeoJSON of the cells to write.",
-)
+@out_option("GeoJSON of the cells to write.", dir_okay=False)
 @click.pass_context
 def cells(
     ctx: click.Context,
@@ -259,19 +240,15 @@ def cells(
     """
     from stimage.qupath import write_geojson
 
-    if (image is None) == (slide is None):
-        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
-    box = _parse_box(region)
-    assert box is not None
+    _one_source(image, slide)
+    x, y, w, h = _parse_box(region, "--region")
     with _connect(ctx) as c:
         if slide is not None:
-            res = c.cells(slide=slide, region=box, slide_mpp=mpp, classify=not no_classify)
-        else:
+            res = c.cells(slide=slide, region=(x, y, w, h), slide_mpp=mpp, classify=not no_classify)
+        elif image is not None:
             from stimage.data import open_slide
 
-            assert image is not None
             with open_slide(image, mpp=mpp) as s:
-                x, y, w, h = box
                 rgb = s.read_region(x, y, w, h, downsample=downsample)
                 sent_mpp = float(s.mpp) * w / rgb.shape[1]
             res = c.cells(
@@ -287,47 +264,17 @@ def cells(
 
 
 @client.command()
-@click.argument("image", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--slide",
-    default=None,
-    help="A slide path on the server's machine (under its --allow-root): the server reads it.",
-)
+@_image_or_slide
 @click.option(
     "--box",
     required=True,
     help="X,Y,WIDTH,HEIGHT of the tile in full-resolution pixels (the model's tile µm square).",
 )
-@click.option("--genes", required=True, help="Comma-separated genes to explain.")
-@click.option(
-    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the image."
-)
-@click.option("--model", "-m", default=None, help="Model name (see `stimage client hello`).")
-@click.option(
-    "--method", type=click.Choice(["lime", "occlusion"]), default="lime", show_default=True
-)
-@click.option(
-    "--target",
-    type=click.Choice(["mean", "p_high"]),
-    default="mean",
-    show_default=True,
-    help="Explain the predicted mean or P(high).",
-)
-@click.option(
-    "--num-samples",
-    type=click.IntRange(10, 10000),
-    default=1000,
-    show_default=True,
-    help="LIME's perturbed tiles.",
-)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="GeoJSON of the scored nuclei to write.",
-)
+@genes_option("Comma-separated genes to explain.", required=True)
+@mpp_option("µm per pixel of the image.")
+@model_option(_SERVED_MODEL, path=False)
+@explain_options(both=False, max_samples=10000)
+@out_option("GeoJSON of the scored nuclei to write.", dir_okay=False)
 @click.pass_context
 def explain(
     ctx: click.Context,
@@ -350,10 +297,8 @@ def explain(
     from stimage.cli._common import parse_genes
     from stimage.qupath import write_geojson
 
-    if (image is None) == (slide is None):
-        raise click.UsageError("give an IMAGE file or --slide PATH, one of them")
-    b = _parse_box(box)
-    assert b is not None
+    _one_source(image, slide)
+    b = _parse_box(box, "--box")
     gene_list = parse_genes(genes)
     opts: dict[str, Any] = {
         "model": model,
@@ -365,10 +310,9 @@ def explain(
     with _connect(ctx) as c:
         if slide is not None:
             res = c.explain(gene_list, slide=slide, box=b, slide_mpp=mpp, **opts)
-        else:
+        elif image is not None:
             from stimage.data import open_slide
 
-            assert image is not None
             with open_slide(image, mpp=mpp) as s:
                 tile = s.read_region(*b)
                 image_id = f"{image.resolve()}:{image.stat().st_size}"

@@ -10,25 +10,28 @@ GeoJSON, PNGs and a one-page HTML report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
+from stimage.cli._options import out_option, overwrite_option
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from stimage.data import Dataset
+    from stimage.models import Predictor
 
 #: Marker genes shown by the demo (those of the paper's panel that the model predicts).
 DEMO_GENES = ("COX6C", "FASN", "CD74", "SPARC", "B2M", "TFF3")
 
 
 @click.command()
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("stimage-demo-output"),
-    show_default=True,
-    help="Output folder.",
-)
-@click.option("--overwrite", is_flag=True, help="Redo everything instead of reusing finished work.")
+@out_option("Output folder.", default=Path("stimage-demo-output"))
+@overwrite_option("Redo everything instead of reusing finished work.")
 @click.pass_context
 def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     """Run the pipeline on the bundled HER2ST example and say what it produced."""
@@ -40,8 +43,14 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     from stimage.constants import Key
     from stimage.data import load_dataset, open_sample_slide
     from stimage.examples import example_path
-    from stimage.tiles import TileSettings, TileStore, detect_tissue, prepare_dataset
-    from stimage.tiles._preview import contact_sheet, qc_overview
+    from stimage.tiles import (
+        TileSettings,
+        TileStore,
+        contact_sheet,
+        detect_tissue,
+        prepare_dataset,
+        qc_overview,
+    )
 
     t0 = time.perf_counter()
     example = example_path()
@@ -50,7 +59,7 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         f"example: {example.name} ({len(ds)} section, see {example / 'README.md'} for its source)"
     )
     settings = TileSettings()
-    bars = ProgressBars(disable=ctx.obj.get("quiet", False))
+    bars = ProgressBars.of(ctx)
     try:
         report = prepare_dataset(ds, out / "tiles", settings, overwrite=overwrite, progress=bars)
     finally:
@@ -68,7 +77,8 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     kept_spots = spots[kept]
     pick = np.linspace(0, kept_spots.n_obs - 1, num=min(8, kept_spots.n_obs)).round().astype(int)
     boxes = np.asarray(kept_spots.obsm["tile_box"])[pick]
-    raw = np.stack([slide.read_region(*b, out_size=(settings.tile_px,) * 2) for b in boxes])
+    side = (settings.tile_px, settings.tile_px)
+    raw = np.stack([slide.read_region(x, y, w, h, out_size=side) for x, y, w, h in boxes])
     normalised = np.asarray(store.tiles(sid)[kept_spots.obs[Key.TILE_INDEX].to_numpy()[pick]])
     cv2.imwrite(
         str(out / "tiles_raw_vs_normalised.png"), contact_sheet([raw, normalised])[..., ::-1]
@@ -88,8 +98,10 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         (out / "tiles_overview.png", "tissue outline and tiles (blue kept, red dropped)"),
         (out / "tiles_raw_vs_normalised.png", "8 tiles before (top) and after stain normalisation"),
     ]
-    wrote += _expression(ds, out, overwrite, ctx.obj.get("quiet", False))
-    wrote += _cells_and_explanation(ds, out, ctx.obj.get("quiet", False))
+    predictor = _default_predictor(bars)
+    if predictor is not None:
+        wrote += _expression(ds, out, predictor, overwrite, bars)
+        wrote += _cells_and_explanation(ds, out, predictor, bars)
     if (out / "expression_maps.png").exists():
         wrote.append((_html_report(out, wrote), "one-page report of all the above"))
     write_run_metadata(out, "demo", ctx.params)
@@ -99,31 +111,37 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
 
 
-def _expression(ds, out: Path, overwrite: bool, quiet: bool) -> list[tuple[Path, str]]:  # type: ignore[no-untyped-def]
+def _default_predictor(bars: ProgressBars) -> Predictor | None:
+    """The bundled default model, ready (None, saying so, when this installation has none)."""
+    from stimage.cli._common import load_predictor
+    from stimage.errors import InputFileNotFoundError
+
+    try:
+        return load_predictor(None, bars=bars)
+    except InputFileNotFoundError as e:
+        click.echo(f"expression: skipped ({e})")
+        click.echo(f"cells and explanation: skipped ({e})")
+        return None
+
+
+def _expression(
+    ds: Dataset, out: Path, predictor: Predictor, overwrite: bool, bars: ProgressBars
+) -> list[tuple[Path, str]]:
     """Predict marker genes with the default model; maps and tables."""
     import anndata as ad
     import numpy as np
 
     from stimage.constants import Key
     from stimage.data import open_sample_slide
-    from stimage.errors import InputFileNotFoundError
     from stimage.evaluation import expression_maps
-    from stimage.models import Predictor, default_model_path
     from stimage.pipelines import predict_spots, write_predictions
 
-    try:
-        model = default_model_path()
-    except InputFileNotFoundError as e:
-        click.echo(f"expression: skipped ({e})")
-        return []
     spec = ds.samples[0]
     h5 = out / f"{spec.sample_id}.h5ad"
-    predictor = Predictor(model)
     genes = [g for g in DEMO_GENES if g in predictor.bundle.genes]
     if h5.exists() and not overwrite:
         a = ad.read_h5ad(h5)
     else:
-        bars = ProgressBars(disable=quiet)
         try:
             a = predict_spots(
                 predictor, spec.load(), progress=lambda d, t: bars("expression", d, t)
@@ -178,7 +196,9 @@ def _expression(ds, out: Path, overwrite: bool, quiet: bool) -> list[tuple[Path,
 EXPLAIN_GENES = ("ERBB2", "COX6C")
 
 
-def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]:  # type: ignore[no-untyped-def]
+def _cells_and_explanation(
+    ds: Dataset, out: Path, predictor: Predictor, bars: ProgressBars
+) -> list[tuple[Path, str]]:
     """Cells around the most epithelial spot, LIME for its tile, one GeoJSON for QuPath."""
     import itertools
 
@@ -188,12 +208,7 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     from stimage.constants import Key
     from stimage.data import open_sample_slide
     from stimage.errors import InputFileNotFoundError, StimageError
-    from stimage.models import (
-        Predictor,
-        default_celltype_model_path,
-        default_model_path,
-        load_celltype_model,
-    )
+    from stimage.models import default_celltype_model_path, load_celltype_model
     from stimage.pipelines import (
         detect_cells,
         explain_tile,
@@ -207,7 +222,6 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     spec = ds.samples[0]
     h5 = out / f"{spec.sample_id}.h5ad"
     try:
-        predictor = Predictor(default_model_path())
         cell_model = load_celltype_model(default_celltype_model_path())
     except InputFileNotFoundError as e:
         click.echo(f"cells and explanation: skipped ({e})")
@@ -219,7 +233,6 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     spot = int(np.argmax(a.X[:, list(a.var_names).index(genes[0])]))
     cx, cy = np.asarray(a.obsm[Key.SPATIAL])[spot]
     sample = spec.load()
-    bars = ProgressBars(disable=quiet)
     try:
         with open_sample_slide(sample) as slide:
             box = tile_box(slide, predictor.tile_um, (cx, cy))
@@ -253,17 +266,17 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     if lime is not None:
         import pandas as pd
 
-        e = lime.explanation
+        expl = lime.explanation
         scores = pd.DataFrame(
-            {score_name("lime", t): e.scores[:, j] for j, t in enumerate(e.targets)}
+            {score_name("lime", t): expl.scores[:, j] for j, t in enumerate(expl.targets)}
         )
         parts.append(polygon_features(lime.nuclei.polygons, scores, classifications="LIME nucleus"))
         plot_explanation(lime, out / "explanation_lime.png")
-        top = int(np.argmax(e.scores[:, 0]))
+        top = int(np.argmax(expl.scores[:, 0]))
         click.echo(
             f"explanation: LIME over {len(lime.nuclei)} nuclei of that tile for {', '.join(genes)} "
-            f"(300 samples, {e.seconds:.0f} s); the nucleus adding most to {genes[0]}: "
-            f"+{e.scores[top, 0]:.3f} at ({lime.nuclei.features['centroid_x'].iloc[top]:.0f}, "
+            f"(300 samples, {expl.seconds:.0f} s); the nucleus adding most to {genes[0]}: "
+            f"+{expl.scores[top, 0]:.3f} at ({lime.nuclei.features['centroid_x'].iloc[top]:.0f}, "
             f"{lime.nuclei.features['centroid_y'].iloc[top]:.0f}) px"
         )
         wrote.append(
@@ -279,7 +292,7 @@ def _cells_and_explanation(ds, out: Path, quiet: bool) -> list[tuple[Path, str]]
     return wrote
 
 
-def _boxes(a, tile_um: float):  # type: ignore[no-untyped-def]
+def _boxes(a: ad.AnnData, tile_um: float) -> np.ndarray:
     import numpy as np
 
     from stimage.constants import Key
@@ -289,7 +302,7 @@ def _boxes(a, tile_um: float):  # type: ignore[no-untyped-def]
     return np.column_stack([xy - side / 2, np.full((len(xy), 2), side)])
 
 
-def _spot_measurements(a):  # type: ignore[no-untyped-def]
+def _spot_measurements(a: ad.AnnData) -> pd.DataFrame:
     import pandas as pd
 
     from stimage.constants import Measurement as M

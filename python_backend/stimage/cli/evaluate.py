@@ -7,11 +7,19 @@ from pathlib import Path
 import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
+from stimage.cli._options import (
+    device_option,
+    encoder_weights_option,
+    encoders_option,
+    gene_sets_option,
+    members_option,
+    out_option,
+)
 
 
 @click.command()
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@out_option("Report folder.")
 @click.option(
     "--cv",
     type=click.Choice(["section", "patient"]),
@@ -25,13 +33,11 @@ from stimage.cli._common import ProgressBars, write_run_metadata
     show_default=True,
     help="Methods: mean (training mean), paper (stimage-paper), ridge (HEST), ridge_cv, nb (ours).",
 )
-@click.option(
-    "--encoder", "encoders", multiple=True, default=("efficientnet_lite0",), show_default=True
-)
-@click.option("--encoder-weights", multiple=True, metavar="NAME=PATH")
-@click.option("--members", type=click.IntRange(1, 100), default=5, show_default=True)
-@click.option("--gene-sets", default="paper_panel,hvg50,mean250", show_default=True)
-@click.option("--device", default=None)
+@encoders_option
+@encoder_weights_option
+@members_option
+@gene_sets_option
+@device_option()
 @click.pass_context
 def evaluate(
     ctx: click.Context,
@@ -62,9 +68,16 @@ def evaluate(
     from stimage.models import NBEnsembleConfig
     from stimage.training import TrainConfig, load_spot_set
 
-    bars = ProgressBars(disable=ctx.obj.get("quiet", False))
-    store = store_from(data, out / "tiles", bars)
     weights = parse_encoder_weights(encoder_weights)
+    config = TrainConfig(
+        encoders=tuple(encoders),
+        encoder_weights=weights,
+        ensemble=NBEnsembleConfig(members=members),
+        gene_sets=tuple(s.strip() for s in gene_sets.split(",") if s.strip()),
+    )
+    method_names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    bars = ProgressBars.of(ctx)
+    store = store_from(data, out / "tiles", bars)
     encs = [create_encoder(e, weights.get(e), device=device) for e in encoders]
     try:
         spots = load_spot_set(store, encs, progress=bars)
@@ -75,19 +88,12 @@ def evaluate(
         if cv == "section"
         else leave_one_patient_out(spots.patients)
     )
-    config = TrainConfig(
-        encoders=tuple(encoders),
-        encoder_weights=weights,
-        ensemble=NBEnsembleConfig(members=members),
-        gene_sets=tuple(s.strip() for s in gene_sets.split(",") if s.strip()),
-    )
-    quiet = ctx.obj.get("quiet", False)
     result = cross_validate(
         spots,
         folds,
         config,
-        tuple(m.strip() for m in methods.split(",") if m.strip()),
-        progress=None if quiet else (lambda msg: click.echo(f"  {msg}", err=True)),
+        method_names,
+        progress=None if bars.disable else (lambda msg: click.echo(f"  {msg}", err=True)),
     )
     write_report(
         result,

@@ -3,75 +3,65 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from stimage.cli._common import write_run_metadata
+from stimage.cli._common import ProgressBars, write_run_metadata
+from stimage.cli._options import (
+    batch_size_option,
+    device_option,
+    encoder_weights_option,
+    genes_option,
+    level_option,
+    model_option,
+    mpp_option,
+    options,
+    out_option,
+    overwrite_option,
+    region_option,
+)
 from stimage.constants import DEFAULT_GEOJSON_GENES
+
+if TYPE_CHECKING:
+    from stimage.models import Predictor
+    from stimage.pipelines import SlideFiles
+
+
+#: How tiles are batched through the encoders and stored (memory and resume granularity).
+_BATCH_OPTIONS = options(
+    batch_size_option(),
+    click.option(
+        "--chunk-batches",
+        type=click.IntRange(1, 100000),
+        default=16,
+        show_default=True,
+        help="Batches per chunk of the resumable store.",
+    ),
+)
 
 
 @click.command("predict-slide")
 @click.argument("slide", type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "-m",
-    "model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Model folder [default: the bundled default model].",
+@model_option()
+@out_option(
+    "Output GeoJSON (OUT.geojson; .geojson.gz to compress). Beside it: OUT.h5ad, "
+    "OUT.heatmaps/ and the resumable store OUT.parts/."
 )
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output GeoJSON (OUT.geojson; .geojson.gz to compress). Beside it: OUT.h5ad, "
-    "OUT.heatmaps/ and the resumable store OUT.parts/.",
-)
-@click.option(
-    "--region",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="GeoJSON with the region(s) to tile (a QuPath annotation export).",
-)
+@region_option("GeoJSON with the region(s) to tile (a QuPath annotation export).")
 @click.option("--tissue", is_flag=True, help="Tile all detected tissue (the default).")
-@click.option(
-    "--genes",
-    default=None,
-    help=f"Genes for the GeoJSON (comma-separated or a file) [default: the model's first "
-    f"{DEFAULT_GEOJSON_GENES}]. The h5ad holds all the model's genes.",
+@genes_option(
+    f"Genes for the GeoJSON (comma-separated or a file) [default: the model's first "
+    f"{DEFAULT_GEOJSON_GENES}]. The h5ad holds all the model's genes."
 )
 @click.option("--heatmaps", default=None, help="Genes to draw as heatmap PNGs (comma-separated).")
-@click.option(
-    "--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of the slide."
-)
-@click.option(
-    "--level",
-    type=click.FloatRange(0.01, 0.99),
-    default=0.9,
-    show_default=True,
-    help="Level of the predictive intervals.",
-)
+@mpp_option()
+@level_option
 @click.option("--cells", is_flag=True, help="Also detect and type cells (needs --region).")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=64,
-    show_default=True,
-    help="Tiles per encoder batch (memory bound).",
-)
-@click.option(
-    "--chunk-batches",
-    type=click.IntRange(1, 100000),
-    default=16,
-    show_default=True,
-    help="Batches per chunk of the resumable store.",
-)
-@click.option("--device", default=None, help="cpu, cuda ... [default: GPU if available].")
-@click.option(
-    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
-)
-@click.option("--overwrite", is_flag=True, help="Start again, discarding earlier results.")
+@_BATCH_OPTIONS
+@device_option()
+@encoder_weights_option
+@overwrite_option("Start again, discarding earlier results.")
 @click.pass_context
 def predict_slide(
     ctx: click.Context,
@@ -98,43 +88,41 @@ def predict_slide(
     run resumes where it stopped when run again with the same settings. A finished run is
     skipped; one that changes only --genes, --heatmaps or --cells rewrites the outputs from
     the stored predictions; other changes (model, region, mpp, level, batching) need
-    --overwrite. Writes OUT (QuPath GeoJSON tiles with "GENE: mean",
-    "GENE: aleatoric sd", "GENE: epistemic sd" and interval measurements), OUT.h5ad (all
-    genes; held whole in memory at the end, n_tiles x n_genes x 6 float32), and with
-    --heatmaps one PNG per gene in OUT.heatmaps/.
+    --overwrite. Writes OUT (QuPath GeoJSON tiles with "GENE: mean", "GENE: aleatoric sd",
+    "GENE: epistemic sd" and interval measurements), OUT.h5ad (all genes; held whole in
+    memory at the end, n_tiles x n_genes x 6 float32), and with --heatmaps one PNG per gene
+    in OUT.heatmaps/.
     """
     from stimage.cli._common import (
-        ProgressBars,
-        parse_encoder_weights,
+        check_image,
+        load_predictor,
         parse_genes,
         read_region_geojson,
     )
-    from stimage.errors import ConfigError
-    from stimage.models import Predictor, default_model_path
-    from stimage.pipelines import output_paths, predict_slide_files
+    from stimage.pipelines import predict_slide_files
 
-    if region is not None and tissue:
-        raise ConfigError("give --region or --tissue, not both")
-    if cells and region is None:
-        raise ConfigError(
-            "--cells needs --region: cell detection over a whole slide is unbounded; "
-            "draw the regions of interest and export them as GeoJSON"
-        )
-    predictor = Predictor(
-        model or default_model_path(),
-        device=device,
-        encoder_weights=parse_encoder_weights(encoder_weights),
-    )
+    _check_area(region, tissue, cells)
+    check_image(slide, mpp)
     geom = read_region_geojson(region) if region is not None else None
-    bars = ProgressBars(disable=ctx.obj.get("quiet", False) if ctx.obj else False)
+    gene_list = parse_genes(genes) if genes else None
+    heat_list = parse_genes(heatmaps) if heatmaps else []
+    bars = ProgressBars.of(ctx)
+    predictor = load_predictor(
+        model,
+        device=device,
+        encoder_weights=encoder_weights,
+        genes=[gene_list, heat_list or None],
+        bars=bars,
+    )
+    bars.stage(f"{slide.name}: finding tissue and laying tiles ...")
     try:
         res = predict_slide_files(
             predictor,
             slide,
             out,
             region=geom,
-            genes=parse_genes(genes) if genes else None,
-            heatmaps=parse_genes(heatmaps) if heatmaps else [],
+            genes=gene_list,
+            heatmaps=heat_list,
             cells=cells,
             mpp=mpp,
             level=level,
@@ -145,6 +133,28 @@ def predict_slide(
         )
     finally:
         bars.close()
+    _report(ctx, slide, out, predictor, res)
+
+
+def _check_area(region: Path | None, tissue: bool, cells: bool) -> None:
+    """--region or --tissue (the default), and --cells only with a region."""
+    from stimage.errors import ConfigError
+
+    if region is not None and tissue:
+        raise ConfigError("give --region or --tissue, not both")
+    if cells and region is None:
+        raise ConfigError(
+            "--cells needs --region: cell detection over a whole slide is unbounded; "
+            "draw the regions of interest and export them as GeoJSON"
+        )
+
+
+def _report(
+    ctx: click.Context, slide: Path, out: Path, predictor: Predictor, res: SlideFiles
+) -> None:
+    """Say what was done, and record the run beside the store."""
+    from stimage.pipelines import output_paths
+
     parts = output_paths(out)[0]
     if res.status == "unchanged":
         click.echo(f"{slide.name}: already predicted ({out}); --overwrite to redo")

@@ -8,28 +8,30 @@ import click
 
 from stimage.cli._common import (
     ProgressBars,
+    parse_ids,
     settings_from_options,
-    tile_options,
     write_run_metadata,
+)
+from stimage.cli._options import (
+    TILE_SETTING_OPTIONS,
+    out_option,
+    overwrite_option,
+    samples_option,
+    tile_options,
 )
 
 
 @click.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Tile store folder."
-)
+@out_option("Tile store folder.")
 @tile_options
-@click.option(
-    "--samples", default=None, help="Comma-separated sample ids to prepare (default: all)."
-)
+@samples_option("Comma-separated sample ids to prepare (default: all).")
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Reader threads."
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Rebuild finished samples, or a store made with other settings.",
+@overwrite_option(
+    "Rebuild the selected samples (all by default); with other tile settings than the "
+    "store's, every sample of the store must be selected."
 )
 @click.pass_context
 def prepare(
@@ -53,18 +55,28 @@ def prepare(
     those or of .h5ad files, or a manifest (.csv/.tsv/.yaml/.json) with columns sample_id,
     patient_id, format, path, image, mpp. Tiles are centred on spots, cut at a physical size,
     dropped when they hold too little tissue, stain-normalised, and stored with the spot
-    table. Finished samples are skipped; an interrupted run resumes where it stopped.
+    table. Finished samples are skipped; an interrupted run resumes where it stopped. Adding
+    samples to an existing store without tile options uses the store's settings.
     """
+    from click.core import ParameterSource
+
     from stimage.data import load_dataset
     from stimage.tiles import prepare_dataset
 
     settings = settings_from_options(
         tile_um, tile_px, min_coverage, stain, stain_target, tissue_min_od
     )
+    if (out / "store.json").exists() and all(
+        ctx.get_parameter_source(n) is ParameterSource.DEFAULT for n in TILE_SETTING_OPTIONS
+    ):
+        from stimage.tiles import TileStore
+
+        settings = TileStore(out).settings
     ds = load_dataset(dataset, mpp=mpp)
-    if samples:
-        ds = ds.select([s.strip() for s in samples.split(",") if s.strip()])
-    bars = ProgressBars(disable=ctx.obj.get("quiet", False))
+    ids = parse_ids(samples)
+    if ids:
+        ds = ds.select(ids)
+    bars = ProgressBars.of(ctx)
     try:
         report = prepare_dataset(
             ds, out, settings, overwrite=overwrite, progress=bars, workers=workers

@@ -3,54 +3,56 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from stimage.cli._options import (
+    batch_size_option,
+    device_option,
+    encoder_weights_option,
+    folder_option,
+    model_option,
+    options,
+)
+
+if TYPE_CHECKING:
+    from stimage.server import Server
+
+
+#: Who may reach the server, and which slide files it may read.
+_ACCESS_OPTIONS = options(
+    click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on."),
+    click.option(
+        "--port", type=click.IntRange(0, 65535), default=5557, show_default=True, help="TCP port."
+    ),
+    folder_option(
+        "--curve-keys",
+        help="Folder made by --make-keys: encrypt and let in only clients whose keys are in DIR/authorized.",
+    ),
+    click.option(
+        "--insecure",
+        is_flag=True,
+        help="Listen on a non-loopback interface without keys: anyone who reaches the port may use it.",
+    ),
+    folder_option(
+        "--allow-root",
+        "allow_roots",
+        multiple=True,
+        help="Folder whose slide files clients may ask the server to read (repeatable; none by default).",
+    ),
+)
+
 
 @click.command()
-@click.option(
-    "--model",
-    "-m",
-    "models",
+@model_option(
+    "Model folder; repeat to serve several (the first is the default) [default: the bundled model].",
+    name="models",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="Model folder; repeat to serve several (the first is the default) [default: the bundled model].",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=5557, show_default=True, help="TCP port."
-)
-@click.option(
-    "--curve-keys",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Folder made by --make-keys: encrypt and let in only clients whose keys are in DIR/authorized.",
-)
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help="Listen on a non-loopback interface without keys: anyone who reaches the port may use it.",
-)
-@click.option(
-    "--allow-root",
-    "allow_roots",
-    multiple=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder whose slide files clients may ask the server to read (repeatable; none by default).",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (GPU when available), cpu, cuda, cuda:1...",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 4096),
-    default=64,
-    show_default=True,
-    help="Tiles per forward pass.",
-)
+@_ACCESS_OPTIONS
+@device_option("auto (GPU when available), cpu, cuda, cuda:1...", default="auto")
+@batch_size_option("Tiles per forward pass.")
 @click.option(
     "--max-requests",
     type=click.IntRange(1, 10000),
@@ -65,19 +67,13 @@ import click
     show_default=True,
     help="Tile decoding threads.",
 )
-@click.option(
-    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
-)
-@click.option(
+@encoder_weights_option
+@folder_option(
     "--cells-model",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
     help="Cell-type model for the cells operation [default: the bundled one].",
 )
-@click.option(
+@folder_option(
     "--make-keys",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
     help="Create server and client CURVE keys in this folder, then exit.",
 )
 def serve(
@@ -100,26 +96,12 @@ def serve(
     Listens on 127.0.0.1 by default. Another interface needs --curve-keys (create them with
     --make-keys DIR; give clients DIR/server.key and DIR/client.key_secret) or --insecure.
     """
-    import logging
-    import signal
-    import threading
-
     from stimage.server import Limits, Server, ServerConfig
-    from stimage.server import make_keys as create_keys
 
     if make_keys is not None:
-        paths = create_keys(make_keys)
-        click.echo(
-            f"server keys: {paths['server_public']} (public), {paths['server_secret']} (keep here)"
-        )
-        click.echo(
-            f"client keys: {paths['client_public']}, {paths['client_secret']} (give to the client)"
-        )
-        click.echo(f"authorised client keys: {paths['authorized']}/*.key")
-        click.echo(f"start with: stimage serve --curve-keys {make_keys} --host 0.0.0.0")
+        _make_keys(make_keys)
         return
-    from stimage.cli._common import parse_encoder_weights
-    from stimage.models import Predictor, default_model_path
+    from stimage.cli._common import ProgressBars, load_predictors
 
     config = ServerConfig(
         host=host,
@@ -137,10 +119,13 @@ def serve(
             f"{host}:{port} can use this server and read its replies.",
             err=True,
         )
-    weights = parse_encoder_weights(encoder_weights)
-    folders = list(models) or [default_model_path()]
-    pick = None if device == "auto" else device
-    predictors = [Predictor(m, device=pick, encoder_weights=weights) for m in folders]
+    folders: list[Path | None] = [*models] or [None]
+    predictors = load_predictors(
+        folders,
+        device=None if device == "auto" else device,
+        encoder_weights=encoder_weights,
+        bars=ProgressBars.of(),
+    )
     server = Server(predictors, config)
     from stimage.errors import InputFileNotFoundError
 
@@ -151,6 +136,30 @@ def serve(
             raise
         click.echo(f"warning: no cell-type model, cells requests will fail ({e})", err=True)
     server.start()
+    _run_until_stopped(server)
+
+
+def _make_keys(folder: Path) -> None:
+    """Create server and client CURVE keys and say what goes where."""
+    from stimage.server import make_keys
+
+    paths = make_keys(folder)
+    click.echo(
+        f"server keys: {paths['server_public']} (public), {paths['server_secret']} (keep here)"
+    )
+    click.echo(
+        f"client keys: {paths['client_public']}, {paths['client_secret']} (give to the client)"
+    )
+    click.echo(f"authorised client keys: {paths['authorized']}/*.key")
+    click.echo(f"start with: stimage serve --curve-keys {folder} --host 0.0.0.0")
+
+
+def _run_until_stopped(server: Server) -> None:
+    """Serve until Ctrl+C or SIGTERM, then stop the server."""
+    import logging
+    import signal
+    import threading
+
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

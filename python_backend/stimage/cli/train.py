@@ -7,74 +7,73 @@ from pathlib import Path
 import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
+from stimage.cli._options import (
+    device_option,
+    encoder_weights_option,
+    encoders_option,
+    gene_sets_option,
+    genes_option,
+    members_option,
+    options,
+    out_option,
+    overwrite_option,
+    samples_option,
+)
+
+#: How the expression model is built: ensemble, features, dispersion, classifier, fine-tuning.
+_MODEL_OPTIONS = options(
+    members_option,
+    click.option(
+        "--pca",
+        "pca_dim",
+        type=click.IntRange(2, 4096),
+        default=256,
+        show_default=True,
+        help="Principal components of the features.",
+    ),
+    click.option(
+        "--dispersion",
+        type=click.Choice(["gene", "spot"]),
+        default="gene",
+        show_default=True,
+        help="Negative-binomial dispersion: one per gene, or per spot from its features.",
+    ),
+    click.option(
+        "--hidden",
+        type=click.IntRange(1, 4096),
+        default=None,
+        help="Units of a hidden layer shared by all genes (NB MLP members) [default: linear NB GLM].",
+    ),
+    click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier."),
+    click.option(
+        "--mode",
+        type=click.Choice(["frozen", "finetune"]),
+        default="frozen",
+        show_default=True,
+        help="frozen: NB ensemble on cached features; finetune: train the encoder end to end (GPU advised).",
+    ),
+    click.option(
+        "--epochs",
+        type=click.IntRange(1, 1000),
+        default=10,
+        show_default=True,
+        help="Fine-tuning epochs.",
+    ),
+)
 
 
 @click.command()
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Model folder to write."
-)
-@click.option(
-    "--encoder",
-    "encoders",
-    multiple=True,
-    default=("efficientnet_lite0",),
-    show_default=True,
-    help="Encoder; repeat for an ensemble across encoders.",
-)
-@click.option(
-    "--encoder-weights", multiple=True, metavar="NAME=PATH", help="Weights file of an encoder."
-)
-@click.option(
-    "--genes", default=None, help="Comma-separated genes, or a file with one gene per line."
-)
-@click.option(
-    "--gene-sets",
-    default="paper_panel,hvg50,mean250",
-    show_default=True,
-    help="Gene sets chosen from the training data: paper_panel, hvg50, mean250, hvg1000.",
-)
-@click.option(
-    "--members", type=click.IntRange(1, 100), default=5, show_default=True, help="Ensemble members."
-)
-@click.option(
-    "--pca",
-    "pca_dim",
-    type=click.IntRange(2, 4096),
-    default=256,
-    show_default=True,
-    help="Principal components of the features.",
-)
-@click.option(
-    "--dispersion", type=click.Choice(["gene", "spot"]), default="gene", show_default=True
-)
-@click.option(
-    "--hidden",
-    type=click.IntRange(1, 4096),
-    default=None,
-    help="Units of a hidden layer shared by all genes (NB MLP members) [default: linear NB GLM].",
-)
-@click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier.")
-@click.option(
-    "--mode",
-    type=click.Choice(["frozen", "finetune"]),
-    default="frozen",
-    show_default=True,
-    help="frozen: NB ensemble on cached features; finetune: train the encoder end to end (GPU advised).",
-)
-@click.option(
-    "--epochs",
-    type=click.IntRange(1, 1000),
-    default=10,
-    show_default=True,
-    help="Fine-tuning epochs.",
-)
-@click.option(
-    "--samples", default=None, help="Comma-separated sample ids to train on (default: all)."
-)
+@out_option("Model folder to write.")
+@encoders_option
+@encoder_weights_option
+@genes_option("Comma-separated genes, or a file with one gene per line.")
+@gene_sets_option
+@_MODEL_OPTIONS
+@samples_option("Comma-separated sample ids to train on (default: all).")
 @click.option("--name", default=None, help="Model name [default: the output folder's name].")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: GPU if available].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@device_option()
+@overwrite_option("Replace an existing model folder.")
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -103,14 +102,12 @@ def train(
     is chosen by leave-one-section-out inside it. A dataset is first prepared into
     OUT/tiles with the default tile settings.
     """
-    from stimage.cli._common import parse_encoder_weights, parse_genes, store_from
+    from stimage.cli._common import parse_encoder_weights, parse_genes, parse_ids, store_from
     from stimage.models import NBEnsembleConfig, NBGLMConfig
     from stimage.training import TrainConfig, train_model
 
     if (out / "manifest.json").exists() and not overwrite:
         raise click.UsageError(f"{out} already holds a model; use --overwrite or another --out")
-    bars = ProgressBars(disable=ctx.obj.get("quiet", False))
-    store = store_from(data, out / "tiles", bars)
     config = TrainConfig(
         encoders=tuple(encoders),
         encoder_weights=parse_encoder_weights(encoder_weights),
@@ -126,7 +123,9 @@ def train(
         name=name or out.name,
         device=device,
     )
-    ids = [s.strip() for s in samples.split(",")] if samples else None
+    ids = parse_ids(samples)
+    bars = ProgressBars.of(ctx)
+    store = store_from(data, out / "tiles", bars)
     try:
         if mode == "finetune":
             from stimage.training import FinetuneConfig, finetune_model

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from stimage.cli._common import write_run_metadata
+from stimage.cli._options import mpp_option, out_option, overwrite_option, segmenter_option
+
+if TYPE_CHECKING:
+    from stimage.models import CellTypeClassifier
 
 
 @click.command(name="train-cells")
@@ -31,11 +36,17 @@ from stimage.cli._common import write_run_metadata
     help="Map a label or source type onto a class (repeat; CLASS 'none' drops the label). "
     "Replaces the default HER2ST mapping when given.",
 )
-@click.option("--hidden", type=click.IntRange(min=0), default=16, show_default=True)
-@click.option("--segmenter", default="classical", show_default=True)
-@click.option("--mpp", type=click.FloatRange(min=0.01), default=None, help="µm per pixel of DATA.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Model folder.")
-@click.option("--overwrite", is_flag=True)
+@click.option(
+    "--hidden",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Units of the classifier's hidden layer (0: a linear classifier).",
+)
+@segmenter_option()
+@mpp_option("µm per pixel of the slide DATA (with --labels).")
+@out_option("Model folder.")
+@overwrite_option("Replace an existing cell-type model.")
 @click.pass_context
 def train_cells(
     ctx: click.Context,
@@ -49,16 +60,17 @@ def train_cells(
     out: Path,
     overwrite: bool,
 ) -> None:
-    r"""Train a cell-type model.
+    """Train a cell-type model.
 
-    \b
     From spot proportions: DATA is a dataset whose samples carry per-spot cell-type
     proportions (e.g. HER2ST's ST-deconv-major); the nuclei inside each spot must on average
     match the spot's proportions.
+
     From labelled nuclei: DATA is a slide and --labels a QuPath GeoJSON export of classified
     objects (cells, or annotations drawn around cells of one type); nuclei are segmented inside
     the labelled objects and take their class.
     """
+    from stimage.cli._common import is_quiet
     from stimage.errors import ConfigError
     from stimage.models import DEFAULT_CELLTYPE_MAPPING
 
@@ -84,7 +96,7 @@ def train_cells(
             mapping=maps or None,
             hidden=hidden,
             segmenter=segmenter,
-            verbose=not ctx.obj.get("quiet", False),
+            verbose=not is_quiet(ctx),
         )
     else:
         model = _from_labels(
@@ -98,7 +110,16 @@ def train_cells(
     click.echo(f"wrote {out}")
 
 
-def _from_labels(slide_path, labels, classes, mapping, hidden, segmenter, mpp):  # type: ignore[no-untyped-def]
+def _from_labels(
+    slide_path: Path,
+    labels: Path,
+    classes: tuple[str, ...],
+    mapping: dict[str, str | None],
+    hidden: int,
+    segmenter: str,
+    mpp: float | None,
+) -> CellTypeClassifier:
+    """A cell-type model fitted to the nuclei inside classified QuPath objects of a slide."""
     from shapely.ops import unary_union
 
     from stimage.data import open_slide
@@ -113,7 +134,7 @@ def _from_labels(slide_path, labels, classes, mapping, hidden, segmenter, mpp): 
             f"{labels}: no classified object with a geometry; classify cells or "
             "annotations in QuPath and export them as GeoJSON"
         )
-    area = unary_union([o.geometry.buffer(2.0) for o in objs])
+    area = unary_union([o.geometry.buffer(2.0) for o in objs if o.geometry is not None])
     model = CellTypeClassifier(classes=classes, mapping=mapping, hidden=hidden)
     with open_slide(slide_path, mpp=mpp) as slide:
         nuclei = segment_nuclei(slide, area, segmenter=segmenter)

@@ -106,6 +106,16 @@ class Measurement:
         """LIME weight of a nucleus for one gene's prediction, e.g. ``"LIME: VEGFA"``."""
         return f"LIME: {gene}"
 
+    @staticmethod
+    def occlusion(target: str) -> str:
+        """Drop of a target when a nucleus alone is hidden, e.g. ``"Occlusion: VEGFA"``."""
+        return f"Occlusion: {target}"
+
+    @staticmethod
+    def prediction(target: str) -> str:
+        """The model's output for an explained tile, e.g. ``"VEGFA: prediction"``."""
+        return f"{target}: prediction"
+
     # Morphology, spelled exactly as QuPath's own shape measurements
     # (qupath-core-processing ObjectMeasurements.addShapeMeasurements / addCellShapeMeasurements,
     # with the unit GeneralTools.SYMBOL_MICROMETER = "µm"), so that ours sort beside QuPath's.

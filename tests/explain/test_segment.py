@@ -602,3 +602,41 @@ def test_every_outline_has_area_even_for_thin_spurs() -> None:
         out = _outlines(lab.astype(np.int32), n)
         assert not shapely.is_empty(out).any()
         assert (shapely.area(out) > 0).all() and shapely.is_valid(out).all()
+
+
+def test_stain_od_is_qupaths_hematoxylin_and_eosin_od() -> None:
+    """Values computed by QuPath's own ColorTransformer (getPixelValue with Stain_1/Stain_2
+    of the "H&E default" stains, qupath-core at the QuPath source the project reads)."""
+    from stimage.explain import qupath_stain_od
+
+    qupath = {
+        (100, 50, 150): (0.5962442, 0.26783937),
+        (255, 255, 255): (0.0, 0.0),
+        (0, 0, 0): (2.6770518, 1.4764773),
+        (200, 120, 180): (0.09012435, 0.29156864),
+        (60, 40, 110): (0.90501344, 0.20162702),
+        (250, 180, 200): (-0.059230957, 0.23314138),
+    }
+    px = np.array([list(qupath)], np.uint8)
+    np.testing.assert_allclose(qupath_stain_od(px)[0], list(qupath.values()), atol=2e-6)
+
+
+def test_nuclei_carry_qupath_stain_ods_under_qupaths_names() -> None:
+    from stimage.explain import QUPATH_STAIN_FEATURES, measure_nuclei, qupath_stain_od
+    from stimage.models import Cells, cell_measurements
+
+    rgb = np.full((20, 20, 3), 230, np.uint8)
+    rgb[5:12, 5:12] = (80, 60, 140)
+    rgb[8, 8] = (120, 90, 170)
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:12, 5:12] = 1
+    nuclei = measure_nuclei(labels, rgb, 0.5)
+    od = qupath_stain_od(rgb)[labels == 1]
+    f = nuclei.features.iloc[0]
+    assert set(QUPATH_STAIN_FEATURES) <= set(nuclei.features.columns)
+    assert f["hematoxylin_od_mean"] == pytest.approx(od[:, 0].mean(), rel=1e-5)
+    assert f["hematoxylin_od_sd"] == pytest.approx(od[:, 0].std(ddof=1), rel=1e-4)
+    assert f["eosin_od_mean"] == pytest.approx(od[:, 1].mean(), rel=1e-5)
+    m = cell_measurements(Cells(nuclei, None))
+    assert m["Nucleus: Hematoxylin OD mean"].iloc[0] == pytest.approx(od[:, 0].mean(), rel=1e-5)
+    assert m["Nucleus: Eosin OD std dev"].iloc[0] == pytest.approx(od[:, 1].std(ddof=1), rel=1e-4)

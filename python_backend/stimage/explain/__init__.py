@@ -16,7 +16,7 @@ Example:
 from stimage.explain._cellpose import CELLPOSE_ENV, CellposeSegmenter, find_cellpose_weights
 from stimage.explain._classical import HER2ST_STAINS, RUIFROK_STAINS, ClassicalSegmenter
 from stimage.explain._errors import RegionOutsideImageError, SegmentationCancelledError
-from stimage.explain._hed import rgb_to_hed
+from stimage.explain._hed import QUPATH_HE_DEFAULT, qupath_stain_od, rgb_to_hed
 from stimage.explain._lime import (
     TARGETS,
     NoNucleiError,
@@ -31,6 +31,7 @@ from stimage.explain._nuclei import (
     NUCLEUS_COLUMNS,
     NUCLEUS_FEATURES,
     POSITION_COLUMNS,
+    QUPATH_STAIN_FEATURES,
     Nuclei,
     measure_nuclei,
 )
@@ -51,6 +52,8 @@ __all__ = [
     "NUCLEUS_COLUMNS",
     "NUCLEUS_FEATURES",
     "POSITION_COLUMNS",
+    "QUPATH_HE_DEFAULT",
+    "QUPATH_STAIN_FEATURES",
     "RUIFROK_STAINS",
     "SEGMENTERS",
     "TARGETS",
@@ -69,6 +72,7 @@ __all__ = [
     "find_cellpose_weights",
     "is_blank",
     "measure_nuclei",
+    "qupath_stain_od",
     "rgb_to_hed",
     "segment_nuclei",
     "segment_tile",

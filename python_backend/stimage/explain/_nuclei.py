@@ -18,7 +18,11 @@ Feature columns (see :data:`NUCLEUS_COLUMNS`):
   ``eosin_mean``, ``eosin_sd`` over the nucleus's pixels, in the units of
   :func:`skimage.color.rgb2hed` with its fixed Ruifrok & Johnston matrix (so values compare
   across tiles, slides and segmentation backends), and ``red_mean``, ``green_mean``,
-  ``blue_mean`` (0-255).
+  ``blue_mean`` (0-255): the features of the cell-type classifier;
+* stain optical density as QuPath measures it (:data:`QUPATH_STAIN_FEATURES`):
+  ``hematoxylin_od_mean``, ``hematoxylin_od_sd``, ``eosin_od_mean``, ``eosin_od_sd``, from
+  QuPath's "H&E default" colour deconvolution (:func:`~stimage.explain._hed.qupath_stain_od`):
+  what "Nucleus: Hematoxylin OD mean" and its kin mean in the GeoJSON.
 
 Morphology is measured on the pixels of the image that was segmented, at its resolution.
 """
@@ -43,6 +47,7 @@ __all__ = [
     "NUCLEUS_COLUMNS",
     "NUCLEUS_FEATURES",
     "POSITION_COLUMNS",
+    "QUPATH_STAIN_FEATURES",
     "Nuclei",
     "measure_nuclei",
 ]
@@ -70,8 +75,16 @@ INTENSITY_FEATURES: tuple[str, ...] = (
 )
 #: Features describing a nucleus (what a cell-type classifier or a GeoJSON writer uses).
 NUCLEUS_FEATURES: tuple[str, ...] = MORPHOLOGY_FEATURES + INTENSITY_FEATURES
+#: Haematoxylin and eosin optical density as QuPath measures them ("Nucleus: Hematoxylin OD
+#: mean" ...): its "H&E default" stains, white 255, standard deviation over n - 1 pixels.
+QUPATH_STAIN_FEATURES: tuple[str, ...] = (
+    "hematoxylin_od_mean",
+    "hematoxylin_od_sd",
+    "eosin_od_mean",
+    "eosin_od_sd",
+)
 #: All columns of :attr:`Nuclei.features`, in order.
-NUCLEUS_COLUMNS: tuple[str, ...] = POSITION_COLUMNS + NUCLEUS_FEATURES
+NUCLEUS_COLUMNS: tuple[str, ...] = POSITION_COLUMNS + NUCLEUS_FEATURES + QUPATH_STAIN_FEATURES
 
 
 def _empty_features() -> pd.DataFrame:
@@ -303,7 +316,7 @@ def measure_nuclei(
     """
     from skimage.segmentation import relabel_sequential
 
-    from stimage.explain._hed import rgb_to_hed
+    from stimage.explain._hed import qupath_stain_od, rgb_to_hed
 
     labels = _check_labels(labels, rgb.shape[:2])
     full_mpp = mpp / downsample
@@ -339,6 +352,16 @@ def measure_nuclei(
 
     h_mean, h_sd = mean_sd(hed[:, 0])
     e_mean, e_sd = mean_sd(hed[:, 1])
+    qp = qupath_stain_od(rgb).reshape(-1, 2).astype(np.float64)
+
+    def qupath_mean_sd(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sample standard deviation (n - 1), as ImageJ's statistics in QuPath."""
+        m = total(values) / count
+        ss = np.maximum(total(values * values) - count * m * m, 0.0)
+        return m, np.where(count > 1, np.sqrt(ss / np.maximum(count - 1, 1)), 0.0)
+
+    qh_mean, qh_sd = qupath_mean_sd(qp[:, 0])
+    qe_mean, qe_sd = qupath_mean_sd(qp[:, 1])
     outlines = _outlines(labels, n)  # in image pixels
     hull_area = shapely.area(shapely.convex_hull(outlines))
     ox, oy = origin
@@ -359,6 +382,10 @@ def measure_nuclei(
             "red_mean": total(pix[:, 0]) / count,
             "green_mean": total(pix[:, 1]) / count,
             "blue_mean": total(pix[:, 2]) / count,
+            "hematoxylin_od_mean": qh_mean,
+            "hematoxylin_od_sd": qh_sd,
+            "eosin_od_mean": qe_mean,
+            "eosin_od_sd": qe_sd,
         },
         columns=list(NUCLEUS_COLUMNS),
     )

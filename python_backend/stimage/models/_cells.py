@@ -28,10 +28,11 @@ _MORPHOLOGY_NAMES = {
 }
 _OTHER_NAMES = {
     "eccentricity": "Nucleus: Eccentricity",
-    "hematoxylin_mean": "Nucleus: Hematoxylin OD mean",
-    "hematoxylin_sd": "Nucleus: Hematoxylin OD std dev",
-    "eosin_mean": "Nucleus: Eosin OD mean",
-    "eosin_sd": "Nucleus: Eosin OD std dev",
+    # QuPath's own names, computed as QuPath computes them (explain.QUPATH_STAIN_FEATURES).
+    "hematoxylin_od_mean": "Nucleus: Hematoxylin OD mean",
+    "hematoxylin_od_sd": "Nucleus: Hematoxylin OD std dev",
+    "eosin_od_mean": "Nucleus: Eosin OD mean",
+    "eosin_od_sd": "Nucleus: Eosin OD std dev",
 }
 
 

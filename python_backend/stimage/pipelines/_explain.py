@@ -334,7 +334,7 @@ def score_name(method: str, target: str) -> str:
     """Measurement name of a nucleus's score: ``"LIME: VEGFA"`` or ``"Occlusion: VEGFA"``."""
     from stimage.constants import Measurement
 
-    return Measurement.lime(target) if method == "lime" else f"Occlusion: {target}"
+    return Measurement.lime(target) if method == "lime" else Measurement.occlusion(target)
 
 
 def write_explanation_geojson(results: Sequence[TileExplanation], path: str | Path) -> Path:
@@ -363,7 +363,7 @@ def write_explanation_geojson(results: Sequence[TileExplanation], path: str | Pa
     if "area_um2" in first.nuclei.features:
         cols[Measurement.NUCLEUS_AREA] = first.nuclei.features["area_um2"].to_numpy()
     pred = {
-        f"{t}: prediction": [v]
+        Measurement.prediction(t): [v]
         for t, v in zip(first.explanation.targets, first.explanation.prediction, strict=True)
     }
     tile = tile_features(

@@ -442,6 +442,7 @@ def _tissue_annotation(boxes: np.ndarray, model: str) -> dict[str, Any]:
     return annotation_feature(
         outline,
         name=TISSUE_REGION_NAME,
+        classification=TISSUE_REGION_NAME,
         locked=True,
         extra={ObjectMarker.TASK: "expression", ObjectMarker.MODEL: model},
     )

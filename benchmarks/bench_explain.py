@@ -42,8 +42,8 @@ def main() -> None:
 
     from stimage.data import load_dataset, open_sample_slide
     from stimage.explain import agreement
-    from stimage.pipelines import explain_tile, tile_box
     from stimage.models import Predictor, default_model_path
+    from stimage.pipelines import explain_tile, tile_box
 
     torch.set_num_threads(2)
     genes = args.genes.split(",")

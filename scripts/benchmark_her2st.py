@@ -44,9 +44,19 @@ def _table(summary: list[dict], title: str) -> str:
     import pandas as pd
 
     df = pd.DataFrame(summary)
-    names = {"mean": "(a) training mean", "paper": "(b) stimage-paper", "ridge": "(c) PCA+ridge (HEST)",
-             "ridge_cv": "(c') PCA+ridge, alpha by inner CV", "nb": "(d) NB ensemble (ours)"}
-    lines = [f"**{title}**", "", "| method | gene set | genes | mean PCC | median PCC | MSE |", "|---|---|---|---|---|---|"]
+    names = {
+        "mean": "(a) training mean",
+        "paper": "(b) stimage-paper",
+        "ridge": "(c) PCA+ridge (HEST)",
+        "ridge_cv": "(c') PCA+ridge, alpha by inner CV",
+        "nb": "(d) NB ensemble (ours)",
+    }
+    lines = [
+        f"**{title}**",
+        "",
+        "| method | gene set | genes | mean PCC | median PCC | MSE |",
+        "|---|---|---|---|---|---|",
+    ]
     for gs in ("paper_panel", "hvg50", "mean250"):
         for m in ("mean", "paper", "ridge", "ridge_cv", "nb"):
             row = df[(df.method == m) & (df.gene_set == gs)]
@@ -54,7 +64,9 @@ def _table(summary: list[dict], title: str) -> str:
                 continue
             r = row.iloc[0]
             fmt = lambda v: "n/a (constant)" if v != v else f"{v:.3f}"  # noqa: E731
-            lines.append(f"| {names[m]} | {gs} | {r.genes} | {fmt(r.mean_pcc)} | {fmt(r.median_pcc)} | {r.mean_mse:.3f} |")
+            lines.append(
+                f"| {names[m]} | {gs} | {r.genes} | {fmt(r.mean_pcc)} | {fmt(r.median_pcc)} | {r.mean_mse:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -72,24 +84,52 @@ def part_cv(args: argparse.Namespace) -> None:
     store = _store(args.her2st, args.work)
     spots = load_spot_set(store, [create_encoder("efficientnet_lite0", device="cpu")])
     config = TrainConfig(ensemble=NBEnsembleConfig(members=args.members))
-    schemes = (("section", leave_one_section_out(spots.sample_ids)),
-               ("patient", leave_one_patient_out(spots.patients)))
+    schemes = (
+        ("section", leave_one_section_out(spots.sample_ids)),
+        ("patient", leave_one_patient_out(spots.patients)),
+    )
     for kind, folds in schemes:
         if args.scheme not in ("both", kind):
             continue
         t0 = time.perf_counter()
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-        res = cross_validate(spots, folds, config, methods=methods,
-                             progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-        doc = write_report(res, spots, args.work / f"report-{kind}{args.report_suffix}",
-                           extra={"cv": kind, "members": args.members})
-        print(_table(doc["summary"], f"leave-one-{kind}-out ({len(folds)} folds, {time.perf_counter() - t0:.0f} s)"))
-        print("\ninterval coverage of (d), nominal -> observed:",
-              {k: round(v, 3) for k, v in doc.get("coverage", {}).items()})
-        print("randomised-PIT coverage of (d), nominal -> observed:",
-              {k: round(v, 3) for k, v in doc.get("coverage_pit", {}).items()})
-        print("uncertainty of (d):", {k: round(v, 3) for k, v in doc.get("nb_uncertainty", {}).items()})
-        print("seconds per method (all folds):", {k: round(v) for k, v in res.timings.items()}, "\n", flush=True)
+        res = cross_validate(
+            spots,
+            folds,
+            config,
+            methods=methods,
+            progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True),
+        )
+        doc = write_report(
+            res,
+            spots,
+            args.work / f"report-{kind}{args.report_suffix}",
+            extra={"cv": kind, "members": args.members},
+        )
+        print(
+            _table(
+                doc["summary"],
+                f"leave-one-{kind}-out ({len(folds)} folds, {time.perf_counter() - t0:.0f} s)",
+            )
+        )
+        print(
+            "\ninterval coverage of (d), nominal -> observed:",
+            {k: round(v, 3) for k, v in doc.get("coverage", {}).items()},
+        )
+        print(
+            "randomised-PIT coverage of (d), nominal -> observed:",
+            {k: round(v, 3) for k, v in doc.get("coverage_pit", {}).items()},
+        )
+        print(
+            "uncertainty of (d):",
+            {k: round(v, 3) for k, v in doc.get("nb_uncertainty", {}).items()},
+        )
+        print(
+            "seconds per method (all folds):",
+            {k: round(v) for k, v in res.timings.items()},
+            "\n",
+            flush=True,
+        )
 
 
 def _peak() -> float:
@@ -145,7 +185,9 @@ def _nb_speed(q: mp.Queue) -> None:
     out = {}
     for members in (1, 5):
         t0 = time.perf_counter()
-        NBEnsemble(NBEnsembleConfig(members=members, glm=NBGLMConfig())).fit(x, y, lib, [str(i) for i in range(g)], groups)
+        NBEnsemble(NBEnsembleConfig(members=members, glm=NBGLMConfig())).fit(
+            x, y, lib, [str(i) for i in range(g)], groups
+        )
         out[members] = time.perf_counter() - t0
     q.put(out)
 
@@ -169,7 +211,14 @@ def _predict_memory(store_path: str, model: str, repeat: int, q: mp.Queue) -> No
         for i in range(0, n, 64):
             pred.predict_tiles(np.asarray(tiles[i : i + 64]))
             done += min(64, n - i)
-    q.put({"tiles": done, "seconds": time.perf_counter() - t0, "peak_mib": _peak(), "before_mib": before})
+    q.put(
+        {
+            "tiles": done,
+            "seconds": time.perf_counter() - t0,
+            "peak_mib": _peak(),
+            "before_mib": before,
+        }
+    )
 
 
 def _child(fn, *a):  # type: ignore[no-untyped-def]
@@ -187,39 +236,59 @@ def _child(fn, *a):  # type: ignore[no-untyped-def]
 def part_speed(args: argparse.Namespace) -> None:
     store = _store(args.her2st, args.work)
     r = _child(_extract_speed, str(store.path))
-    print(f"feature extraction ({r['tiles']} tiles, EfficientNet-Lite0 {r['precision']}, 2 threads): "
-          f"bare forward {r['bare']:.1f} tiles/s, pipeline from the store {r['pipeline']:.1f} tiles/s "
-          f"({r['pipeline'] / r['bare']:.0%} of bare)")
+    print(
+        f"feature extraction ({r['tiles']} tiles, EfficientNet-Lite0 {r['precision']}, 2 threads): "
+        f"bare forward {r['bare']:.1f} tiles/s, pipeline from the store {r['pipeline']:.1f} tiles/s "
+        f"({r['pipeline'] / r['bare']:.0%} of bare)"
+    )
     t = _child(_nb_speed)
-    print(f"NB head training, 1000 spots x 250 genes, 1280 features, penalty by 4-fold group CV: "
-          f"1 member {t[1]:.1f} s, 5 members {t[5]:.1f} s")
+    print(
+        f"NB head training, 1000 spots x 250 genes, 1280 features, penalty by 4-fold group CV: "
+        f"1 member {t[1]:.1f} s, 5 members {t[5]:.1f} s"
+    )
     model = str(REPO / "python_backend" / "stimage" / "models" / "default")
     if not Path(model, "manifest.json").exists():
         print("no bundled default model: skipping the memory check")
         return
     rows = [_child(_predict_memory, str(store.path), model, k) for k in (1, 10)]
     for k, m in zip((1, 10), rows, strict=True):
-        print(f"prediction x{k}: {m['tiles']} tiles in {m['seconds']:.1f} s ({m['tiles'] / m['seconds']:.1f} tiles/s), "
-              f"peak RSS {m['peak_mib']:.0f} MiB")
+        print(
+            f"prediction x{k}: {m['tiles']} tiles in {m['seconds']:.1f} s ({m['tiles'] / m['seconds']:.1f} tiles/s), "
+            f"peak RSS {m['peak_mib']:.0f} MiB"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--her2st", default=str(REPO.parent / "shared" / "data" / "her2st"))
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--part", choices=["cv", "speed", "all"], default="all")
     ap.add_argument("--members", type=int, default=5)
-    ap.add_argument("--methods", default="mean,paper,ridge,ridge_cv,nb",
-                    help="comma-separated methods of the cv part (e.g. nb to re-measure ours only)")
-    ap.add_argument("--report-suffix", default="",
-                    help="write WORK/report-<scheme><suffix> (keeps earlier reports)")
-    ap.add_argument("--scheme", choices=["section", "patient", "both"], default="both",
-                    help="which cross-validation of --part cv to run")
+    ap.add_argument(
+        "--methods",
+        default="mean,paper,ridge,ridge_cv,nb",
+        help="comma-separated methods of the cv part (e.g. nb to re-measure ours only)",
+    )
+    ap.add_argument(
+        "--report-suffix",
+        default="",
+        help="write WORK/report-<scheme><suffix> (keeps earlier reports)",
+    )
+    ap.add_argument(
+        "--scheme",
+        choices=["section", "patient", "both"],
+        default="both",
+        help="which cross-validation of --part cv to run",
+    )
     args = ap.parse_args()
     if not (Path(args.her2st) / "ST-cnts").is_dir():
         sys.exit(f"HER2ST data not found at {args.her2st}; pass --her2st PATH")
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, threads capped at 2; python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, threads capped at 2; python {platform.python_version()}"
+    )
     if args.part in ("cv", "all"):
         part_cv(args)
     if args.part in ("speed", "all"):

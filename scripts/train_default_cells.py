@@ -27,7 +27,9 @@ OUT = REPO / "python_backend" / "stimage" / "models" / "default_cells"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--her2st", default=str(REPO.parent / "shared" / "data" / "her2st"))
     ap.add_argument("--cache", type=Path, default=REPO / ".bench" / "celltypes")
     args = ap.parse_args()
@@ -35,9 +37,13 @@ def main() -> None:
         sys.exit(f"HER2ST data not found at {args.her2st}; pass --her2st PATH")
     from stimage.models import train_celltypes_from_dataset
 
-    model = train_celltypes_from_dataset(args.her2st, cache_dir=args.cache, margin_um=30.0, verbose=True)
+    model = train_celltypes_from_dataset(
+        args.her2st, cache_dir=args.cache, margin_um=30.0, verbose=True
+    )
     model.training["name"] = "stimage-default-cells-her2st"
-    model.training["data"] = "HER2ST (Andersson et al., Nat Commun 12, 6012 (2021)), stereoscope proportions"
+    model.training["data"] = (
+        "HER2ST (Andersson et al., Nat Commun 12, 6012 (2021)), stereoscope proportions"
+    )
     if OUT.exists():
         shutil.rmtree(OUT)
     model.save(OUT)

@@ -27,17 +27,24 @@ OUT = REPO / "python_backend" / "stimage" / "models" / "default"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--her2st", default=str(REPO.parent / "shared" / "data" / "her2st"))
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument(
-        "--cv-summary", type=Path, default=None,
+        "--cv-summary",
+        type=Path,
+        default=None,
         help="summary.json of `scripts/benchmark_her2st.py --part cv` (WORK/report-section) to take the "
         "held-out metrics from instead of running the same cross-validation again",
     )
-    ap.add_argument("--metrics-only", action="store_true",
-                    help="only rewrite the metrics of the existing default model from --cv-summary")
+    ap.add_argument(
+        "--metrics-only",
+        action="store_true",
+        help="only rewrite the metrics of the existing default model from --cv-summary",
+    )
     args = ap.parse_args()
     if args.metrics_only:
         from stimage.models import load_bundle
@@ -78,17 +85,25 @@ def main() -> None:
         cv_metrics = _metrics_from_report(args.cv_summary)
     else:
         print("leave-one-section-out cross-validation of this configuration ...", flush=True)
-        cv = cross_validate(spots, leave_one_section_out(spots.sample_ids), config, methods=("nb",),
-                            keep_predictions=False)
+        cv = cross_validate(
+            spots,
+            leave_one_section_out(spots.sample_ids),
+            config,
+            methods=("nb",),
+            keep_predictions=False,
+        )
         summary = cv.summary()
         print(summary.to_string(index=False))
         cv_metrics = {
             "scheme": "leave-one-section-out",
             "sections": spots.sample_ids,
-            "by_gene_set": {r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]}
-                            for r in summary.to_dict(orient="records")},
-            "interval_coverage": {str(k): float(v)
-                                  for k, v in cv.coverage.groupby("level")["observed"].mean().items()},
+            "by_gene_set": {
+                r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]}
+                for r in summary.to_dict(orient="records")
+            },
+            "interval_coverage": {
+                str(k): float(v) for k, v in cv.coverage.groupby("level")["observed"].mean().items()
+            },
         }
     print("training on all sections ...", flush=True)
     bundle = train_model(store, config)
@@ -115,7 +130,9 @@ def _metrics_from_report(path: Path) -> dict:
     return {
         "scheme": "leave-one-section-out",
         "source": "scripts/benchmark_her2st.py --part cv",
-        "by_gene_set": {r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]} for r in rows},
+        "by_gene_set": {
+            r["gene_set"]: {"mean_pcc": r["mean_pcc"], "median_pcc": r["median_pcc"]} for r in rows
+        },
         "interval_coverage": {str(k): float(v) for k, v in doc.get("coverage", {}).items()},
     }
 

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from stimage._version import __version__
-from stimage.encoders import cpu_flags
-from stimage.encoders import stimage_home
+from stimage.encoders import cpu_flags, stimage_home
 
 __all__ = ["collect", "compute_device", "stimage_home"]
 
@@ -110,7 +109,13 @@ def collect() -> dict[str, dict[str, str]]:
     weights["STIMAGE_HOME"] = f"{home} ({'exists' if home.exists() else 'absent'})"
     if home.exists():
         files = (
-            sorted(p.name for p in (home / "weights").glob("*"))
+            sorted(
+                p.name
+                for p in (home / "weights").glob("*")
+                if p.is_file()
+                and not p.name.startswith(".")
+                and not p.name.endswith(".sha256.json")
+            )
             if (home / "weights").exists()
             else []
         )

@@ -216,8 +216,10 @@ def test_interrupted_job_resumes_identically(
     for k in ("aleatoric_sd", "epistemic_sd", "lower", "upper"):
         np.testing.assert_array_equal(a.layers[k], b.layers[k])
     assert list(a.obs_names) == list(b.obs_names)
-    with pytest.raises(SlideJobChangedError):
+    with pytest.raises(SlideJobChangedError, match=r"\(level changed\)"):
         run_slide_job(predictor, slide, tmp_path / "cut", batch_size=2, chunk_batches=1, level=0.8)
+    with pytest.raises(SlideJobChangedError, match=r"\(mpp changed\)"):
+        run_slide_job(predictor, slide, tmp_path / "cut", batch_size=2, chunk_batches=1, mpp=1.1)
 
 
 def test_region_restricts_tiles(model_dir: Path, slide: Path, tmp_path: Path) -> None:

@@ -236,7 +236,7 @@ big_png = b""
 
 
 class _HelloWatch:
-    """A second client asking ``hello`` every 0.2 s for as long as the fuzzing runs."""
+    """A second client asking ``hello`` every 0.05 s for as long as the fuzzing runs."""
 
     def __init__(self, address: str) -> None:
         import threading
@@ -266,7 +266,7 @@ class _HelloWatch:
                 self.worst = max(self.worst, time.monotonic() - t0)
             else:
                 self.missed += 1
-            self._stop.wait(0.2)
+            self._stop.wait(0.05)
         sock.close()
 
     def stop(self) -> None:
@@ -321,7 +321,7 @@ def test_a_thousand_hostile_messages(server: Server, predictor: Predictor, slide
     assert count >= 1000
     assert sum(codes.values()) > 900
     # hello was answered throughout, and no message held the I/O thread for a second
-    assert watch.answered > 10 and watch.missed == 0 and watch.worst < 2.0, vars(watch)
+    assert watch.answered >= 5 and watch.missed == 0 and watch.worst < 2.0, vars(watch)
     assert server.stats["max_io_s"] < 1.0, server.stats
     for code in ("bad_request", "unsupported_protocol", "unknown_op", "too_large", "bad_image",
                  "forbidden_path", "not_found"):  # fmt: skip

@@ -186,3 +186,22 @@ def test_plain_images_over_the_pixel_limit_are_refused(
         )
     finally:
         big.unlink()
+
+
+def test_an_image_of_one_tile_predicts_as_one_tile(
+    server: Server, client_of: ClientOf, slide_root: Path, predictor: Predictor
+) -> None:
+    """A crop of one model tile once had 'no tissue': less than the usual minimum tissue area."""
+    from PIL import Image
+
+    from _synth import render_he
+
+    mpp = 0.5
+    side = round(predictor.tile_um / mpp)
+    path = slide_root / "one_tile.png"
+    Image.fromarray(render_he(side, side, np.ones((side, side), bool), seed=4)).save(path)
+    try:
+        out = client_of(server.address).predict_slide(path, mpp=mpp, format="table")
+        assert out["n_tiles"] == 1
+    finally:
+        path.unlink()

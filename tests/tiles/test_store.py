@@ -90,7 +90,7 @@ def test_other_settings_need_overwrite(legacy_st: tuple[Path, dict], tmp_path: P
     ds = load_dataset(root)
     prepare_dataset(ds, tmp_path / "s", FAST)
     other = TileSettings(tile_px=48, stain=None)
-    with pytest.raises(ConfigError, match="tile_px: 32 there, 48 now"):
+    with pytest.raises(ConfigError, match="tile_px 32 in the store, 48 now"):
         prepare_dataset(ds, tmp_path / "s", other)
     rep = prepare_dataset(ds, tmp_path / "s", other, overwrite=True)
     assert rep.samples[0].status == "done"
@@ -178,7 +178,7 @@ def test_overwrite_with_other_settings_refuses_to_drop_unselected_samples(
     other = TileSettings(tile_px=48, stain=None)
     # A store has one set of settings: rebuilding B4 alone with 48 px tiles would mean
     # deleting C2 and C3, so it is refused and nothing changes.
-    with pytest.raises(ConfigError, match=r"tile_px: 32 there, 48 now.*C2, C3"):
+    with pytest.raises(ConfigError, match=r"tile_px 32 in the store, 48 now.*C2, C3"):
         prepare_dataset(ds.select(["B4", "C4"]), out, other, overwrite=True)
     assert (out / "store.json").read_text() == manifest
     assert TileStore(out).sample_ids == ["B4", "C2", "C3"]
@@ -189,3 +189,10 @@ def test_overwrite_with_other_settings_refuses_to_drop_unselected_samples(
     store = TileStore(out)
     assert store.sample_ids == ["B4", "C2", "C3", "C4"] and store.settings == other
     assert store.tiles("C2").shape[1:] == (48, 48, 3)
+
+
+def test_a_default_tile_size_reads_as_the_spot_pitch() -> None:
+    from stimage.tiles._store import _diff
+
+    text = _diff({"tile_um": None, "tile_px": 224}, {"tile_um": 150.0, "tile_px": 224})
+    assert text == "tile_um the spot pitch (default) in the store, 150.0 now"

@@ -36,19 +36,14 @@ from stimage.evaluation._agreement import (
 from stimage.evaluation._classification import roc_auc_per_gene
 from stimage.evaluation._sparsification import sparsification_auc
 from stimage.evaluation._spatial import bivariate_morans_i, grid_neighbours, iou_per_gene, morans_i
-from stimage.models import ModelBundle
-from stimage.models import high_low_labels
-from stimage.models import mixture_pit
-from stimage.models import PCARidge
-from stimage.models import PaperNB
+from stimage.models import ModelBundle, PaperNB, PCARidge, high_low_labels, mixture_pit
 from stimage.training import choose_genes, fit_bundle
 
 if TYPE_CHECKING:
     import anndata as ad
 
     from stimage.models import ExpressionPrediction
-    from stimage.training import SpotSet
-    from stimage.training import TrainConfig
+    from stimage.training import SpotSet, TrainConfig
 
 __all__ = [
     "METHODS",

@@ -286,7 +286,7 @@ def _region_box(
     x1, y1 = min(width, math.ceil(gx1)), min(height, math.ceil(gy1))
     if x1 <= x0 or y1 <= y0:
         raise RegionOutsideImageError(
-            f"the region (x {gx0:g}-{gx1:g}, y {gy0:g}-{gy1:g}) lies outside the image "
+            f"the region (x from {gx0:g} to {gx1:g}, y from {gy0:g} to {gy1:g}) lies outside the image "
             f"({width} x {height} px); give it in full-resolution pixel coordinates of this image"
         )
     is_box = not isinstance(region, tuple) and geom.equals(geom.envelope)

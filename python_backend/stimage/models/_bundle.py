@@ -159,8 +159,9 @@ class ModelBundle:
                 for k, v in e.depth.state().items():
                     tensors[f"c{i}.depth.{k}"] = v
             first = e.members[0]
-            if getattr(first, "l2", None) is not None:
-                tensors[f"c{i}.l2"] = np.asarray(first.l2, np.float64)
+            per_gene_l2 = getattr(first, "l2", None)
+            if per_gene_l2 is not None:
+                tensors[f"c{i}.l2"] = np.asarray(per_gene_l2, np.float64)
             for j, m in enumerate(e.members):
                 if isinstance(m, NBMLP):
                     for k, v in m.state().items():
@@ -193,10 +194,10 @@ class ModelBundle:
                 tensors[f"c{i}.encoder.{k}"] = arr
         clf = None
         if self.classifier is not None:
-            k = self.classifier
+            hl = self.classifier
             for name in ("mean", "scale", "coef", "intercept"):
-                tensors[f"classifier.{name}"] = np.asarray(getattr(k, name), np.float32)
-            clf = {"genes": k.genes, "c": k.c, "l1_ratio": k.l1_ratio, "component": 0}
+                tensors[f"classifier.{name}"] = np.asarray(getattr(hl, name), np.float32)
+            clf = {"genes": hl.genes, "c": hl.c, "l1_ratio": hl.l1_ratio, "component": 0}
         tmp = out / (WEIGHTS + ".tmp")
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, out / WEIGHTS)

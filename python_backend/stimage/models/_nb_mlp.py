@@ -120,13 +120,16 @@ class NBMLP:
     def log_rate(self, x: np.ndarray) -> np.ndarray:
         """``(n, g)`` log of the predicted rate per 10k UMIs."""
         self._fitted()
+        assert self.scale is not None and self.w1 is not None and self.weight is not None
         h = _gelu(np.asarray(x, np.float64) / self.scale @ self.w1 + self.b1)
-        return h @ self.weight + self.bias  # type: ignore[operator]
+        out: np.ndarray = h @ self.weight + self.bias
+        return out
 
     def theta(self, x: np.ndarray) -> np.ndarray:
         """``(n, g)`` dispersion per spot and gene."""
         self._fitted()
-        return np.exp(np.clip(self.log_theta, -10, 15))[None, :] * np.ones((len(x), 1))  # type: ignore[index]
+        assert self.log_theta is not None
+        return np.exp(np.clip(self.log_theta, -10, 15))[None, :] * np.ones((len(x), 1))
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays for saving."""

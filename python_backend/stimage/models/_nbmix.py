@@ -21,6 +21,7 @@ bisection after ``ceil(log2(width))`` steps of a bracket that the one-sided Cheb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,7 +65,7 @@ def _clean(mu: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(mu, 0.0, MAX_MEAN), np.clip(theta, *_THETA_RANGE)
 
 
-def _check_q(q: float | np.ndarray) -> np.ndarray:
+def _check_q(q: float | np.ndarray | Sequence[float]) -> np.ndarray:
     qs = np.atleast_1d(np.asarray(q, np.float64)).ravel()
     if not np.all((qs > 0) & (qs < 1)):
         raise ConfigError(f"quantile levels must lie strictly between 0 and 1, got {q}")
@@ -75,7 +76,7 @@ def mixture_summary(
     mu: np.ndarray,
     theta: np.ndarray,
     c: np.ndarray | float,
-    q: float | np.ndarray,
+    q: float | np.ndarray | Sequence[float],
     *,
     moments: bool = True,
     kcap: int = 192,

@@ -148,15 +148,19 @@ class Predictor:
     def grid_tiles(self, slide: Slide, region: Any | None = None) -> GridTiles:
         """Tiles of the model's µm size on a grid over the slide's tissue (or a region).
 
-        Tiles with less tissue than the model's minimum coverage are left out.
+        Tiles with less tissue than the model's minimum coverage are left out. On an image
+        of a few tiles (a crop a client sent), tissue pieces smaller than the usual minimum
+        area are kept, so one tile of tissue is one tile.
 
         Raises:
             NoTissueError: No tile has enough tissue.
         """
         from stimage.errors import NoTissueError
-        from stimage.tiles import detect_tissue, grid_tile_qc
+        from stimage.tiles import TissueParams, detect_tissue, grid_tile_qc
 
-        mask = detect_tissue(slide)
+        w, h = slide.dimensions
+        usual = TissueParams().min_area_um2
+        mask = detect_tissue(slide, TissueParams(min_area_um2=min(usual, w * h * slide.mpp**2 / 4)))
         grid, qc = grid_tile_qc(
             slide,
             mask,

@@ -126,7 +126,7 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
         ax.legend(
             handles=[
                 Patch(
-                    edgecolor=np.asarray(class_color(k)) / 255,
+                    edgecolor=_rgb01(class_color(str(k))),
                     facecolor="none",
                     label=f"{k} {v:.0%}",
                 )
@@ -144,6 +144,12 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _rgb01(color: tuple[int, ...] | list[int]) -> tuple[float, float, float]:
+    """A 0-255 colour as matplotlib's 0-1 RGB."""
+    r, g, b = (float(v) / 255.0 for v in list(color)[:3])
+    return (r, g, b)
 
 
 def cells_in_image(

@@ -172,7 +172,8 @@ def write_predictions(a: ad.AnnData, out: Path, name: str) -> list[Path]:
     level = float(a.uns[Key.UNS]["interval_level"])
     cols = measurement_columns(list(a.var_names), level, anndata_values(a))
     xy = a.obsm[Key.SPATIAL]
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], **cols}, index=a.obs_names)
+    qc = {k: a.obs[k].to_numpy() for k in (Key.KEPT, Key.TISSUE_COVERAGE) if k in a.obs}
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], **qc, **cols}, index=a.obs_names)
     csv = out / f"{name}.csv"
     df.to_csv(csv, index_label="id", float_format="%.5g")
     return [h5, csv]

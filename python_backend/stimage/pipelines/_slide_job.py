@@ -247,7 +247,8 @@ class SlideJob:
 def _save_chunk(path: Path, idx: np.ndarray, parts: list[TilePredictions]) -> None:
     p = TilePredictions.concat(parts)
     tmp = path.with_name(path.stem + ".part.npz")
-    np.savez(tmp, indices=idx.astype(np.int64), **p.arrays(np.float32))
+    arrays: dict[str, Any] = {"indices": idx.astype(np.int64), **p.arrays(np.float32)}
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
@@ -300,7 +301,7 @@ def run_slide_job(
     with open_slide(slide_path, mpp=mpp) as slide:
         settings = _job_settings(predictor, slide, genes, level, region, batch_size, chunk_batches)
         digest = _settings_hash(settings)
-        job = _prepare_folder(folder, digest, overwrite)
+        job = _prepare_folder(folder, digest, settings, overwrite)
         if job is not None and job.complete:
             logger.info("%s: finished job found; nothing to predict", folder)
             return job
@@ -422,7 +423,9 @@ def _predict_chunks(
             progress(done, len(boxes))
 
 
-def _prepare_folder(folder: Path, digest: str, overwrite: bool) -> SlideJob | None:
+def _prepare_folder(
+    folder: Path, digest: str, settings: dict[str, Any], overwrite: bool
+) -> SlideJob | None:
     """The existing job with this settings hash, or None after clearing the way."""
     if not (folder / STATE).exists():
         return None
@@ -431,8 +434,10 @@ def _prepare_folder(folder: Path, digest: str, overwrite: bool) -> SlideJob | No
         shutil.rmtree(folder)
         return None
     if job.state.get("hash") != digest:
+        old = job.state.get("settings") or {}
+        changed = [k for k in settings if old.get(k) != settings[k]] or ["settings"]
         raise SlideJobChangedError(
-            f"{folder}: holds a prediction made with other settings (slide, model, genes, region, "
-            "level or batch size); use the same settings to resume, or --overwrite to start again"
+            f"{folder}: holds a prediction made with other settings ({', '.join(changed)} "
+            "changed); use the same settings to resume, or --overwrite to start again"
         )
     return job

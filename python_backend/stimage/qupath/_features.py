@@ -235,7 +235,7 @@ def tile_features(
     measurements: pd.DataFrame | None,
     *,
     classification: Classes = None,
-    names: Sequence[str] | None = None,
+    names: Sequence[str | None] | None = None,
     object_type: str = ObjectType.TILE,
     extra: Mapping[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:

@@ -193,9 +193,11 @@ def grid_tile_qc(
 
 
 def _tissue_box(slide: Slide, mask: TissueMask, side: float) -> BaseGeometry:
-    """The tissue's bounding box, grown by half a tile to the right and below.
+    """The tissue's bounding box on the image's tile grid, grown by half a tile right and down.
 
-    Grid tiles start at the box's top-left corner, so a tile's centre lies in the grown box
+    Grid tiles start at the box's top-left corner, which lies on the grid of tiles counted
+    from the image's origin (so an image of one tile is that one tile, whatever the
+    thumbnail's rounding of the tissue's edge); a tile's centre lies in the grown box
     exactly when the tile touches the tissue's box.
     """
     from shapely.geometry import box
@@ -205,6 +207,7 @@ def _tissue_box(slide: Slide, mask: TissueMask, side: float) -> BaseGeometry:
         raise NoTissueError(f"{slide.path}: no tissue to tile")
     dx, dy = mask.downsample
     x0, y0, x1, y1 = xs.min() * dx, ys.min() * dy, (xs.max() + 1) * dx, (ys.max() + 1) * dy
+    x0, y0 = np.floor(x0 / side) * side, np.floor(y0 / side) * side
     return box(x0, y0, x1 + side / 2.0, y1 + side / 2.0)
 
 

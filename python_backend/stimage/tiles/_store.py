@@ -211,7 +211,16 @@ def _diff(a: Any, b: Any) -> str:
     if not isinstance(a, dict) or not isinstance(b, dict):
         return "unknown settings"
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:3])
+    return ", ".join(
+        f"{k} {_shown(k, a.get(k))} in the store, {_shown(k, b.get(k))} now" for k in keys[:3]
+    )
+
+
+def _shown(key: str, value: Any) -> str:
+    """A setting as people read it (a tile size of None is the spot pitch)."""
+    if value is None and key == "tile_um":
+        return "the spot pitch (default)"
+    return repr(value)
 
 
 class TileStore:

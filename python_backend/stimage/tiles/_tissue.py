@@ -247,6 +247,7 @@ def detect_tissue(
         raise NoTissueError(
             f"{slide.path}: no tissue found on a {w}x{h} px thumbnail (optical density threshold "
             f"{p.min_od}); check that this is a stained brightfield image, or lower the "
-            "threshold (--tissue-min-od) for faint staining"
+            "threshold for faint staining (`stimage prepare --tissue-min-od`, or "
+            "TissueParams.min_od)"
         )
     return tm

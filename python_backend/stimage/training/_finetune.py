@@ -317,10 +317,15 @@ def _finetuned_bundle(
     training: dict[str, Any],
 ) -> ModelBundle:
     """A bundle whose one component is the fine-tuned encoder with its head as a one-member NB GLM."""
-    from stimage.models import Component, ModelBundle
-    from stimage.models import NBEnsemble, NBEnsembleConfig
-    from stimage.models import FeaturePipeline
-    from stimage.models import NBGLM, NBGLMConfig
+    from stimage.models import (
+        NBGLM,
+        Component,
+        FeaturePipeline,
+        ModelBundle,
+        NBEnsemble,
+        NBEnsembleConfig,
+        NBGLMConfig,
+    )
     from stimage.tiles import load_stain_target
     from stimage.training._train import store_tile_settings
 

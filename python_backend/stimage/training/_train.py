@@ -11,9 +11,14 @@ import numpy as np
 
 from stimage.constants import Key
 from stimage.errors import ConfigError
-from stimage.models import Component, ModelBundle
-from stimage.models import HighLowClassifier, high_low_labels
-from stimage.models import NBEnsemble, NBEnsembleConfig
+from stimage.models import (
+    Component,
+    HighLowClassifier,
+    ModelBundle,
+    NBEnsemble,
+    NBEnsembleConfig,
+    high_low_labels,
+)
 from stimage.training._genesets import gene_sets
 
 if TYPE_CHECKING:

@@ -173,7 +173,7 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
                 exp = explain_tile(
                     predictor,
                     slide,
-                    tuple(box),
+                    (box[0], box[1], box[2], box[3]),
                     job.task.genes,
                     normalizer=FIT_ON_SLIDE,
                     **settings,

@@ -254,6 +254,7 @@ def finish_predict(job: Job) -> None:
         if job.closed:
             return
         assert job.task is not None and job.output.boxes is not None
+        boxes = job.output.boxes
         parts = [p for _, p in sorted(job.parts, key=lambda sp: sp[0])]
         pred = TilePredictions.concat(parts)
         df = pred.measurements()
@@ -272,7 +273,7 @@ def finish_predict(job: Job) -> None:
             from stimage.qupath import feature_collection, tile_features
 
             feats = tile_features(
-                out.boxes,
+                boxes,
                 df,
                 classification=out.classification,
                 names=out.names,

@@ -67,6 +67,8 @@ def _predictions() -> Any:
     base = np.arange(12, dtype=np.float64).reshape(4, 3) / 7.0
     values = {o.key: base + k for k, o in enumerate(GENE_OUTPUTS)}
     values["p_high"][:, 2] = np.nan  # CD74 has no classifier
+    values["novelty"] = np.array([0.5, 1.25, 4.0, np.nan])  # the last: a model without stats
+    values["outside_training"] = np.array([0.0, 0.0, 1.0, 0.0])
     return TilePredictions(genes, 0.9, values)
 
 

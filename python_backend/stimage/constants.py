@@ -88,6 +88,11 @@ class Measurement:
         """Upper end of the central ``level`` predictive interval."""
         return f"{gene}: {round(level * 100)}% upper"
 
+    #: How far a tile's features lie from the training tiles (1: the training's 99th percentile).
+    TILE_NOVELTY: Final = "Tile: novelty"
+    #: 1 when a tile is unlike the training tiles (its predictions deserve caution), else 0.
+    TILE_OUTSIDE_TRAINING: Final = "Tile: outside training"
+
     # Cell typing: the subject is the cell type, or "Cell" for the whole cell.
     PROBABILITY: Final = "probability"
     #: Shannon entropy (nats) of a cell's type probabilities: 0 when one type is certain.

@@ -78,7 +78,7 @@ def test_geojson_dir_end_to_end(
     assert all(is_stimage_id(o.id) for o in objs_a)
     tiles_b = [o for o in read_geojson(fb) if o.object_type == "tile"]
     assert tiles_b and all(o.geometry.intersects(shapely.box(250, 200, 650, 600)) for o in tiles_b)
-    assert {k.split(":")[0] for k in tiles_b[0].measurements} == {g0, g1}
+    assert {k.split(":")[0] for k in tiles_b[0].measurements} == {g0, g1, "Tile"}
     index = json.loads((out / "stimage_project.json").read_text())
     assert set(index["images"]) == {"1", "2"}
     assert index["images"]["1"]["metadata"]["stimage.model"].startswith("tiny sha256:")
@@ -96,7 +96,7 @@ def test_geojson_dir_end_to_end(
     r3 = _run(project, *common, "-i", "A 1.tif", "--genes", g2, "--overwrite")
     assert r3.exit_code == 0, r3.output
     tiles_a = [o for o in read_geojson(fa) if o.object_type == "tile"]
-    assert {k.split(":")[0] for o in tiles_a for k in o.measurements} == {g2}
+    assert {k.split(":")[0] for o in tiles_a for k in o.measurements} == {g2, "Tile"}
 
 
 def test_dry_run_and_bad_arguments(model_dir: Path, project: Path, tmp_path: Path) -> None:

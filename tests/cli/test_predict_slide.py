@@ -167,7 +167,7 @@ def test_new_genes_or_heatmaps_reuse_the_finished_store(
     assert {p: p.stat().st_mtime_ns for p in parts.glob("chunk_*.npz")} == chunks
     assert (parts / "state.json").read_text() == state
     m = json.loads(out.read_text())["features"][0]["properties"]["measurements"]
-    assert {k.split(":")[0] for k in m} == set(genes[1:3])
+    assert {k.split(":")[0] for k in m} == {*genes[1:3], "Tile"}  # Tile: novelty ...
     heat = tmp_path / "res.heatmaps"
     assert sorted(p.name for p in heat.glob("*.png")) == [f"{genes[1]}.png"]
     assert ad.read_h5ad(tmp_path / "res.h5ad").shape[1] == len(genes)

@@ -202,3 +202,23 @@ def test_randomised_pit_is_uniform_for_discrete_counts_where_intervals_over_cove
         assert abs((np.abs(pit - 0.5) <= level / 2).mean() - level) < 0.015
     lo, hi = mixture_quantiles(mu, theta, 0.25), mixture_quantiles(mu, theta, 0.75)
     assert ((y >= lo) & (y <= hi)).mean() > 0.6  # the plain 50% interval of counts over-covers
+
+
+def test_novelty_is_about_one_in_training_and_large_far_away(fitted) -> None:
+    ens, x, _, _ = fitted
+    pipe = ens.pipeline
+    z_train = pipe.transform(x[:300])
+    nov = pipe.novelty(z_train)
+    assert np.quantile(nov, 0.99) == pytest.approx(1.0, rel=0.05)
+    held = pipe.novelty(pipe.transform(x[300:]))
+    far = pipe.novelty(pipe.transform(x[300:] * 6.0))
+    assert np.median(held) < 1.0 < np.median(far) / 5
+    p = ens.predict(x[300:] * 6.0)
+    np.testing.assert_allclose(p.novelty, far)
+    # Saved and loaded with the pipeline; pipelines saved without the statistics give NaN.
+    from stimage.models import FeaturePipeline
+
+    back = FeaturePipeline.from_state(pipe.state())
+    np.testing.assert_allclose(back.novelty(z_train), nov, rtol=1e-5)
+    old = {k: v for k, v in pipe.state().items() if not k.startswith("novelty")}
+    assert np.isnan(FeaturePipeline.from_state(old).novelty(z_train)).all()

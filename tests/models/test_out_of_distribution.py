@@ -59,6 +59,11 @@ def test_out_of_distribution_tiles_get_bounded_predictions(default_predictor: Pr
     # log1p of at most all of a spot's UMIs per 10k
     assert (pred.upper <= np.log1p(1e4 * 1e4 / 10) + 1e-6).all()
     assert (pred.lower <= pred.upper).all()
+    # Tiles whose predictions had to be bounded are flagged, per tile.
+    names = list(tiles)
+    flagged = pred["outside_training"]
+    for name in ("small greyscale jpeg", "blurred"):
+        assert flagged[names.index(name)] == 1.0, name
     # The same model still predicts ordinary tissue afterwards.
     again = p.predict_tiles(np.stack([render_he(p.tile_px, p.tile_px, seed=9)]))
     assert np.isfinite(again.mean).all()

@@ -303,21 +303,14 @@ def _boxes(a: ad.AnnData, tile_um: float) -> np.ndarray:
 
 
 def _spot_measurements(a: ad.AnnData) -> pd.DataFrame:
+    """The demo genes' measurements of every spot, named and ordered by the output schema."""
     import pandas as pd
 
-    from stimage.constants import Measurement as M
+    from stimage.models import anndata_values, measurement_columns
 
+    keep = [g for g in a.var_names if g in DEMO_GENES or g in EXPLAIN_GENES]
     level = float(a.uns["stimage"]["interval_level"])
-    cols = {}
-    for j, g in enumerate(a.var_names):
-        if g not in DEMO_GENES and g not in EXPLAIN_GENES:
-            continue
-        cols[M.of(g, M.MEAN)] = a.X[:, j]
-        cols[M.of(g, M.ALEATORIC_SD)] = a.layers["aleatoric_sd"][:, j]
-        cols[M.of(g, M.EPISTEMIC_SD)] = a.layers["epistemic_sd"][:, j]
-        cols[M.lower(g, level)] = a.layers["lower"][:, j]
-        cols[M.upper(g, level)] = a.layers["upper"][:, j]
-    return pd.DataFrame(cols)
+    return pd.DataFrame(measurement_columns(keep, level, anndata_values(a[:, keep])))
 
 
 def _html_report(out: Path, wrote: list[tuple[Path, str]]) -> Path:

@@ -52,7 +52,10 @@ from stimage.models._nb import NBGLM, SCALE, NBGLMConfig, nb_nll
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 from stimage.models._outputs import (
     GENE_OUTPUTS,
+    NOVELTY_FLAG,
+    TILE_OUTPUTS,
     GeneOutput,
+    TileOutput,
     TilePredictions,
     anndata_values,
     measurement_columns,
@@ -70,7 +73,9 @@ __all__ = [
     "HER2ST_CELLTYPE_MAPPING",
     "NBGLM",
     "NBMLP",
+    "NOVELTY_FLAG",
     "SCALE",
+    "TILE_OUTPUTS",
     "CellTypeClassifier",
     "Cells",
     "Component",
@@ -89,6 +94,7 @@ __all__ = [
     "PaperNB",
     "Predictor",
     "SpotNuclei",
+    "TileOutput",
     "TilePredictions",
     "UnknownCellTypeError",
     "UnknownGeneError",

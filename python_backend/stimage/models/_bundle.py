@@ -116,11 +116,15 @@ class ModelBundle:
         if len(parts) == 1:
             return parts[0]
         depths = [p.log_depth for p in parts if p.log_depth is not None]
+        novelty = [p.novelty for p in parts if p.novelty is not None]
+        clipped = [p.clipped for p in parts if p.clipped is not None]
         return ExpressionPrediction(
             list(self.genes),
             np.concatenate([p.log_rate for p in parts]),
             np.concatenate([p.theta for p in parts]),
             np.mean(depths, axis=0) if depths else None,
+            np.max(novelty, axis=0) if novelty else None,
+            np.mean(clipped, axis=0) if clipped else None,
         )
 
     def predict_high(self, features: dict[str, np.ndarray]) -> np.ndarray | None:

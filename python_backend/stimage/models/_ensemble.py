@@ -94,12 +94,18 @@ class ExpressionPrediction:
         log_rate: ``(K, n, g)`` log rate per 10k UMIs of each member.
         theta: ``(K, n, g)`` dispersion of each member.
         log_depth: ``(n,)`` predicted log library size of each tile (None: at 10k UMIs).
+        novelty: ``(n,)`` how far each tile's features lie from the training tiles (1: the
+            training's 99th percentile; see :meth:`FeaturePipeline.novelty`), or None.
+        clipped: ``(n,)`` fraction of the members' log rates of each tile that fell outside
+            the bounds of :data:`LOG_RATE_RANGE` and were clipped, or None.
     """
 
     genes: list[str]
     log_rate: np.ndarray
     theta: np.ndarray
     log_depth: np.ndarray | None = None
+    novelty: np.ndarray | None = None
+    clipped: np.ndarray | None = None
 
     @property
     def rate(self) -> np.ndarray:
@@ -195,7 +201,12 @@ class ExpressionPrediction:
         """The prediction for some genes, in the given order."""
         idx = [self.genes.index(g) for g in genes]
         return ExpressionPrediction(
-            list(genes), self.log_rate[:, :, idx], self.theta[:, :, idx], self.log_depth
+            list(genes),
+            self.log_rate[:, :, idx],
+            self.theta[:, :, idx],
+            self.log_depth,
+            self.novelty,
+            self.clipped,
         )
 
 
@@ -317,10 +328,13 @@ class NBEnsemble:
         if self.pipeline is None or not self.members:
             raise ConfigError("the ensemble is not fitted")
         z = self.pipeline.transform(x)
-        lr = np.clip(np.stack([m.log_rate(z) for m in self.members]), *LOG_RATE_RANGE)
+        raw = np.stack([m.log_rate(z) for m in self.members])
+        lr = np.clip(raw, *LOG_RATE_RANGE)
+        clipped = (lr != raw).mean(axis=(0, 2))
         th = np.stack([m.theta(z) for m in self.members])
         depth = None if self.depth is None else self.depth.predict(z)
-        return ExpressionPrediction(list(self.genes), lr, th, depth)
+        novelty = self.pipeline.novelty(z)
+        return ExpressionPrediction(list(self.genes), lr, th, depth, novelty, clipped)
 
 
 def _bootstrap_weights(

@@ -15,7 +15,10 @@ import numpy as np
 
 from stimage.errors import ConfigError, InvalidSampleError
 
-__all__ = ["FeaturePipeline", "PCARidge"]
+__all__ = ["NOVELTY_COMPONENTS", "FeaturePipeline", "PCARidge"]
+
+#: Leading projected features the novelty of a tile is measured on.
+NOVELTY_COMPONENTS = 32
 
 
 @dataclass
@@ -28,6 +31,9 @@ class FeaturePipeline:
         scale: Feature standard deviations.
         components: ``(k, d)`` principal axes.
         explained_variance_ratio: Variance explained per component.
+        novelty_var: Training variance of the leading projected features (the scale of
+            :meth:`novelty`); None for pipelines saved before novelty existed.
+        novelty_scale: The training tiles' 99th percentile of the raw novelty.
     """
 
     n_components: int | None = 256
@@ -35,6 +41,8 @@ class FeaturePipeline:
     scale: np.ndarray | None = None
     components: np.ndarray | None = None
     explained_variance_ratio: np.ndarray | None = None
+    novelty_var: np.ndarray | None = None
+    novelty_scale: float = float("nan")
 
     def fit(self, x: np.ndarray) -> FeaturePipeline:
         """Fit on ``(n, d)`` training features."""
@@ -51,7 +59,27 @@ class FeaturePipeline:
             self.components = vt[:k]
             var = s**2
             self.explained_variance_ratio = var[:k] / var.sum()
+        zt = self.transform(x)[:, :NOVELTY_COMPONENTS]
+        self.novelty_var = np.maximum(zt.var(axis=0), 1e-12)
+        raw = ((zt**2) / self.novelty_var).mean(axis=1)
+        self.novelty_scale = float(np.quantile(raw, 0.99)) or 1.0
         return self
+
+    def novelty(self, z: np.ndarray) -> np.ndarray:
+        """How far projected features lie from the training tiles, ``(n,)``.
+
+        The mean squared whitened distance over the leading components (a Mahalanobis
+        distance under the training's own spread), divided by its 99th percentile over the
+        training tiles: about 1 or less in the training distribution, far above for a tile
+        unlike any the model saw (glass, a pen mark, another stain or scale). NaN for a
+        pipeline saved without the statistics.
+        """
+        z = np.asarray(z, np.float64)
+        if self.novelty_var is None:
+            return np.full(len(z), np.nan)
+        k = len(self.novelty_var)
+        raw = ((z[:, :k] ** 2) / self.novelty_var).mean(axis=1)
+        return raw / self.novelty_scale
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Project ``(n, d)`` features."""
@@ -74,17 +102,25 @@ class FeaturePipeline:
         out = {"mean": self.mean, "scale": self.scale}
         if self.components is not None:
             out["components"] = self.components
-        return {k: np.asarray(v, np.float32) for k, v in out.items() if v is not None}
+        arrays = {k: np.asarray(v, np.float32) for k, v in out.items() if v is not None}
+        if self.novelty_var is not None:
+            arrays["novelty_var"] = np.asarray(self.novelty_var, np.float64)
+            arrays["novelty_scale"] = np.asarray([self.novelty_scale], np.float64)
+        return arrays
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> FeaturePipeline:
         """Rebuild from :meth:`state`."""
         comp = state.get("components")
+        nv = state.get("novelty_var")
+        ns = state.get("novelty_scale")
         return cls(
             n_components=None if comp is None else int(comp.shape[0]),
             mean=np.asarray(state["mean"], np.float64),
             scale=np.asarray(state["scale"], np.float64),
             components=None if comp is None else np.asarray(comp, np.float64),
+            novelty_var=None if nv is None else np.asarray(nv, np.float64),
+            novelty_scale=float("nan") if ns is None else float(np.asarray(ns).ravel()[0]),
         )
 
 

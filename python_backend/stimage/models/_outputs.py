@@ -8,9 +8,15 @@ and how it is computed from the ensemble's distribution. Everything that moves p
 around (joining batches, slicing rows, chunk stores, AnnData, CSV, QuPath measurements, the
 protocol's table) loops over this tuple, so a new output is one entry here and its test.
 
+Per-tile outputs (how unlike the training tiles a tile is, and the flag it raises) are
+:class:`TileOutput` entries of :data:`TILE_OUTPUTS`, kept the same way (as AnnData ``obs``
+columns).
+
 Example:
     >>> [o.key for o in GENE_OUTPUTS]
     ['mean', 'aleatoric_sd', 'epistemic_sd', 'lower', 'upper', 'rate', 'p_high']
+    >>> [o.key for o in TILE_OUTPUTS]
+    ['novelty', 'outside_training']
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENE_OUTPUTS",
+    "NOVELTY_FLAG",
+    "TILE_OUTPUTS",
     "GeneOutput",
     "OutputContext",
+    "TileOutput",
     "TilePredictions",
     "anndata_values",
     "measurement_columns",
@@ -141,7 +150,64 @@ GENE_OUTPUTS: tuple[GeneOutput, ...] = (
         optional=True,
     ),
 )
-_KEYS = tuple(o.key for o in GENE_OUTPUTS)
+
+
+@dataclass(frozen=True)
+class TileOutput:
+    """One per-tile output of a prediction.
+
+    Attributes:
+        key: Key in :class:`TilePredictions` and chunk stores; the AnnData ``obs`` column.
+        column: Measurement name (QuPath, CSV, protocol tables).
+        compute: ``(n,)`` values from an :class:`OutputContext`.
+        description: What it is, for people.
+    """
+
+    key: str
+    column: str
+    compute: Callable[[OutputContext], np.ndarray]
+    description: str
+
+
+#: Novelty above which a tile is flagged as outside what the model was trained on.
+NOVELTY_FLAG = 3.0
+
+
+def _novelty(c: OutputContext) -> np.ndarray:
+    n = c.prediction.log_rate.shape[1]
+    v = c.prediction.novelty
+    return np.full(n, np.nan) if v is None else np.asarray(v, np.float64)
+
+
+def _outside(c: OutputContext) -> np.ndarray:
+    n = c.prediction.log_rate.shape[1]
+    clipped = c.prediction.clipped
+    out = np.zeros(n) if clipped is None else (np.asarray(clipped) > 0).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        out[_novelty(c) > NOVELTY_FLAG] = 1.0
+    return out
+
+
+#: Every per-tile output, in the order of measurement columns (before the genes').
+TILE_OUTPUTS: tuple[TileOutput, ...] = (
+    TileOutput(
+        "novelty",
+        Measurement.TILE_NOVELTY,
+        _novelty,
+        "how far the tile's features lie from the training tiles: 1 is the training's 99th "
+        "percentile (NaN for models saved without the statistics)",
+    ),
+    TileOutput(
+        "outside_training",
+        Measurement.TILE_OUTSIDE_TRAINING,
+        _outside,
+        f"1 when the tile is unlike the training tiles (novelty over {NOVELTY_FLAG:g}, or a "
+        "prediction had to be bounded): read its predictions with caution",
+    ),
+)
+_GENE_KEYS = tuple(o.key for o in GENE_OUTPUTS)
+_TILE_KEYS = tuple(o.key for o in TILE_OUTPUTS)
+_KEYS = _GENE_KEYS + _TILE_KEYS
 
 
 @dataclass
@@ -159,18 +225,27 @@ class TilePredictions:
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = [k for k in _KEYS if k not in self.values]
+        missing = [k for k in _GENE_KEYS if k not in self.values]
         if missing:
             raise ConfigError(f"predictions lack the outputs {missing}")
-        shapes = {np.shape(v) for v in self.values.values()}
+        shapes = {np.shape(self.values[k]) for k in _GENE_KEYS}
         if len(shapes) != 1 or len(next(iter(shapes))) != 2:
             raise ConfigError(f"prediction arrays must share one (n, g) shape; got {shapes}")
+        n = next(iter(shapes))[0]
+        for k in _TILE_KEYS:  # predictions stored before an output existed: NaN
+            v = self.values.setdefault(k, np.full(n, np.nan))
+            if np.shape(v) != (n,):
+                raise ConfigError(
+                    f"the per-tile output {k} must have shape ({n},), got {np.shape(v)}"
+                )
 
     @classmethod
     def compute(cls, genes: list[str], context: OutputContext) -> TilePredictions:
         """Every output from the ensemble's prediction, as the schema says."""
         context.interval  # noqa: B018 - one pass gives the interval and the members' moments
-        return cls(list(genes), context.level, {o.key: o.compute(context) for o in GENE_OUTPUTS})
+        values = {o.key: o.compute(context) for o in GENE_OUTPUTS}
+        values.update({o.key: o.compute(context) for o in TILE_OUTPUTS})
+        return cls(list(genes), context.level, values)
 
     def __len__(self) -> int:
         return int(self.values["mean"].shape[0])
@@ -233,10 +308,12 @@ class TilePredictions:
         return TilePredictions(self.genes, self.level, {k: v[sl] for k, v in self.values.items()})
 
     def subset(self, genes: list[str]) -> TilePredictions:
-        """Some genes, in the given order."""
+        """Some genes, in the given order (per-tile outputs unchanged)."""
         idx = [self.genes.index(g) for g in genes]
         return TilePredictions(
-            list(genes), self.level, {k: v[:, idx] for k, v in self.values.items()}
+            list(genes),
+            self.level,
+            {k: v[:, idx] if k in _GENE_KEYS else v for k, v in self.values.items()},
         )
 
     @staticmethod
@@ -257,18 +334,28 @@ class TilePredictions:
     def from_arrays(
         cls, genes: list[str], level: float, arrays: Mapping[str, np.ndarray]
     ) -> TilePredictions:
-        """Back from :meth:`arrays` (columns already selected)."""
-        return cls(list(genes), float(level), {k: np.asarray(arrays[k]) for k in _KEYS})
+        """Back from :meth:`arrays` (columns already selected; outputs a store lacks are NaN)."""
+        return cls(
+            list(genes), float(level), {k: np.asarray(arrays[k]) for k in _KEYS if k in arrays}
+        )
+
+    @staticmethod
+    def is_gene_output(key: str) -> bool:
+        """Whether an output has one column per gene (else one value per tile)."""
+        return key in _GENE_KEYS
 
 
 def measurement_columns(
     genes: list[str], level: float, values: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Measurement name -> per-tile values, gene by gene in :data:`GENE_OUTPUTS` order.
+    """Measurement name -> per-tile values: per-tile outputs, then gene by gene.
 
-    Outputs without a column are left out, and so are optional outputs a gene lacks.
+    Genes' columns follow :data:`GENE_OUTPUTS` order. Outputs without a column are left
+    out, and so are optional outputs a gene lacks.
     """
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray] = {
+        o.column: np.asarray(values[o.key]) for o in TILE_OUTPUTS if o.key in values
+    }
     shown = [o for o in GENE_OUTPUTS if o.column is not None]
     for j, g in enumerate(genes):
         for o in shown:
@@ -282,7 +369,7 @@ def measurement_columns(
 
 def anndata_values(a: ad.AnnData) -> dict[str, np.ndarray]:
     """The outputs stored in an AnnData written by :func:`to_anndata` (absent ones as NaN)."""
-    out = {}
+    out = {o.key: a.obs[o.key].to_numpy(np.float64) for o in TILE_OUTPUTS if o.key in a.obs}
     for o in GENE_OUTPUTS:
         if o.layer is None:
             out[o.key] = np.asarray(a.X)
@@ -310,6 +397,9 @@ def to_anndata(
             x = v
         elif not o.optional or any(pred.defined(o.key)):
             layers[o.layer] = v
+    obs = obs.copy()
+    for t in TILE_OUTPUTS:
+        obs[t.key] = np.asarray(pred.values[t.key], np.float32)
     a = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=pred.genes))
     for name, v in layers.items():
         a.layers[name] = v

@@ -178,7 +178,11 @@ class SlideJob:
         level = float(self.state["settings"]["level"])
         for i in range(self.n_chunks):
             with np.load(self.chunk_path(i)) as z:
-                arrays = {k: z[k][:, cols] for k in z.files if k != "indices"}
+                arrays = {
+                    k: z[k][:, cols] if TilePredictions.is_gene_output(k) else z[k]
+                    for k in z.files
+                    if k != "indices"
+                }
                 indices = z["indices"]
             yield indices, TilePredictions.from_arrays(names, level, arrays)
 

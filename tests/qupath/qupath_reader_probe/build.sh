@@ -23,6 +23,12 @@ end = next(i for i in range(start, len(lines)) if "return new BufferedImage(img.
 lines[start:end] = ['\t\tif (true) throw new UnsupportedOperationException("stubbed: no ImageJ");']
 open(p, "w").write("\n".join(l for l in lines if not l.startswith("import ij.")))
 PY
+status=0
 javac -nowarn -proc:none -d "$out/classes" -cp "$cp" -sourcepath "$out/src/qupath-core/src/main/java" \
-    "$here/Probe.java" 2>&1 | grep -v '^Note:' || true
-test -f "$out/classes/Probe.class"
+    "$here/Probe.java" > "$out/javac.log" 2>&1 || status=$?
+grep -v '^Note:' "$out/javac.log" >&2 || :
+if [ "$status" -ne 0 ]; then
+    echo "build.sh: javac failed (exit $status) compiling qupath-core $tag with Probe.java;" \
+         "the errors are above (a missing jar on the classpath, or a JDK older than the tag needs)" >&2
+    exit "$status"
+fi

@@ -20,6 +20,8 @@ public final class Limits {
     private int maxSlideTiles;
     @SerializedName("max_requests")
     private int maxRequests;
+    @SerializedName("max_client_requests")
+    private Integer maxClientRequests;
     @SerializedName("batch_size")
     private int batchSize;
     @SerializedName("heartbeat_s")
@@ -72,6 +74,14 @@ public final class Limits {
     /** @return requests in flight before {@code busy} */
     public int getMaxRequests() {
         return maxRequests;
+    }
+
+    /**
+     * @return requests one client may have in flight at once (servers before this limit
+     *     existed do not send it: then {@link #getMaxRequests()})
+     */
+    public int getMaxClientRequests() {
+        return maxClientRequests == null ? maxRequests : maxClientRequests;
     }
 
     /** @return tiles per forward pass */

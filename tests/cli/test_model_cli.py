@@ -125,3 +125,17 @@ def test_model_errors_are_one_line(data: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no such dataset" in r.stderr
     r = run("train", str(data), "--out", str(tmp_path / "m"), "--encoder", "uni")
     assert r.exit_code == 2 and "pytorch_model.bin" in r.stderr
+
+
+def test_models_show_marks_unreliable_genes(bundle, tmp_path: Path) -> None:
+    from stimage.models import RELIABLE_PCC
+
+    folder = bundle.save(tmp_path / "m")
+    r = run("models", "show", str(folder), "--genes")
+    assert r.exit_code == 0, r.output
+    assert "held-out per gene" in r.stdout and "before calibration" in r.stdout
+    bad = bundle.unreliable_genes()
+    assert f"unreliable genes (held-out PCC under {RELIABLE_PCC:g}): {len(bad)} of" in r.stdout
+    for g, rel in bundle.gene_reliability().items():
+        line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith(g + " "))
+        assert ("UNRELIABLE" in line) == (rel["reliable"] is False), line

@@ -128,3 +128,17 @@ def test_hidden_layer_bundle_round_trip(store3, tmp_path: Path) -> None:
     a, b = bundle.predict_features(f), loaded.predict_features(f)
     np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a.epistemic_var, b.epistemic_var, rtol=1e-2, atol=1e-6)
+
+
+def test_trained_bundles_carry_held_out_accuracy_per_gene(bundle, tmp_path) -> None:
+    from stimage.models import load_bundle
+
+    m = bundle.metrics
+    assert set(m["genes"]) == set(bundle.genes)
+    assert m["held_out"]["sections"] and 0.0 < m["held_out"]["coverage"] <= 1.0
+    one = next(iter(m["genes"].values()))
+    assert {"pcc", "coverage", "coverage_uncalibrated", "theta_scale"} <= set(one)
+    back = load_bundle(bundle.save(tmp_path / "b"))
+    assert back.metrics["genes"] == m["genes"]
+    members = back.components[0].ensemble.members
+    assert all(mm.theta_scale is not None for mm in members)

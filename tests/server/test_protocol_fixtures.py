@@ -20,7 +20,16 @@ from stimage.server.ops import default_ops
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "protocol"
 ALL = sorted(FIXTURES.glob("*.json"))
 #: Keys a reply may leave out (optional in the schema).
-OPTIONAL = {"classifier_genes", "description", "details", "slide", "name", "classification"}
+OPTIONAL = {
+    "classifier_genes",
+    "description",
+    "details",
+    "slide",
+    "name",
+    "classification",
+    "gene_pcc",
+    "unreliable_genes",
+}
 
 
 def _load(name: str) -> dict[str, Any]:

@@ -51,6 +51,10 @@ def test_hello_lists_models_limits_and_versions(
     assert m["tile_um"] == predictor.tile_um and m["tile_px"] == predictor.tile_px and m["default"]
     assert info["limits"]["batch_size"] == 8 and info["slide_paths"] is True
     assert {"hello", "ping", "predict", "cancel"} <= set(info["ops"])
+    # each gene's held-out accuracy, and the genes to show as unreliable
+    rel = predictor.bundle.gene_reliability()
+    assert m["gene_pcc"] == {g: r["pcc"] for g, r in rel.items()}
+    assert m["unreliable_genes"] == [g for g, r in rel.items() if r["reliable"] is False]
     assert client_of(server.address).ping() > 0
 
 

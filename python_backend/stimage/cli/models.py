@@ -56,13 +56,14 @@ def show(model: Path | None, show_genes: bool) -> None:
         f"genes: {len(b.genes)}"
         + ("" if show_genes else f" (e.g. {', '.join(b.genes[:10])}; --genes for all)")
     )
-    if show_genes:
+    if show_genes and not b.metrics.get("held_out"):
         click.echo("  " + ", ".join(b.genes))
     if b.classifier is not None:
         click.echo(f"high/low classifier: {len(b.classifier.genes)} genes")
     tr = b.training
     if tr.get("samples"):
         click.echo(f"trained on: {', '.join(tr['samples'])} ({tr.get('n_spots', '?')} spots)")
+    _show_reliability(b, show_genes)
     cv = b.metrics.get("cv")
     if cv:
         click.echo(f"held-out ({cv.get('scheme')}):")
@@ -74,3 +75,31 @@ def show(model: Path | None, show_genes: bool) -> None:
                 "  interval coverage: "
                 + ", ".join(f"{float(k):.0%} -> {v:.2f}" for k, v in cov.items())
             )
+
+
+def _show_reliability(b: object, show_genes: bool) -> None:
+    """Held-out accuracy per gene, with the unreliable genes marked."""
+    from stimage.models import RELIABLE_PCC, ModelBundle
+
+    assert isinstance(b, ModelBundle)
+    held = b.metrics.get("held_out")
+    if not held:
+        click.echo("per-gene reliability: not recorded (a model trained before stimage 0.2)")
+        return
+    rel = b.gene_reliability()
+    bad = b.unreliable_genes()
+    click.echo(
+        f"held-out per gene ({len(held.get('sections', []))} sections left out in turn): "
+        f"mean PCC {held['mean_pcc']:.3f}, {held['level']:.0%} interval coverage "
+        f"{held['coverage']:.2f} ({held['coverage_uncalibrated']:.2f} before calibration)"
+    )
+    click.echo(
+        f"unreliable genes (held-out PCC under {RELIABLE_PCC:g}): {len(bad)} of {len(rel)}"
+        + ("" if show_genes or not bad else f", e.g. {', '.join(bad[:10])}")
+    )
+    if show_genes:
+        for g, r in rel.items():
+            pcc = "n/a" if r["pcc"] is None else f"{r['pcc']:.3f}"
+            cov = "n/a" if r["coverage"] is None else f"{r['coverage']:.2f}"
+            mark = "" if r["reliable"] is not False else "  UNRELIABLE"
+            click.echo(f"  {g:14s} PCC {pcc:>6s}  coverage {cov:>5s}{mark}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from stimage.models._bundle import (
     FORMAT_VERSION,
+    RELIABLE_PCC,
     Component,
     ModelBundle,
     UnknownGeneError,
@@ -50,6 +51,7 @@ from stimage.models._ensemble import (
 from stimage.models._linear import FeaturePipeline, PCARidge
 from stimage.models._nb import NBGLM, SCALE, NBGLMConfig, nb_nll
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
+from stimage.models._nb_select import LEVEL, THETA_SCALES, HeldOut
 from stimage.models._outputs import (
     GENE_OUTPUTS,
     NOVELTY_FLAG,
@@ -71,10 +73,13 @@ __all__ = [
     "FORMAT_VERSION",
     "GENE_OUTPUTS",
     "HER2ST_CELLTYPE_MAPPING",
+    "LEVEL",
     "NBGLM",
     "NBMLP",
     "NOVELTY_FLAG",
+    "RELIABLE_PCC",
     "SCALE",
+    "THETA_SCALES",
     "TILE_OUTPUTS",
     "CellTypeClassifier",
     "Cells",
@@ -83,6 +88,7 @@ __all__ = [
     "FeaturePipeline",
     "GeneOutput",
     "GridTiles",
+    "HeldOut",
     "HighLowClassifier",
     "ModelBundle",
     "NBEnsemble",

@@ -32,8 +32,17 @@ from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, NBGLMConfig
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelBundle", "UnknownGeneError", "load_bundle"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "RELIABLE_PCC",
+    "ModelBundle",
+    "UnknownGeneError",
+    "load_bundle",
+]
 
+#: Held-out PCC below which a gene is marked unreliable wherever it is shown.
+RELIABLE_PCC = 0.1
 FORMAT = "stimage-model"
 FORMAT_VERSION = 2
 WEIGHTS = "weights.safetensors"
@@ -104,6 +113,30 @@ class ModelBundle:
                 f"e.g. {self.genes[:8]} (see `stimage models show`)"
             )
         return list(genes)
+
+    def gene_reliability(self, threshold: float = RELIABLE_PCC) -> dict[str, dict[str, Any]]:
+        """Each gene's held-out accuracy and interval coverage, and whether to trust it.
+
+        From the bundle's metrics (leave-one-section-out within training, see
+        :class:`~stimage.models.HeldOut`): ``{"pcc", "coverage", "reliable"}`` per gene;
+        ``reliable`` is False below ``threshold`` (a held-out PCC of 0.1 by default) and None
+        for models saved without per-gene metrics.
+        """
+        per_gene = self.metrics.get("genes") or {}
+        out: dict[str, dict[str, Any]] = {}
+        for g in self.genes:
+            m = per_gene.get(g) or {}
+            pcc = m.get("pcc")
+            out[g] = {
+                "pcc": pcc,
+                "coverage": m.get("coverage"),
+                "reliable": None if pcc is None else bool(pcc >= threshold),
+            }
+        return out
+
+    def unreliable_genes(self, threshold: float = RELIABLE_PCC) -> list[str]:
+        """Genes whose held-out PCC is below ``threshold`` (empty without per-gene metrics)."""
+        return [g for g, r in self.gene_reliability(threshold).items() if r["reliable"] is False]
 
     def predict_features(self, features: dict[str, np.ndarray]) -> ExpressionPrediction:
         """The mixture over all components' members, from features keyed by encoder name."""
@@ -176,6 +209,8 @@ class ModelBundle:
                 tensors[f"c{i}.m{j}.log_theta"] = np.asarray(m.log_theta, np.float32)
                 if m.theta_weight is not None:
                     tensors[f"c{i}.m{j}.theta_weight"] = np.asarray(m.theta_weight, np.float32)
+                if m.theta_scale is not None:
+                    tensors[f"c{i}.m{j}.theta_scale"] = np.asarray(m.theta_scale, np.float32)
             comps.append(
                 {
                     "encoder": c.encoder,
@@ -377,6 +412,9 @@ def _component(i: int, c: dict[str, Any], genes: list[str], t: dict[str, np.ndar
                 else None,
                 l2_chosen=float(c.get("l2", float("nan"))),
                 l2=None if per_gene_l2 is None else per_gene_l2.astype(np.float64),
+                theta_scale=t[g + "theta_scale"].astype(np.float64)
+                if g + "theta_scale" in t
+                else None,
             )
         )
     depth = DepthModel.from_state(_with_prefix(t, f"c{i}.depth.")) if c.get("depth") else None

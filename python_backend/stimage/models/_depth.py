@@ -167,19 +167,30 @@ def log1p_moments(
 
 @lru_cache(maxsize=1)
 def _gamma_table() -> tuple[np.ndarray, np.ndarray]:
-    """Quantiles of Gamma(theta, 1/theta) (mean 1) at the nodes, over a log grid of theta."""
-    from scipy.special import gammaincinv
+    """Nodes of Gamma(theta, 1/theta) (mean 1) over a log grid of theta.
+
+    The gamma's mass is cut into equal-probability bins and each bin is represented by its
+    conditional mean (``E[G | bin]``, from the regularised incomplete gamma of ``theta + 1``),
+    so the nodes keep the mean exactly: what matters for a very skewed gamma (small theta),
+    whose lowest bin spans many orders of magnitude.
+    """
+    from scipy.special import gammainc, gammaincinv
 
     log_theta = np.linspace(np.log(_THETA_RANGE[0]), np.log(_THETA_RANGE[1]), _THETA_STEPS)
-    theta = np.exp(log_theta)
-    u = (np.arange(_NODES) + 0.5) / _NODES
-    q = gammaincinv(theta[:, None], u[None, :]) / theta[:, None]
-    return log_theta, q
+    theta = np.exp(log_theta)[:, None]
+    edges = np.arange(1, _NODES) / _NODES
+    cut = gammaincinv(theta, edges[None, :])  # in units of the gamma with scale 1
+    upper = np.concatenate([cut, np.full((len(theta), 1), np.inf)], axis=1)
+    lower = np.concatenate([np.zeros((len(theta), 1)), cut], axis=1)
+    # E[G 1(lo < G < hi)] for G ~ Gamma(theta, 1/theta) is the theta+1 gamma's mass there.
+    mass = gammainc(theta + 1.0, upper) - gammainc(theta + 1.0, lower)
+    return np.exp(log_theta), mass * _NODES
 
 
 def _gamma_nodes(theta: np.ndarray) -> np.ndarray:
     """``(n, nodes)`` gamma quantiles (mean 1) for each theta, interpolated in log theta."""
-    grid, q = _gamma_table()
+    theta_grid, q = _gamma_table()
+    grid = np.log(theta_grid)
     x = np.clip(np.log(theta), grid[0], grid[-1])
     pos = (x - grid[0]) / (grid[1] - grid[0])
     i = np.minimum(pos.astype(int), len(grid) - 2)

@@ -38,6 +38,7 @@ from stimage.models._depth import DepthModel
 from stimage.models._linear import FeaturePipeline
 from stimage.models._nb import NBGLM, SCALE, NBGLMConfig
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
+from stimage.models._nb_select import HeldOut
 from stimage.models._nbmix import MixtureSummary, mixture_quantiles, mixture_summary
 
 __all__ = [
@@ -247,6 +248,8 @@ class NBEnsemble:
     pipeline: FeaturePipeline | None = None
     members: list[NBGLM | NBMLP] = field(default_factory=list)
     depth: DepthModel | None = None
+    #: What the leave-one-section-out penalty selection said per gene (fitting only).
+    held_out: HeldOut | None = None
 
     def fit(
         self,
@@ -282,15 +285,21 @@ class NBEnsemble:
             first.cv_loss,
         )
         fixed = NBGLMConfig(
-            l2=first.l2_chosen, dispersion=c.glm.dispersion, max_iter=c.glm.max_iter, tol=c.glm.tol
+            l2=first.l2_chosen,
+            dispersion=c.glm.dispersion,
+            max_iter=c.glm.max_iter,
+            tol=c.glm.tol,
+            calibrate=c.glm.calibrate,
         )
         penalties = first.l2
+        self.held_out = first.held_out
         self.members = [first] if not c.bootstrap else []
         for w in _bootstrap_weights(len(z), groups, c.members - len(self.members), c.seed):
             m = NBGLM(fixed).fit(
                 z, counts, library_size, sample_weight=w, penalties=penalties, init=first
             )
             m.cv_loss = first.cv_loss
+            m.theta_scale = first.theta_scale
             self.members.append(m)
         return self
 

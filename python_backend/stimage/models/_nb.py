@@ -35,6 +35,8 @@ from stimage.errors import ConfigError, InvalidSampleError
 if TYPE_CHECKING:
     import torch
 
+    from stimage.models._nb_select import HeldOut
+
 __all__ = ["NBGLM", "SCALE", "NBGLMConfig", "nb_nll"]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,9 @@ class NBGLMConfig:
             (``nll``) or held-out Pearson correlation with log-normalised expression (``pcc``).
         max_iter: L-BFGS iterations.
         tol: Stop when the relative change of the loss is below this.
+        calibrate: Scale each gene's dispersion by the multiplier that best describes
+            held-out sections (when penalties are chosen by leave-one-section-out), so that
+            intervals hold on new sections.
     """
 
     l2: float | tuple[float, ...] = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6)
@@ -87,6 +92,7 @@ class NBGLMConfig:
     select: str = "pcc"
     max_iter: int = 300
     tol: float = 1e-9
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.select not in ("nll", "pcc"):
@@ -111,7 +117,10 @@ class NBGLM:
         theta_weight: ``(d, g)`` weights of log theta (``"spot"`` only).
         l2_chosen: The median penalty used (after cross-validation).
         l2: The penalty of each gene.
-        cv_loss: Held-out mean NLL per candidate penalty.
+        cv_loss: Held-out mean criterion per candidate penalty.
+        theta_scale: ``(g,)`` multiplier of the dispersion calibrated on held-out sections
+            (see :mod:`stimage.models._nb_select`); None: none.
+        held_out: What the leave-one-section-out fits said per gene (fitting only).
     """
 
     config: NBGLMConfig = field(default_factory=NBGLMConfig)
@@ -122,6 +131,8 @@ class NBGLM:
     l2_chosen: float = float("nan")
     cv_loss: dict[float, float] = field(default_factory=dict)
     l2: np.ndarray | None = None
+    theta_scale: np.ndarray | None = None
+    held_out: HeldOut | None = None
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(
@@ -153,39 +164,14 @@ class NBGLM:
         if penalties is not None:
             lam_vec = np.broadcast_to(np.asarray(penalties, np.float64), (n_genes,)).copy()
         elif len(grid) > 1 and groups is not None and len(np.unique(groups)) >= 2:
-            # Held-out NLL per penalty and gene, summed over leave-one-section-out folds; each
-            # fold walks the penalties from strong to weak, warm-starting from the last fit.
-            table = np.zeros((len(grid), n_genes))
-            for g in np.unique(groups):
-                tr, te = groups != g, groups == g
-                warm = None
-                for li, lam in enumerate(grid):
-                    warm = _fit(
-                        x[tr],
-                        y[tr],
-                        log_s[tr],
-                        lam,
-                        self.config,
-                        None if sample_weight is None else sample_weight[tr],
-                        warm,
-                    )
-                    if self.config.select == "pcc":
-                        eta = x[te] @ warm["w"] + warm["b"]
-                        truth = np.log1p(y[te] / np.exp(log_s[te])[:, None])
-                        table[li] -= np.nan_to_num(_pcc(eta, truth)) * te.sum()
-                    else:
-                        table[li] += _loss(
-                            warm, x[te], y[te], log_s[te], self.config.dispersion
-                        ).sum(axis=0)
-            table /= len(y)
-            self.cv_loss = {float(lam): float(table[li].mean()) for li, lam in enumerate(grid)}
-            if self.config.per_gene:
-                lam_vec = np.asarray(grid, np.float64)[np.argmin(table, axis=0)]
-            else:
-                lam_vec = np.full(n_genes, grid[int(np.argmin(table.mean(axis=1)))], np.float64)
-            logger.debug(
-                "NB GLM: penalties chosen by leave-one-section-out (mean NLL %s)", self.cv_loss
+            # Held-out criterion per penalty and gene over leave-one-section-out folds; the
+            # same fits give held-out accuracy, a calibrated dispersion and coverage per gene.
+            from stimage.models._nb_select import select_penalties
+
+            lam_vec, self.cv_loss, self.held_out = select_penalties(
+                x, y, log_s, np.asarray(groups), grid, self.config, sample_weight, _fit
             )
+            logger.debug("NB GLM: penalties chosen by leave-one-section-out (%s)", self.cv_loss)
         else:
             lam_vec = np.full(n_genes, float(grid[len(grid) // 2]), np.float64)
         start = None
@@ -202,6 +188,8 @@ class NBGLM:
         )
         self.l2 = lam_vec
         self.l2_chosen = float(np.median(lam_vec))
+        if self.held_out is not None and self.config.calibrate:
+            self.theta_scale = self.held_out.theta_scale.copy()
         return self
 
     # -- prediction ------------------------------------------------------------------------
@@ -216,7 +204,8 @@ class NBGLM:
         lt = self.log_theta[None, :]  # type: ignore[index]
         if self.theta_weight is not None:
             lt = lt + np.asarray(x, np.float64) @ self.theta_weight
-        return np.exp(np.clip(lt, -10, 15)) * np.ones((len(x), 1))
+        theta = np.exp(np.clip(lt, -10, 15)) * np.ones((len(x), 1))
+        return theta if self.theta_scale is None else theta * self.theta_scale
 
     def _fitted(self) -> None:
         if self.weight is None:

@@ -12,7 +12,9 @@ import numpy as np
 from stimage.constants import Key
 from stimage.errors import ConfigError
 from stimage.models import (
+    LEVEL,
     Component,
+    HeldOut,
     HighLowClassifier,
     ModelBundle,
     NBEnsemble,
@@ -135,8 +137,27 @@ def fit_bundle(
             "patients": {s: spots.patients[s] for s in sample_ids},
             "n_spots": len(lib),
         },
+        metrics=held_out_metrics(comps[0].ensemble.held_out, genes),
         description=config.description,
     )
+
+
+def held_out_metrics(held: HeldOut | None, genes: list[str]) -> dict[str, Any]:
+    """The bundle metrics of the leave-one-section-out fits: per gene and summarised."""
+    if held is None:
+        return {}
+    return {
+        "held_out": {
+            "scheme": "leave-one-section-out within the training sections; each section's "
+            "penalty chosen on the other sections",
+            "sections": held.sections,
+            "level": LEVEL,
+            "mean_pcc": float(np.nanmean(held.pcc)),
+            "coverage": float(np.nanmean(held.coverage)),
+            "coverage_uncalibrated": float(np.nanmean(held.coverage_uncalibrated)),
+        },
+        "genes": held.per_gene(genes),
+    }
 
 
 def store_tile_settings(store: TileStore, sample_ids: list[str]) -> dict[str, Any]:

@@ -32,6 +32,10 @@ def _model_info(server: ServerContext, name: str) -> dict[str, Any]:
         info["classifier_genes"] = list(p.bundle.classifier.genes)
     if p.bundle.description:
         info["description"] = p.bundle.description
+    rel = p.bundle.gene_reliability()
+    if any(r["pcc"] is not None for r in rel.values()):
+        info["gene_pcc"] = {g: r["pcc"] for g, r in rel.items()}
+        info["unreliable_genes"] = p.bundle.unreliable_genes()
     return info
 
 

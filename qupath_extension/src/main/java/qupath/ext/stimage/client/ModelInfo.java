@@ -2,7 +2,9 @@ package qupath.ext.stimage.client;
 
 import com.google.gson.annotations.SerializedName;
 
+import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 
 /** One model served, from hello: genes, physical tile size and input size. */
 public final class ModelInfo {
@@ -19,6 +21,10 @@ public final class ModelInfo {
     @SerializedName("classifier_genes")
     private List<String> classifierGenes;
     private String description;
+    @SerializedName("gene_pcc")
+    private Map<String, Double> genePcc;
+    @SerializedName("unreliable_genes")
+    private List<String> unreliableGenes;
 
     ModelInfo() {
     }
@@ -71,5 +77,40 @@ public final class ModelInfo {
     /** @return the description, or null */
     public String getDescription() {
         return description;
+    }
+
+    /**
+     * @return each gene's held-out Pearson correlation (null values where unknown); empty for
+     *     servers or models that do not report it
+     */
+    public Map<String, Double> getGenePcc() {
+        return genePcc == null ? Map.of() : Collections.unmodifiableMap(genePcc);
+    }
+
+    /** @return genes whose held-out PCC is under the server's reliability threshold */
+    public List<String> getUnreliableGenes() {
+        return unreliableGenes == null ? List.of() : List.copyOf(unreliableGenes);
+    }
+
+    /**
+     * @param gene a gene of this model
+     * @return whether the gene is marked unreliable (false when the model does not say)
+     */
+    public boolean isUnreliable(String gene) {
+        return unreliableGenes != null && unreliableGenes.contains(gene);
+    }
+
+    /**
+     * @param gene a gene of this model
+     * @return the gene as a picker shows it: with its held-out PCC and, under the threshold,
+     *     marked unreliable
+     */
+    public String describeGene(String gene) {
+        Double pcc = genePcc == null ? null : genePcc.get(gene);
+        if (pcc == null) {
+            return gene;
+        }
+        String text = String.format(java.util.Locale.ROOT, "%s (held-out PCC %.2f)", gene, pcc);
+        return isUnreliable(gene) ? text + " - unreliable" : text;
     }
 }

@@ -172,7 +172,18 @@ final class OptionDialogs {
         };
         model.valueProperty().addListener((o, a, b) -> fillGenes.run());
         fillGenes.run();
-        gene.setTooltip(new Tooltip("One gene, or several separated by commas (up to 50)"));
+        gene.setTooltip(new Tooltip("One gene, or several separated by commas (up to 50); genes marked "
+                + "unreliable predicted poorly on held-out sections"));
+        gene.setCellFactory(list -> new javafx.scene.control.ListCell<>() {
+            @Override
+            protected void updateItem(String item, boolean empty) {
+                super.updateItem(item, empty);
+                ModelInfo m = modelOf(hello, model.getValue());
+                setText(empty || item == null ? null : m == null ? item : m.describeGene(item));
+                setStyle(!empty && item != null && m != null && m.isUnreliable(item)
+                        ? "-fx-text-fill: #8a6d3b; -fx-font-style: italic;" : "");
+            }
+        });
         ChoiceBox<String> method = new ChoiceBox<>();
         method.setId("method");
         method.getItems().setAll("lime", "occlusion");

@@ -317,7 +317,7 @@ def test_cells_table_without_centroids(make_xenium):
 
 def test_missing_image(make_xenium):
     case = make_xenium(image=False)
-    with pytest.raises(InputFileNotFoundError, match="--image"):
+    with pytest.raises(InputFileNotFoundError, match="manifest: its 'image' column"):
         read_xenium(case.folder)
 
 

@@ -25,8 +25,8 @@ def test_grid_over_the_image_covers_it_without_overlap() -> None:
     assert (g.region_fraction == 1).all()
 
 
-def _on_image(g: TileGrid, width: float, height: float, tol: float = 1e-6) -> bool:
-    """Whether every tile lies on the image (up to float rounding of non-integer sides)."""
+def _on_image(g: TileGrid, width: float, height: float, tol: float = 1.0) -> bool:
+    """Whether every tile lies on the image (up to the pixel of a non-integer tile side)."""
     x, y, w, h = g.boxes.T
     inside = (x >= -tol) & (y >= -tol) & (x + w <= width + tol) & (y + h <= height + tol)
     return bool(inside.all())
@@ -122,3 +122,11 @@ def test_bad_regions() -> None:
         grid_tile_boxes(1050, 1000, 100, 1.0, region=box(990, 0, 1050, 1000))
     with pytest.raises(NoTissueError, match="smaller than one 100 µm tile"):
         grid_tile_boxes(80, 1000, 100, 1.0)
+
+
+def test_an_image_of_one_tile_is_that_tile() -> None:
+    """A 290 px crop at 0.689 um/px is one 200 um tile (290.3 px): less than a pixel over."""
+    g = grid_tile_boxes(290, 290, tile_um=200, mpp=0.689)
+    assert len(g) == 1 and g.boxes[0, 2] > 290
+    with pytest.raises(NoTissueError):
+        grid_tile_boxes(288, 288, tile_um=200, mpp=0.689)  # two pixels short: no tile

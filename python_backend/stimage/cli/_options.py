@@ -80,8 +80,8 @@ def check_mpp(value: float | None, name: str = "--mpp") -> float | None:
         raise click.BadParameter(
             f"{value:g} µm per pixel is not a plausible scale for an H&E image (usual: "
             f"{USUAL_MPP}; accepted {MPP_MIN:g} to {MPP_MAX:g}); give the full-resolution "
-            "µm per pixel from the scanner's metadata, or leave the option out to use the "
-            "image's own",
+            "µm per pixel from the scanner's metadata (or leave the option out when the image "
+            "records its own scale)",
             param_hint=name,
         )
     if value > MPP_WARN:

@@ -123,7 +123,7 @@ def _write(results: dict[str, TileExplanation], out: Path) -> list[Path]:
     """The GeoJSON, the table and one overlay per method, into ``out`` (made now)."""
     import pandas as pd
 
-    from stimage.pipelines import plot_explanation, write_explanation_geojson
+    from stimage.pipelines import plot_explanation, score_name, write_explanation_geojson
 
     out.mkdir(parents=True, exist_ok=True)
     written = [write_explanation_geojson(list(results.values()), out / "explain.geojson")]
@@ -131,7 +131,7 @@ def _write(results: dict[str, TileExplanation], out: Path) -> list[Path]:
     table = first.nuclei.features[["centroid_x", "centroid_y"]].copy()
     for m, r in results.items():
         for j, t in enumerate(r.explanation.targets):
-            table[f"{m.upper()}: {t}"] = r.explanation.scores[:, j]
+            table[score_name(m, t)] = r.explanation.scores[:, j]
     table.to_csv(out / "explain.csv", index_label="nucleus", float_format="%.5g")
     written.append(out / "explain.csv")
     for m, r in results.items():

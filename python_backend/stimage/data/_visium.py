@@ -208,12 +208,12 @@ def _find_image(folders: list[Path]) -> Path:
         raise InputFileNotFoundError(
             f"{where}: no full-resolution H&E image found (Space Ranger output does not include "
             "it; spatial/tissue_hires_image.png and tissue_lowres_image.png are downscaled "
-            "copies, too small); pass the image given to Space Ranger with image= (CLI flag "
-            "--image, manifest column 'image')"
+            "copies, too small); pass the image given to Space Ranger with image= (in a manifest: its 'image' "
+            "column; see the README's manifest example)"
         )
     raise InputFileNotFoundError(
         f"{where}: {len(found)} candidate images ({', '.join(p.name for p in found[:4])}); "
-        "pass the full-resolution H&E with image= (CLI flag --image, manifest column 'image')"
+        "pass the full-resolution H&E with image= (in a manifest: its 'image' column; see the README's manifest example)"
     )
 
 

@@ -111,7 +111,7 @@ def _find_image(folder: Path) -> Path | None:
     if len(pick) > 1:
         raise InputFileNotFoundError(
             f"{folder}: {len(pick)} candidate H&E images ({', '.join(p.name for p in pick[:4])}); "
-            "pass the registered H&E with image= (CLI flag --image, manifest column 'image')"
+            "pass the registered H&E with image= (in a manifest: its 'image' column; see the README's manifest example)"
         )
     return None
 
@@ -294,8 +294,8 @@ def _required_image(root: Path, image: str | os.PathLike[str] | None) -> Path:
     if image_p is None:
         raise InputFileNotFoundError(
             f"{root}: no H&E image found (expected a *_he_image.ome.tif); pass the "
-            "full-resolution H&E registered to this Xenium run with image= (CLI flag "
-            "--image, manifest column 'image')"
+            "full-resolution H&E registered to this Xenium run with image= (in a manifest: "
+            "its 'image' column; see the README's manifest example)"
         )
     return image_p
 

@@ -72,7 +72,8 @@ def leave_one_section_out(sample_ids: list[str]) -> list[tuple[list[str], list[s
     if len(sample_ids) < 2:
         raise ConfigError(
             f"cross-validation needs at least 2 sections, the data has {len(sample_ids)} ({sample_ids}); "
-            "add sections or train without --cv"
+            "evaluate with two or more sections, or train on this one with `stimage train` (its "
+            "held-out accuracy per gene needs two sections too)"
         )
     return [([s for s in sample_ids if s != t], [t]) for t in sample_ids]
 

@@ -97,8 +97,8 @@ class ExpressionPrediction:
         log_depth: ``(n,)`` predicted log library size of each tile (None: at 10k UMIs).
         novelty: ``(n,)`` how far each tile's features lie from the training tiles (1: the
             training's 99th percentile; see :meth:`FeaturePipeline.novelty`), or None.
-        clipped: ``(n,)`` fraction of the members' log rates of each tile that fell outside
-            the bounds of :data:`LOG_RATE_RANGE` and were clipped, or None.
+        clipped: ``(n,)`` fraction of the members' log rates of each tile that exceeded the
+            upper bound of :data:`LOG_RATE_RANGE` and were clipped, or None.
     """
 
     genes: list[str]
@@ -279,11 +279,19 @@ class NBEnsemble:
         if c.hidden:
             return self._fit_mlp(z, counts, library_size, groups)
         first = NBGLM(c.glm).fit(z, counts, library_size, groups=groups)
-        logger.info(
-            "NB ensemble: penalty %.3g (leave-one-section-out NLL %s)",
-            first.l2_chosen,
-            first.cv_loss,
-        )
+        if first.held_out is None:
+            logger.warning(
+                "NB ensemble: one section, so the penalty cannot be chosen on held-out sections "
+                "(%.3g used) and the genes' held-out accuracy is not recorded; train on two or "
+                "more sections for both",
+                first.l2_chosen,
+            )
+        else:
+            logger.info(
+                "NB ensemble: median penalty %.3g (held-out criterion per penalty %s)",
+                first.l2_chosen,
+                first.cv_loss,
+            )
         fixed = NBGLMConfig(
             l2=first.l2_chosen,
             dispersion=c.glm.dispersion,
@@ -339,7 +347,9 @@ class NBEnsemble:
         z = self.pipeline.transform(x)
         raw = np.stack([m.log_rate(z) for m in self.members])
         lr = np.clip(raw, *LOG_RATE_RANGE)
-        clipped = (lr != raw).mean(axis=(0, 2))
+        # Rates bounded from above (more than all of a spot's UMIs) mark a tile unlike any the
+        # model saw; rates floored near zero are only genes the tile does not express.
+        clipped = (raw > LOG_RATE_RANGE[1]).mean(axis=(0, 2))
         th = np.stack([m.theta(z) for m in self.members])
         depth = None if self.depth is None else self.depth.predict(z)
         novelty = self.pipeline.novelty(z)

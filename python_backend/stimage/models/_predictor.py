@@ -156,11 +156,9 @@ class Predictor:
             NoTissueError: No tile has enough tissue.
         """
         from stimage.errors import NoTissueError
-        from stimage.tiles import TissueParams, detect_tissue, grid_tile_qc
+        from stimage.tiles import detect_tissue, grid_tile_qc
 
-        w, h = slide.dimensions
-        usual = TissueParams().min_area_um2
-        mask = detect_tissue(slide, TissueParams(min_area_um2=min(usual, w * h * slide.mpp**2 / 4)))
+        mask = detect_tissue(slide)
         grid, qc = grid_tile_qc(
             slide,
             mask,

@@ -316,7 +316,7 @@ def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: 
         )
         ax.add_collection(coll)
         fig.colorbar(coll, ax=ax, fraction=0.046, pad=0.02)
-        title = f"{exp.method.upper()}: {exp.targets[j]}\npred {exp.prediction[j]:.2f}"
+        title = f"{score_name(exp.method, exp.targets[j])}\npred {exp.prediction[j]:.2f}"
         if np.isfinite(exp.fit_r2[j]):
             title += f", local R² {exp.fit_r2[j]:.2f}"
         ax.set_title(title, fontsize=9)

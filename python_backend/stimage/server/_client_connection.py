@@ -80,6 +80,7 @@ class Connection:
 
         if timeout <= 0 or heartbeat_timeout <= 0 or connect_timeout <= 0:
             raise ConfigError("timeout, heartbeat_timeout and connect_timeout must be positive")
+        _check_address(address)
         self.address = address
         self.timeout = timeout
         self.heartbeat_timeout = heartbeat_timeout
@@ -128,7 +129,14 @@ class Connection:
                 s.curve_serverkey = server_key
                 s.curve_publickey = pub
                 s.curve_secretkey = sec
-            s.connect(self.address)
+            try:
+                s.connect(self.address)
+            except zmq.ZMQError as e:
+                s.close(linger=0)  # an unclosed socket would hang the context's term()
+                raise ConfigError(
+                    f"cannot connect to {self.address!r} ({e}); give tcp://HOST:PORT, e.g. "
+                    "tcp://127.0.0.1:5557"
+                ) from e
             self._sock = s
             try:
                 self._await_server(s)
@@ -268,3 +276,21 @@ class Connection:
             event.set()
             return True
         return bool(self.request("cancel", {"target": request_id}, timeout=30).get("cancelled"))
+
+
+def _check_address(address: str) -> None:
+    """Refuse what ZeroMQ cannot connect to, before any socket exists.
+
+    Raises:
+        ConfigError: Not ``tcp://HOST:PORT`` (nor ``ipc://`` / ``inproc://``).
+    """
+    import re
+
+    if re.fullmatch(r"(ipc|inproc)://.+", address):
+        return
+    m = re.fullmatch(r"tcp://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d{1,5})", address)
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise ConfigError(
+            f"{address!r} is not a server address; give tcp://HOST:PORT, e.g. tcp://127.0.0.1:5557 "
+            "(the address `stimage serve` prints)"
+        )

@@ -94,8 +94,9 @@ def grid_tile_boxes(
     server, QuPath project batches):
 
     * a tile lies on the image: ``0 <= x``, ``0 <= y``, ``x + w <= width`` and
-      ``y + h <= height`` (up to 1e-6 px of float rounding), so no tile runs past the image
-      edge (a strip narrower than a tile at the right or bottom edge gets no tile);
+      ``y + h <= height``, up to one pixel (a 200 µm tile is 290.3 px at 0.689 µm/px, and a
+      290 px crop of one tile is that tile), so no tile runs past the image edge (a strip
+      narrower than a tile at the right or bottom edge gets no tile);
     * with a region, a tile belongs to it when its centre lies inside the region (a centre
       on the region's boundary does not count), so every tile falls inside its region
       when QuPath resolves the hierarchy, however little or much of it the region covers.
@@ -148,8 +149,9 @@ def grid_tile_boxes(
     return TileGrid(boxes=boxes, rows=rows, cols=cols, region_fraction=frac)
 
 
-#: Slack in pixels for float rounding when testing that a tile lies on the image.
-_EDGE_TOL = 1e-6
+#: Slack in pixels when testing that a tile lies on the image: less than a pixel over the edge
+#: (read as white) is a rounding of the tile size, not a tile running off the image.
+_EDGE_TOL = 1.0
 
 
 def _checked_region(region: object | None, width: int, height: int) -> BaseGeometry | None:

@@ -13,7 +13,7 @@ mask, computed from an integral image (constant time per tile).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -230,13 +230,18 @@ def detect_tissue(
 
     Args:
         slide: A slide with a known scale.
-        params: Detection settings.
+        params: Detection settings; by default :class:`TissueParams`, with the smallest
+            tissue piece kept no larger than a quarter of the image (an image of a tile or two,
+            a crop a client sent, is tissue, not a speck to drop).
         require: Raise :class:`NoTissueError` when no tissue is found.
 
     Raises:
         NoTissueError: Nothing on the slide looks like stained tissue.
     """
     p = params or TissueParams()
+    if params is None:
+        w_um, h_um = (v * slide.mpp for v in slide.dimensions)
+        p = replace(p, min_area_um2=min(p.min_area_um2, w_um * h_um / 4.0))
     mpp = max(p.mpp, slide.mpp)
     thumb = slide.thumbnail(mpp=mpp)
     w0, h0 = slide.dimensions

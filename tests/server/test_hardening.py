@@ -205,3 +205,15 @@ def test_an_image_of_one_tile_predicts_as_one_tile(
         assert out["n_tiles"] == 1
     finally:
         path.unlink()
+
+
+@pytest.mark.parametrize("address", ["foo", "127.0.0.1:5557", "tcp://host", "tcp://h:99999"])
+def test_a_malformed_client_address_is_refused_at_once(address: str) -> None:
+    """An address ZeroMQ cannot connect to once left a socket open and hung the client."""
+    from stimage.errors import ConfigError
+
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="tcp://HOST:PORT"):
+        with Client(address, heartbeat_timeout=2, timeout=5) as c:
+            c.ping()
+    assert time.monotonic() - t0 < 5

@@ -56,7 +56,7 @@ class HeldOut:
     theta_scale: np.ndarray
     sections: list[str] = field(default_factory=list)
 
-    def per_gene(self, genes: list[str]) -> dict[str, dict[str, float]]:
+    def per_gene(self, genes: list[str]) -> dict[str, dict[str, float | None]]:
         """``gene -> {"pcc", "coverage", "coverage_uncalibrated", "theta_scale"}`` (JSON-ready)."""
         out = {}
         for j, g in enumerate(genes):

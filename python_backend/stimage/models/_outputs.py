@@ -210,6 +210,16 @@ _TILE_KEYS = tuple(o.key for o in TILE_OUTPUTS)
 _KEYS = _GENE_KEYS + _TILE_KEYS
 
 
+def _output(key: str, doc: str) -> property:
+    """A read-only attribute of :class:`TilePredictions` for one output of the schema."""
+
+    def get(self: TilePredictions) -> np.ndarray:
+        return self.values[key]
+
+    get.__doc__ = doc
+    return property(get)
+
+
 @dataclass
 class TilePredictions:
     """Predictions for ``n`` tiles and ``g`` genes, one ``(n, g)`` array per :data:`GENE_OUTPUTS`.
@@ -254,40 +264,13 @@ class TilePredictions:
         return self.values[key]
 
     # The outputs everyone reads, by name (any output is also ``pred[key]``).
-    @property
-    def mean(self) -> np.ndarray:
-        """``(n, g)`` predicted log-normalised expression."""
-        return self.values["mean"]
-
-    @property
-    def aleatoric_sd(self) -> np.ndarray:
-        """``(n, g)`` aleatoric standard deviation."""
-        return self.values["aleatoric_sd"]
-
-    @property
-    def epistemic_sd(self) -> np.ndarray:
-        """``(n, g)`` epistemic standard deviation."""
-        return self.values["epistemic_sd"]
-
-    @property
-    def lower(self) -> np.ndarray:
-        """``(n, g)`` lower end of the central interval."""
-        return self.values["lower"]
-
-    @property
-    def upper(self) -> np.ndarray:
-        """``(n, g)`` upper end of the central interval."""
-        return self.values["upper"]
-
-    @property
-    def rate(self) -> np.ndarray:
-        """``(n, g)`` predicted counts per 10k UMIs."""
-        return self.values["rate"]
-
-    @property
-    def p_high(self) -> np.ndarray:
-        """``(n, g)`` P(high); NaN for genes without a classifier."""
-        return self.values["p_high"]
+    mean = _output("mean", "``(n, g)`` predicted log-normalised expression.")
+    aleatoric_sd = _output("aleatoric_sd", "``(n, g)`` aleatoric standard deviation.")
+    epistemic_sd = _output("epistemic_sd", "``(n, g)`` epistemic standard deviation.")
+    lower = _output("lower", "``(n, g)`` lower end of the central interval.")
+    upper = _output("upper", "``(n, g)`` upper end of the central interval.")
+    rate = _output("rate", "``(n, g)`` predicted counts per 10k UMIs.")
+    p_high = _output("p_high", "``(n, g)`` P(high); NaN for genes without a classifier.")
 
     @property
     def total_sd(self) -> np.ndarray:

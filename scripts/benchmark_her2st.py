@@ -82,8 +82,8 @@ def part_cv(args: argparse.Namespace) -> None:
     from stimage.training import TrainConfig, load_spot_set
 
     store = _store(args.her2st, args.work)
-    spots = load_spot_set(store, [create_encoder("efficientnet_lite0", device="cpu")])
-    config = TrainConfig(ensemble=NBEnsembleConfig(members=args.members))
+    spots = load_spot_set(store, [create_encoder(args.encoder, device="cpu")])
+    config = TrainConfig(encoders=(args.encoder,), ensemble=NBEnsembleConfig(members=args.members))
     schemes = (
         ("section", leave_one_section_out(spots.sample_ids)),
         ("patient", leave_one_patient_out(spots.patients)),
@@ -266,6 +266,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--part", choices=["cv", "speed", "all"], default="all")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument(
+        "--encoder",
+        default="efficientnet_lite0",
+        help="encoder of every method (e.g. efficientnet_lite0_stages: head and pooled stages)",
+    )
     ap.add_argument(
         "--methods",
         default="mean,paper,ridge,ridge_cv,nb",

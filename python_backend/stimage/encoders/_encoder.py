@@ -139,6 +139,12 @@ class Encoder:
         m: Any = self.model
         if self.spec.pooling == "timm":
             return m(x)
+        if self.spec.pooling == "timm+stages":
+            import torch
+
+            final, inter = m.forward_intermediates(x, indices=list(self.spec.stages))
+            pooled = [t.float().mean(dim=(2, 3)) for t in inter]
+            return torch.cat([m.forward_head(final).float(), *pooled], dim=-1)
         tokens = m.forward_features(x)
         n_prefix = int(getattr(m, "num_prefix_tokens", 1))
         cls = tokens[:, 0]
@@ -244,7 +250,7 @@ def create_encoder(
                 f"{spec.weights.filename}; the file is corrupt or a different version - download it again"
             )
     kwargs = {"pretrained": False, "num_classes": 0, **dict(spec.timm_kwargs)}
-    if spec.pooling != "timm":
+    if spec.pooling not in ("timm", "timm+stages"):
         kwargs.setdefault("global_pool", "")
     build = (
         _resolve(spec.arch, "model builder")

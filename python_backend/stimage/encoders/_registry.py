@@ -85,7 +85,11 @@ class EncoderSpec:
         timm_kwargs: Extra arguments to ``timm.create_model``.
         pooling: How features come out of the model: ``timm`` (the model's own pooled
             output with ``num_classes=0``), ``cls+mean`` (class token concatenated with the
-            mean of patch tokens, as Virchow), or ``cls`` (class token).
+            mean of patch tokens, as Virchow), ``cls`` (class token), or ``timm+stages`` (the
+            model's pooled output followed by the global average of each intermediate stage
+            in ``stages``: texture at several scales, for the cost of one forward pass).
+        stages: Indices of the intermediate stages pooled (timm's ``forward_intermediates``),
+            with ``timm+stages`` pooling.
         mpp: µm per pixel of the training images (foundation models: 0.5, i.e. 20x); None
             when the encoder was not trained on histology at a fixed scale.
         precision: ``bf16`` (autocast) or ``fp32``.
@@ -103,6 +107,7 @@ class EncoderSpec:
     weights: WeightSource | None
     timm_kwargs: Mapping[str, Any] = field(default_factory=dict)
     pooling: str = "timm"
+    stages: tuple[int, ...] = ()
     mpp: float | None = None
     precision: str = "bf16"
     family: str = "imagenet"
@@ -110,8 +115,10 @@ class EncoderSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.pooling not in ("timm", "cls+mean", "cls", "mean"):
+        if self.pooling not in ("timm", "cls+mean", "cls", "mean", "timm+stages"):
             raise ConfigError(f"{self.name}: unknown pooling {self.pooling!r}")
+        if (self.pooling == "timm+stages") != bool(self.stages):
+            raise ConfigError(f"{self.name}: stages go with timm+stages pooling, and only with it")
         if self.precision not in ("bf16", "fp32"):
             raise ConfigError(f"{self.name}: precision must be bf16 or fp32")
         if self.input_size < 16 or self.feature_dim < 1:
@@ -127,6 +134,7 @@ class EncoderSpec:
             "std": list(self.std),
             "feature_dim": self.feature_dim,
             "pooling": self.pooling,
+            **({"stages": list(self.stages)} if self.stages else {}),
             "mpp": self.mpp,
             "precision": self.precision,
             "weights_file": self.weights.filename if self.weights else None,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,7 +80,9 @@ class NBGLMConfig:
         per_gene: Choose the penalty per gene (else one for all genes).
         select: Criterion of the penalty's cross-validation: held-out NB negative log-likelihood
             (``nll``) or held-out Pearson correlation with log-normalised expression (``pcc``).
-        max_iter: L-BFGS iterations.
+        max_iter: L-BFGS iterations of a fit.
+        select_max_iter: L-BFGS iterations of each held-out fit of the penalty search (in
+            float32: these rank penalties; the final fit runs to ``max_iter`` in float64).
         tol: Stop when the relative change of the loss is below this.
         calibrate: Scale each gene's dispersion by the multiplier that best describes
             held-out sections (when penalties are chosen by leave-one-section-out), so that
@@ -91,6 +94,7 @@ class NBGLMConfig:
     per_gene: bool = True
     select: str = "pcc"
     max_iter: int = 300
+    select_max_iter: int = 100
     tol: float = 1e-9
     calibrate: bool = True
 
@@ -169,7 +173,14 @@ class NBGLM:
             from stimage.models._nb_select import select_penalties
 
             lam_vec, self.cv_loss, self.held_out = select_penalties(
-                x, y, log_s, np.asarray(groups), grid, self.config, sample_weight, _fit
+                x,
+                y,
+                log_s,
+                np.asarray(groups),
+                grid,
+                self.config,
+                sample_weight,
+                partial(_fit, fast=True),
             )
             logger.debug("NB GLM: penalties chosen by leave-one-section-out (%s)", self.cv_loss)
         else:
@@ -267,33 +278,39 @@ def _fit(
     config: NBGLMConfig,
     sample_weight: np.ndarray | None,
     init: dict[str, np.ndarray] | None = None,
+    *,
+    fast: bool = False,
 ) -> dict[str, np.ndarray]:
+    """Fit one penalised NB GLM (all genes at once) by L-BFGS.
+
+    ``fast`` (the penalty search's held-out fits, which need the ranking of penalties, not
+    the last digit): float32 and at most ``config.select_max_iter`` iterations, a few times
+    faster than the float64 fit of the final model.
+    """
     import torch
+
+    dt = torch.float32 if fast else torch.float64
 
     n, d = x.shape
     g = y.shape[1]
-    xt = torch.as_tensor(x)
-    yt = torch.as_tensor(y)
-    off = torch.as_tensor(log_s)[:, None]
+    xt = torch.as_tensor(x, dtype=dt)
+    yt = torch.as_tensor(y, dtype=dt)
+    off = torch.as_tensor(log_s, dtype=dt)[:, None]
     sw = (
-        torch.ones(n, dtype=torch.float64)
+        torch.ones(n, dtype=dt)
         if sample_weight is None
-        else torch.as_tensor(sample_weight, dtype=torch.float64)
+        else torch.as_tensor(sample_weight, dtype=dt)
     )
     sw = sw / sw.mean()
     # Start at the mean rate and a moment estimate of the dispersion.
     rate = (y / np.exp(log_s)[:, None]).mean(axis=0) + 1e-3
-    b = torch.tensor(np.log(rate), dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(np.log(rate), dtype=dt, requires_grad=True)
     mu0 = rate[None, :] * np.exp(log_s)[:, None]
     excess = np.maximum(((y - mu0) ** 2 - mu0).mean(axis=0), 1e-3)
     theta0 = np.clip((mu0**2).mean(axis=0) / excess, 0.05, 1e3)
-    lt = torch.tensor(np.log(theta0), dtype=torch.float64, requires_grad=True)
-    w = torch.zeros((d, g), dtype=torch.float64, requires_grad=True)
-    tw = (
-        torch.zeros((d, g), dtype=torch.float64, requires_grad=True)
-        if config.dispersion == "spot"
-        else None
-    )
+    lt = torch.tensor(np.log(theta0), dtype=dt, requires_grad=True)
+    w = torch.zeros((d, g), dtype=dt, requires_grad=True)
+    tw = torch.zeros((d, g), dtype=dt, requires_grad=True) if config.dispersion == "spot" else None
     if init is not None:
         with torch.no_grad():
             w.copy_(torch.as_tensor(init["w"]))
@@ -301,20 +318,20 @@ def _fit(
             lt.copy_(torch.as_tensor(init["lt"]))
             if tw is not None and "tw" in init:
                 tw.copy_(torch.as_tensor(init["tw"]))
-    lam_t = torch.as_tensor(np.broadcast_to(np.asarray(lam, np.float64), (g,)).copy())
+    lam_t = torch.as_tensor(np.broadcast_to(np.asarray(lam, np.float64), (g,)).copy(), dtype=dt)
     # The objective is a sum of independent per-gene problems, so scaling each gene's term
     # leaves every optimum unchanged; scaling by the inverse of its Fisher information per
     # spot (mu theta / (mu + theta) under the log link) equalises curvature across genes and
     # lets one L-BFGS run converge for highly and lowly expressed genes alike.
     info = (mu0 * theta0 / (mu0 + theta0)).mean(axis=0)
-    scale = torch.as_tensor(1.0 / np.clip(info, 1e-3, None))
+    scale = torch.as_tensor(1.0 / np.clip(info, 1e-3, None), dtype=dt)
     scale = scale / scale.mean()
     params = [w, b, lt] + ([tw] if tw is not None else [])
     opt = torch.optim.LBFGS(
         params,
         lr=1.0,
-        max_iter=config.max_iter,
-        tolerance_change=config.tol,
+        max_iter=config.select_max_iter if fast else config.max_iter,
+        tolerance_change=max(config.tol, 1e-6) if fast else config.tol,
         history_size=20,
         line_search_fn="strong_wolfe",
     )
@@ -333,12 +350,12 @@ def _fit(
 
     opt.step(closure)
     out = {
-        "w": w.detach().numpy().copy(),
-        "b": b.detach().numpy().copy(),
-        "lt": lt.detach().numpy().copy(),
+        "w": w.detach().double().numpy().copy(),
+        "b": b.detach().double().numpy().copy(),
+        "lt": lt.detach().double().numpy().copy(),
     }
     if tw is not None:
-        out["tw"] = tw.detach().numpy().copy()
+        out["tw"] = tw.detach().double().numpy().copy()
     if not all(np.isfinite(v).all() for v in out.values()):
         raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
     return out

@@ -49,6 +49,7 @@ def _table(summary: list[dict], title: str) -> str:
         "paper": "(b) stimage-paper",
         "ridge": "(c) PCA+ridge (HEST)",
         "ridge_cv": "(c') PCA+ridge, alpha by inner CV",
+        "ridge_cv_tile": "(c'') (c') on the spot's own features, without context",
         "nb": "(d) NB ensemble (ours)",
     }
     lines = [
@@ -58,7 +59,7 @@ def _table(summary: list[dict], title: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for gs in ("paper_panel", "hvg50", "mean250"):
-        for m in ("mean", "paper", "ridge", "ridge_cv", "nb"):
+        for m in ("mean", "paper", "ridge", "ridge_cv", "ridge_cv_tile", "nb"):
             row = df[(df.method == m) & (df.gene_set == gs)]
             if row.empty:
                 continue
@@ -78,12 +79,15 @@ def part_cv(args: argparse.Namespace) -> None:
         leave_one_section_out,
         write_report,
     )
-    from stimage.models import NBEnsembleConfig
+    from stimage.models import NBEnsembleConfig, SpatialContext
     from stimage.training import TrainConfig, load_spot_set
 
     store = _store(args.her2st, args.work)
-    spots = load_spot_set(store, [create_encoder(args.encoder, device="cpu")])
-    config = TrainConfig(encoders=(args.encoder,), ensemble=NBEnsembleConfig(members=args.members))
+    ctx = SpatialContext(args.context) if args.context else None
+    spots = load_spot_set(store, [create_encoder(args.encoder, device="cpu")], context=ctx)
+    config = TrainConfig(
+        encoders=(args.encoder,), ensemble=NBEnsembleConfig(members=args.members), context=ctx
+    )
     schemes = (
         ("section", leave_one_section_out(spots.sample_ids)),
         ("patient", leave_one_patient_out(spots.patients)),
@@ -104,7 +108,12 @@ def part_cv(args: argparse.Namespace) -> None:
             res,
             spots,
             args.work / f"report-{kind}{args.report_suffix}",
-            extra={"cv": kind, "members": args.members},
+            extra={
+                "cv": kind,
+                "members": args.members,
+                "encoder": args.encoder,
+                "context": None if ctx is None else ctx.to_dict(),
+            },
         )
         print(
             _table(
@@ -272,8 +281,14 @@ def main() -> None:
         help="encoder of every method (e.g. efficientnet_lite0_stages: head and pooled stages)",
     )
     ap.add_argument(
+        "--context",
+        type=lambda v: tuple(float(x) for x in v.split(",")) if v != "none" else None,
+        default=None,
+        help="spatial context rings in µm, e.g. 300,500 (default none: each spot alone)",
+    )
+    ap.add_argument(
         "--methods",
-        default="mean,paper,ridge,ridge_cv,nb",
+        default="mean,paper,ridge,ridge_cv,ridge_cv_tile,nb",
         help="comma-separated methods of the cv part (e.g. nb to re-measure ours only)",
     )
     ap.add_argument(

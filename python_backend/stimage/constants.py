@@ -92,6 +92,8 @@ class Measurement:
     TILE_NOVELTY: Final = "Tile: novelty"
     #: 1 when a tile is unlike the training tiles (its predictions deserve caution), else 0.
     TILE_OUTSIDE_TRAINING: Final = "Tile: outside training"
+    #: Neighbouring tiles that gave a tile its spatial context (0: predicted from the tile alone).
+    TILE_CONTEXT: Final = "Tile: context tiles"
 
     # Cell typing: the subject is the cell type, or "Cell" for the whole cell.
     PROBABILITY: Final = "probability"

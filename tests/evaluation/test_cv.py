@@ -48,8 +48,11 @@ def test_cross_validation_scores_every_method_on_held_out_sections(spots) -> Non
     folds = leave_one_section_out(spots.sample_ids)
     res = cross_validate(spots, folds, FAST)
     g = res.genes
-    assert set(g["method"]) == {"mean", "paper", "ridge", "ridge_cv", "nb"}
+    assert set(g["method"]) == {"mean", "paper", "ridge", "ridge_cv", "ridge_cv_tile", "nb"}
     assert set(g["section"]) == {"S1", "S2", "S3"}
+    # Without spatial context the own-tile ridge is the ridge.
+    by = g.set_index(["section", "gene", "method"])["pcc"].unstack()
+    np.testing.assert_allclose(by["ridge_cv_tile"], by["ridge_cv"])
     # Gene sets come from each fold's training sections only.
     for _fold, sets in res.gene_sets.items():
         assert set(sets) == {
@@ -92,3 +95,29 @@ def test_cross_validation_scores_every_method_on_held_out_sections(spots) -> Non
 def test_unknown_method(spots) -> None:
     with pytest.raises(ConfigError, match="unknown method"):
         cross_validate(spots, leave_one_section_out(spots.sample_ids), FAST, ("nb", "magic"))
+
+
+def test_own_tile_ridge_leaves_the_context_out(spots) -> None:
+    import dataclasses
+
+    from stimage.constants import Key
+    from stimage.models import SpatialContext
+
+    ctx = SpatialContext((300.0, 500.0))
+    feats = {}
+    for enc, by in spots.features.items():
+        feats[enc] = {}
+        for s, f in by.items():
+            a = spots.adatas[s]
+            xy = np.asarray(a.obsm[Key.SPATIAL]) * float(a.uns[Key.UNS][Key.MPP])
+            feats[enc][s] = ctx.augment(f, xy)[0]
+    with_ctx = dataclasses.replace(spots, features=feats, context=ctx)
+    folds = leave_one_section_out(spots.sample_ids)
+    methods = ("ridge_cv", "ridge_cv_tile")
+    plain = cross_validate(spots, folds, FAST, methods, keep_predictions=False).genes
+    ctxed = cross_validate(with_ctx, folds, FAST, methods, keep_predictions=False).genes
+    key = ["section", "gene", "method"]
+    a = plain.set_index(key)["pcc"].unstack()
+    b = ctxed.set_index(key)["pcc"].unstack()
+    np.testing.assert_allclose(b["ridge_cv_tile"], a["ridge_cv"], rtol=1e-6)
+    assert not np.allclose(b["ridge_cv"], a["ridge_cv"])

@@ -213,7 +213,9 @@ def test_a_malformed_client_address_is_refused_at_once(address: str) -> None:
     from stimage.errors import ConfigError
 
     t0 = time.monotonic()
-    with pytest.raises(ConfigError, match="tcp://HOST:PORT"):
-        with Client(address, heartbeat_timeout=2, timeout=5) as c:
-            c.ping()
+    with (
+        pytest.raises(ConfigError, match="tcp://HOST:PORT"),
+        Client(address, heartbeat_timeout=2, timeout=5) as c,
+    ):
+        c.ping()
     assert time.monotonic() - t0 < 5

@@ -179,6 +179,8 @@ class _Outbox:
 
 
 class _FakePredictor:
+    context = None  # no spatial context: the device predicts batch by batch
+
     def __init__(self) -> None:
         self.batches: list[int] = []
 

@@ -18,7 +18,7 @@ import click
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
-    from stimage.models import ModelBundle, Predictor
+    from stimage.models import ModelBundle, Predictor, SpatialContext
     from stimage.tiles import TileSettings, TileStore
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "is_quiet",
     "load_predictor",
     "load_predictors",
+    "parse_context",
     "parse_encoder_weights",
     "parse_genes",
     "parse_ids",
@@ -318,3 +319,22 @@ def read_region_geojson(path: Path) -> BaseGeometry:
         return union_regions(specs, str(path))
     except GeoJSONError as e:
         raise ConfigError(str(e)) from e
+
+
+def parse_context(value: str | None) -> SpatialContext | None:
+    """``--context``: ring radii in µm (``300,500``), or ``none``.
+
+    Raises:
+        click.BadParameter: Not increasing positive numbers.
+    """
+    from stimage.errors import ConfigError
+    from stimage.models import SpatialContext
+
+    if value is None or value.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        return SpatialContext(tuple(float(v) for v in value.split(",") if v.strip()))
+    except (ValueError, ConfigError) as e:
+        raise click.BadParameter(
+            f"{value!r}: give ring radii in µm like 300,500, or none ({e})", param_hint="--context"
+        ) from None

@@ -44,6 +44,15 @@ _MODEL_OPTIONS = options(
         default=None,
         help="Units of a hidden layer shared by all genes (NB MLP members) [default: linear NB GLM].",
     ),
+    click.option(
+        "--context",
+        "context_um",
+        default="300,500",
+        show_default=True,
+        help="Spatial context: outer radii in µm of the rings of neighbouring spots whose mean "
+        "features join each spot's (300,500: the 8 and the next 12 neighbours on a 200 µm grid); "
+        "'none' for each spot alone.",
+    ),
     click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier."),
     click.option(
         "--mode",
@@ -87,6 +96,7 @@ def train(
     pca_dim: int,
     dispersion: str,
     hidden: int | None,
+    context_um: str,
     no_classifier: bool,
     mode: str,
     epochs: int,
@@ -102,12 +112,21 @@ def train(
     is chosen by leave-one-section-out inside it. A dataset is first prepared into
     OUT/tiles with the default tile settings.
     """
-    from stimage.cli._common import parse_encoder_weights, parse_genes, parse_ids, store_from
+    from stimage.cli._common import (
+        parse_context,
+        parse_encoder_weights,
+        parse_genes,
+        parse_ids,
+        store_from,
+    )
     from stimage.models import NBEnsembleConfig, NBGLMConfig
     from stimage.training import TrainConfig, train_model
 
     if (out / "manifest.json").exists() and not overwrite:
         raise click.UsageError(f"{out} already holds a model; use --overwrite or another --out")
+    context = parse_context(context_um)
+    if context is not None and mode == "finetune":
+        raise click.UsageError("--mode finetune trains each tile alone: add --context none")
     config = TrainConfig(
         encoders=tuple(encoders),
         encoder_weights=parse_encoder_weights(encoder_weights),
@@ -122,6 +141,7 @@ def train(
         classifier=not no_classifier,
         name=name or out.name,
         device=device,
+        context=context,
     )
     ids = parse_ids(samples)
     bars = ProgressBars.of(ctx)

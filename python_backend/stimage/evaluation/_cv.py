@@ -9,6 +9,9 @@ Methods:
 * ``ridge``: HEST-Benchmark's head (standardise, PCA 256, ridge with alpha = 100/(256 g));
 * ``ridge_cv``: the same with alpha chosen by leave-one-section-out inside the training data
   (a stronger baseline, so that claims are not made against a weak one);
+* ``ridge_cv_tile``: ``ridge_cv`` on each spot's own features only, leaving out the spatial
+  context the other methods see (the same as ``ridge_cv`` when the spots have no context):
+  beside ``ridge_cv`` it tells the gain of context from the gain of the model;
 * ``nb``: ours, the bootstrap ensemble of penalised NB GLMs on counts with a library-size
   offset, with uncertainty and the high/low classifier.
 
@@ -55,12 +58,25 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("mean", "paper", "ridge", "ridge_cv", "nb")
+METHODS = ("mean", "paper", "ridge", "ridge_cv", "ridge_cv_tile", "nb")
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 
+
+@dataclass
+class _OwnTile:
+    """A ridge fitted on the first ``d`` feature columns: a spot's own, without context."""
+
+    model: PCARidge
+    d: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predictions from the own-feature columns of ``x``."""
+        return self.model.predict(x[:, : self.d])
+
+
 #: What a method fits: the training mean (``mean``), a model with ``predict`` (``paper``,
-#: ``ridge``, ``ridge_cv``) or a model bundle (``nb``).
-_Fitted = np.ndarray | PaperNB | PCARidge | ModelBundle
+#: ``ridge``, ``ridge_cv``, ``ridge_cv_tile``) or a model bundle (``nb``).
+_Fitted = np.ndarray | PaperNB | PCARidge | _OwnTile | ModelBundle
 
 
 def leave_one_section_out(sample_ids: list[str]) -> list[tuple[list[str], list[str]]]:
@@ -258,6 +274,10 @@ class _Run:
             return PCARidge().fit(data.x, logn)
         if m == "ridge_cv":
             return _ridge_cv(data.x, logn, data.groups)
+        if m == "ridge_cv_tile":
+            ctx = self.spots.context
+            d = data.x.shape[1] if ctx is None else data.x.shape[1] // (1 + len(ctx.rings_um))
+            return _OwnTile(_ridge_cv(data.x[:, :d], logn, data.groups), d)
         return fit_bundle(
             self.spots,
             train,

@@ -41,6 +41,7 @@ from stimage.models._celltype_train import (
     train_celltypes_from_dataset,
 )
 from stimage.models._classifier import HighLowClassifier, high_low_labels
+from stimage.models._context import MAX_NEIGHBOURS, ContextNeighbours, SpatialContext
 from stimage.models._ensemble import (
     ExpressionPrediction,
     NBEnsemble,
@@ -74,6 +75,7 @@ __all__ = [
     "GENE_OUTPUTS",
     "HER2ST_CELLTYPE_MAPPING",
     "LEVEL",
+    "MAX_NEIGHBOURS",
     "NBGLM",
     "NBMLP",
     "NOVELTY_FLAG",
@@ -84,6 +86,7 @@ __all__ = [
     "CellTypeClassifier",
     "Cells",
     "Component",
+    "ContextNeighbours",
     "ExpressionPrediction",
     "FeaturePipeline",
     "GeneOutput",
@@ -99,6 +102,7 @@ __all__ = [
     "PaperConfig",
     "PaperNB",
     "Predictor",
+    "SpatialContext",
     "SpotNuclei",
     "TileOutput",
     "TilePredictions",

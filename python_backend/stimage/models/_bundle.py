@@ -26,6 +26,7 @@ import numpy as np
 from stimage._version import __version__
 from stimage.errors import ConfigError, InputFileNotFoundError, StimageError
 from stimage.models._classifier import HighLowClassifier
+from stimage.models._context import SpatialContext
 from stimage.models._depth import DepthModel
 from stimage.models._ensemble import ExpressionPrediction, NBEnsemble, NBEnsembleConfig
 from stimage.models._linear import FeaturePipeline
@@ -77,6 +78,7 @@ class ModelBundle:
         training: Provenance (samples, patients, spots, gene selection).
         metrics: Training and validation metrics.
         description: Free text.
+        context: Spatial context of the features (None: each tile alone).
     """
 
     name: str
@@ -91,6 +93,7 @@ class ModelBundle:
     path: Path | None = None
     #: Fine-tuned encoder weights by component index (name -> array), saved in the bundle.
     encoder_states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    context: SpatialContext | None = None
 
     # -- use ---------------------------------------------------------------------------
     @property
@@ -248,6 +251,7 @@ class ModelBundle:
             "name": self.name,
             "description": self.description,
             "tiles": self.tiles,
+            "context": None if self.context is None else self.context.to_dict(),
             "stain_target": self.stain_target,
             "genes": self.genes,
             "components": comps,
@@ -338,6 +342,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> ModelBundle:
         description=manifest.get("description", ""),
         path=root,
         encoder_states=states,
+        context=SpatialContext.from_dict(manifest.get("context")),
     )
 
 

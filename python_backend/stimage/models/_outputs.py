@@ -16,7 +16,7 @@ Example:
     >>> [o.key for o in GENE_OUTPUTS]
     ['mean', 'aleatoric_sd', 'epistemic_sd', 'lower', 'upper', 'rate', 'p_high']
     >>> [o.key for o in TILE_OUTPUTS]
-    ['novelty', 'outside_training']
+    ['novelty', 'outside_training', 'context_tiles']
 """
 
 from __future__ import annotations
@@ -59,11 +59,14 @@ class OutputContext:
         prediction: The ensemble's prediction for the tiles and genes asked for.
         level: Level of the central predictive interval.
         p_high: ``(n, g)`` P(high) per tile and gene (NaN for genes without a classifier).
+        context_tiles: ``(n,)`` neighbouring tiles that gave each tile its spatial context
+            (0: the tile alone); None for a model without context.
     """
 
     prediction: ExpressionPrediction
     level: float
     p_high: np.ndarray
+    context_tiles: np.ndarray | None = None
 
     @cached_property
     def interval(self) -> tuple[np.ndarray, np.ndarray]:
@@ -161,12 +164,14 @@ class TileOutput:
         column: Measurement name (QuPath, CSV, protocol tables).
         compute: ``(n,)`` values from an :class:`OutputContext`.
         description: What it is, for people.
+        optional: Undefined (NaN) for some models; the column is then left out.
     """
 
     key: str
     column: str
     compute: Callable[[OutputContext], np.ndarray]
     description: str
+    optional: bool = False
 
 
 #: Novelty above which a tile is flagged as outside what the model was trained on.
@@ -188,6 +193,12 @@ def _outside(c: OutputContext) -> np.ndarray:
     return out
 
 
+def _context_tiles(c: OutputContext) -> np.ndarray:
+    n = c.prediction.log_rate.shape[1]
+    v = c.context_tiles
+    return np.full(n, np.nan) if v is None else np.asarray(v, np.float64)
+
+
 #: Every per-tile output, in the order of measurement columns (before the genes').
 TILE_OUTPUTS: tuple[TileOutput, ...] = (
     TileOutput(
@@ -203,6 +214,15 @@ TILE_OUTPUTS: tuple[TileOutput, ...] = (
         _outside,
         f"1 when the tile is unlike the training tiles (novelty over {NOVELTY_FLAG:g}, or a "
         "prediction had to be bounded): read its predictions with caution",
+    ),
+    TileOutput(
+        "context_tiles",
+        Measurement.TILE_CONTEXT,
+        _context_tiles,
+        "neighbouring tiles whose features gave the tile its spatial context; 0 when it was "
+        "predicted from itself alone (no tissue tile around it was predicted with it); only for "
+        "models with spatial context",
+        optional=True,
     ),
 )
 _GENE_KEYS = tuple(o.key for o in GENE_OUTPUTS)
@@ -336,9 +356,11 @@ def measurement_columns(
     Genes' columns follow :data:`GENE_OUTPUTS` order. Outputs without a column are left
     out, and so are optional outputs a gene lacks.
     """
-    cols: dict[str, np.ndarray] = {
-        o.column: np.asarray(values[o.key]) for o in TILE_OUTPUTS if o.key in values
-    }
+    cols: dict[str, np.ndarray] = {}
+    for t in TILE_OUTPUTS:
+        tv = np.asarray(values[t.key]) if t.key in values else None
+        if tv is not None and not (t.optional and (not len(tv) or np.isnan(tv).all())):
+            cols[t.column] = tv
     shown = [o for o in GENE_OUTPUTS if o.column is not None]
     for j, g in enumerate(genes):
         for o in shown:
@@ -382,7 +404,9 @@ def to_anndata(
             layers[o.layer] = v
     obs = obs.copy()
     for t in TILE_OUTPUTS:
-        obs[t.key] = np.asarray(pred.values[t.key], np.float32)
+        tv = np.asarray(pred.values[t.key], np.float32)
+        if not (t.optional and (not len(tv) or np.isnan(tv).all())):
+            obs[t.key] = tv
     a = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=pred.genes))
     for name, v in layers.items():
         a.layers[name] = v

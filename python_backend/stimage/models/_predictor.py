@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from stimage.errors import ConfigError, StimageError
 from stimage.models._bundle import ModelBundle
+from stimage.models._context import ContextNeighbours, SpatialContext
 from stimage.models._outputs import OutputContext, TilePredictions
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ class GridTiles:
         cols: Grid column of each tile.
         coverage: Tissue fraction of each tile.
         mask: The slide's tissue mask (the stain normaliser is fitted on it).
+        context_boxes: ``(m, 4)`` tissue tiles of the same grid around a region, within the
+            model's context reach: read for the spatial context of the region's tiles at its
+            edge, never predicted themselves (empty for a whole slide or a model without
+            context).
     """
 
     boxes: np.ndarray
@@ -51,6 +56,7 @@ class GridTiles:
     cols: np.ndarray
     coverage: np.ndarray
     mask: TissueMask
+    context_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 class Predictor:
@@ -117,6 +123,11 @@ class Predictor:
             )
 
     @property
+    def context(self) -> SpatialContext | None:
+        """The model's spatial context (None: each tile is predicted alone)."""
+        return self.bundle.context
+
+    @property
     def tile_um(self) -> float:
         """Tile side in µm."""
         return float(self.bundle.tiles["tile_um"])
@@ -171,18 +182,80 @@ class Predictor:
             raise NoTissueError(
                 f"{slide.path}: no tile of the region has enough tissue; check the region"
             )
-        return GridTiles(
-            grid.boxes[keep], grid.rows[keep], grid.cols[keep], qc.coverage[keep], mask
+        out = GridTiles(grid.boxes[keep], grid.rows[keep], grid.cols[keep], qc.coverage[keep], mask)
+        if region is not None and self.bundle.context is not None:
+            out.context_boxes = self._margin_boxes(slide, mask, out)
+        return out
+
+    def _margin_boxes(self, slide: Slide, mask: TissueMask, grid: GridTiles) -> np.ndarray:
+        """Tissue tiles of the region's grid around it, as far as the context reaches."""
+        from stimage.tiles import tile_side_px
+
+        assert self.bundle.context is not None
+        side = tile_side_px(self.tile_um, slide.mpp)
+        m = int(np.ceil(self.bundle.context.reach_um / self.tile_um))
+        origin = grid.boxes[0, :2] - np.array([grid.cols[0], grid.rows[0]]) * side
+        have = set(zip(grid.rows.tolist(), grid.cols.tolist(), strict=True))
+        cells = {
+            (r + dr, c + dc) for r, c in have for dr in range(-m, m + 1) for dc in range(-m, m + 1)
+        } - have
+        if not cells:
+            return np.zeros((0, 4))
+        rc = np.array(sorted(cells), np.float64)
+        xy = origin + rc[:, ::-1] * side
+        w, h = slide.dimensions
+        on = (
+            (xy[:, 0] >= -1)
+            & (xy[:, 1] >= -1)
+            & (xy[:, 0] + side <= w + 1)
+            & (xy[:, 1] + side <= h + 1)
         )
+        boxes = np.column_stack([xy, np.full((len(xy), 2), side)])[on]
+        if not len(boxes):
+            return boxes
+        keep = mask.coverage(boxes) >= float(self.bundle.tiles.get("min_coverage", 0.7))
+        return boxes[keep]
 
     def features(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
         """Features of normalised uint8 tiles for every encoder of the model."""
         return {name: enc.encode(tiles) for name, enc in self.encoders.items()}
 
     def predict_tiles(
-        self, tiles: np.ndarray, genes: list[str] | None = None, level: float = 0.9
+        self,
+        tiles: np.ndarray,
+        genes: list[str] | None = None,
+        level: float = 0.9,
+        *,
+        xy_um: np.ndarray | None = None,
     ) -> TilePredictions:
         """Predict from ``(n, h, w, 3)`` uint8 tiles, already cut and stain-normalised.
+
+        Args:
+            tiles: The tiles.
+            genes: Genes to predict (all by default).
+            level: Level of the predictive interval.
+            xy_um: ``(n, 2)`` tile centres in µm, for a model with spatial context: the
+                tiles give each other context. Without them each tile is predicted alone.
+
+        Raises:
+            UnknownGeneError: A gene the model does not predict.
+        """
+        return self.predict_encoded(self.features(tiles), genes, level, xy_um=xy_um)
+
+    def predict_encoded(
+        self,
+        features: Mapping[str, Any],
+        genes: list[str] | None = None,
+        level: float = 0.9,
+        *,
+        xy_um: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+    ) -> TilePredictions:
+        """Predict from encoder features (``(n, d)`` per encoder, e.g. a slide's memory map).
+
+        With the model's spatial context, ``xy_um`` gives the centres of all ``n`` tiles
+        (µm); ``rows`` picks the tiles predicted (all by default), the others giving context
+        only. Without ``xy_um`` each tile is predicted alone (``Tile: context tiles`` 0).
 
         Raises:
             UnknownGeneError: A gene the model does not predict.
@@ -190,16 +263,52 @@ class Predictor:
         genes = self.bundle.check_genes(genes)
         if not 0 < level < 1:
             raise ConfigError(f"interval level must be between 0 and 1, got {level}")
-        feats = self.features(tiles)
+        ctx = self.bundle.context
+        n_context: np.ndarray | None = None
+        if ctx is None:
+            feats = {k: np.asarray(v if rows is None else v[rows]) for k, v in features.items()}
+        else:
+            n_all = len(next(iter(features.values())))
+            if xy_um is None:  # each tile alone
+                r = np.arange(n_all) if rows is None else np.asarray(rows, np.int64)
+                none = np.full((len(r), 0), -1, np.int64)
+                nb = ContextNeighbours(r, none, none, len(ctx.rings_um))
+            else:
+                xy = np.asarray(xy_um, np.float64)
+                if len(xy) != n_all:
+                    raise ConfigError(f"{len(xy)} tile positions for {n_all} tiles")
+                nb = ctx.neighbours(xy, rows)
+            feats = {k: ctx.join(v, nb) for k, v in features.items()}
+            n_context = nb.count
         pred = self.bundle.predict_features(feats).subset(genes)
-        p_high = np.full((len(tiles), len(genes)), np.nan)
+        n = pred.log_rate.shape[1]
+        p_high = np.full((n, len(genes)), np.nan)
         probs = self.bundle.predict_high(feats)
         if probs is not None and self.bundle.classifier is not None:
             where = {g: j for j, g in enumerate(genes)}
             for k, g in enumerate(self.bundle.classifier.genes):
                 if g in where:
                     p_high[:, where[g]] = probs[:, k]
-        return TilePredictions.compute(genes, OutputContext(pred, level, p_high))
+        return TilePredictions.compute(genes, OutputContext(pred, level, p_high, n_context))
+
+    def encode_boxes(
+        self,
+        slide: Slide,
+        boxes: np.ndarray,
+        normalizer: StainNormalizer | None,
+        *,
+        batch_size: int = 64,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """Encoder features of tiles cut from a slide, batch by batch: ``(indices, features)``."""
+        from stimage.tiles import iter_tiles
+
+        for idx, tiles in iter_tiles(
+            slide, boxes, self.tile_px, normalizer=normalizer, batch_size=batch_size
+        ):
+            if cancel is not None and cancel.is_set():
+                raise StimageError("prediction cancelled")
+            yield idx, self.features(tiles)
 
     def predict_boxes(
         self,
@@ -212,15 +321,36 @@ class Predictor:
         level: float = 0.9,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        context_boxes: np.ndarray | None = None,
     ) -> Iterator[tuple[np.ndarray, TilePredictions]]:
-        """Predict tiles cut from a slide, batch by batch (memory bounded by the batch)."""
-        from stimage.tiles import iter_tiles
+        """Predict tiles cut from a slide, batch by batch.
 
-        for idx, tiles in iter_tiles(
-            slide, boxes, self.tile_px, normalizer=normalizer, batch_size=batch_size
+        Without spatial context memory is bounded by the batch. With it, every tile's
+        features are read first (``n x d`` float32: 7 kB a tile for a 1776-feature encoder),
+        then the tiles are predicted batch by batch with their neighbours' features;
+        ``context_boxes`` (tiles around a region) give context and are not predicted.
+        Progress counts the tiles encoded.
+        """
+        if self.bundle.context is None:
+            for idx, feats in self.encode_boxes(
+                slide, boxes, normalizer, batch_size=batch_size, cancel=cancel
+            ):
+                yield idx, self.predict_encoded(feats, genes, level)
+                if progress:
+                    progress(int(idx[-1] + 1), len(boxes))
+            return
+        extra = np.zeros((0, 4)) if context_boxes is None else np.asarray(context_boxes, float)
+        every = np.concatenate([np.asarray(boxes, float).reshape(-1, 4), extra])
+        parts: dict[str, list[np.ndarray]] = {}
+        for idx, feats in self.encode_boxes(
+            slide, every, normalizer, batch_size=batch_size, cancel=cancel
         ):
-            if cancel is not None and cancel.is_set():
-                raise StimageError("prediction cancelled")
-            yield idx, self.predict_tiles(tiles, genes, level)
+            for k, v in feats.items():
+                parts.setdefault(k, []).append(np.asarray(v, np.float32))
             if progress:
-                progress(int(idx[-1] + 1), len(boxes))
+                progress(min(int(idx[-1] + 1), len(boxes)), len(boxes))
+        feats_all = {k: np.concatenate(v) for k, v in parts.items()}
+        xy = (every[:, :2] + every[:, 2:] / 2) * slide.mpp
+        for b0 in range(0, len(boxes), batch_size):
+            rows = np.arange(b0, min(b0 + batch_size, len(boxes)))
+            yield rows, self.predict_encoded(feats_all, genes, level, xy_um=xy, rows=rows)

@@ -115,7 +115,8 @@ def predict_slide(
     """Predict every grid tile of a slide's tissue, or of a region (a shapely geometry in pixels).
 
     Tiles are the model's µm size on a grid; tiles with less tissue than the model's minimum
-    are left out.
+    are left out. For a model with spatial context, the tissue tiles of the same grid around
+    a region are read too, for the context of the region's edge tiles (not predicted).
     """
     from stimage.data import open_slide
 
@@ -134,6 +135,7 @@ def predict_slide(
                 level=level,
                 progress=progress,
                 cancel=cancel,
+                context_boxes=tiles.context_boxes,
             )
         ]
         uns = {

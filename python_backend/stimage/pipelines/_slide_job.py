@@ -7,8 +7,15 @@ the results chunk by chunk into a folder::
     JOB/tiles.npz           the kept grid tiles (boxes, grid rows and columns, coverage)
     JOB/chunk_00000.npz     predictions of tiles [0, chunk_tiles), written atomically
     ...
+    JOB/features_<enc>.npy  with a model of spatial context: every tile's encoder features
+                            (the region's tiles, then the tiles around it that give context)
 
-Memory is bounded by one chunk. An interrupted job (Ctrl-C, a cancel event, a crash) keeps
+Memory is bounded by one chunk. With spatial context the job runs in two passes: the encoder
+writes every tile's features to disk (resumable: ``state["encoded"]`` counts the tiles done,
+saved after each chunk's worth), then each chunk is predicted from its tiles' features and
+their neighbours', read from the memory-mapped file.
+
+An interrupted job (Ctrl-C, a cancel event, a crash) keeps
 its finished chunks; run it again with the same settings and it resumes at the first
 missing chunk. Different settings are refused unless ``overwrite``. Chunks line up with
 batches, so a resumed run sees the same batches and gives the same numbers. Output options
@@ -248,7 +255,7 @@ class SlideJob:
         os.replace(tmp, self.folder / STATE)
 
 
-def _save_chunk(path: Path, idx: np.ndarray, parts: list[TilePredictions]) -> None:
+def save_chunk(path: Path, idx: np.ndarray, parts: list[TilePredictions]) -> None:
     p = TilePredictions.concat(parts)
     tmp = path.with_name(path.stem + ".part.npz")
     arrays: dict[str, Any] = {"indices": idx.astype(np.int64), **p.arrays(np.float32)}
@@ -362,7 +369,12 @@ def _start_job(
     """A new job folder with its tiles and state written (no chunk yet)."""
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(
-        folder / TILES, boxes=grid.boxes, rows=grid.rows, cols=grid.cols, coverage=grid.coverage
+        folder / TILES,
+        boxes=grid.boxes,
+        rows=grid.rows,
+        cols=grid.cols,
+        coverage=grid.coverage,
+        context_boxes=grid.context_boxes,
     )
     job = SlideJob(
         folder,
@@ -404,6 +416,21 @@ def _predict_chunks(
     if progress:
         progress(start, len(boxes))  # shown before the first batch, not after it
     normalizer = predictor.normalizer_for(slide, grid.mask)
+    if predictor.context is not None:
+        from stimage.pipelines._slide_context import predict_chunks_in_context
+
+        predict_chunks_in_context(
+            job,
+            predictor,
+            slide,
+            grid,
+            normalizer,
+            (genes, level, batch_size),
+            start_chunk,
+            progress,
+            cancel,
+        )
+        return
     parts: list[TilePredictions] = []
     idx_parts: list[np.ndarray] = []
     chunk = start_chunk
@@ -420,7 +447,7 @@ def _predict_chunks(
         idx_parts.append(idx + start)
         done = int(idx[-1]) + 1 + start
         if done == len(boxes) or done % chunk_tiles == 0:
-            _save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts)
+            save_chunk(job.chunk_path(chunk), np.concatenate(idx_parts), parts)
             chunk += 1
             parts, idx_parts = [], []
         if progress:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -204,7 +204,17 @@ class Batcher:
         if task is None:
             raise RuntimeError(f"job {jobs[0].id} reached the device without a model")
         tiles = np.concatenate([a for _, _, a in pieces])
-        pred = task.predictor.predict_tiles(tiles, task.genes, task.level)
+        if task.predictor.context is None:
+            pred = task.predictor.predict_tiles(tiles, task.genes, task.level)
+
+            def rows(a: int, b: int) -> Any:
+                return take_rows(pred, a, b)
+        else:  # predicted when the job's every tile is encoded: tiles give each other context
+            feats = task.predictor.features(tiles)
+
+            def rows(a: int, b: int) -> Any:
+                return {k: v[a:b] for k, v in feats.items()}
+
         self.batches += 1
         self.tiles += len(tiles)
         done_jobs = []
@@ -213,7 +223,7 @@ class Batcher:
             for j, start, arr in pieces:
                 n = len(arr)
                 if not j.closed:
-                    j.parts.append((start, take_rows(pred, row, row + n)))
+                    j.parts.append((start, rows(row, row + n)))
                     j.done += n
                 row += n
             for j in jobs:

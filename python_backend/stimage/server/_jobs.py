@@ -91,6 +91,9 @@ class PredictOutput:
         boxes: ``(n, 4)`` full-resolution boxes of the tiles (set by the producer).
         names: Tile names sent by the client (None for slide requests).
         slide: The slide's path, µm per pixel and size (slide requests).
+        mpp: µm per pixel of the boxes (the spatial context's distances).
+        predicted: Indices of the tiles whose predictions are returned (None: all); the
+            others give spatial context only (tiles around a region, ``context_only``).
     """
 
     format: str = "geojson"
@@ -99,6 +102,8 @@ class PredictOutput:
     boxes: np.ndarray | None = None
     names: list[str | None] | None = None
     slide: dict[str, Any] | None = None
+    mpp: float | None = None
+    predicted: np.ndarray | None = None
 
 
 class Outbox:
@@ -216,7 +221,9 @@ class Job:
         self.total: int | None = None
         self.input_done = False
         self.done = 0
-        self.parts: list[tuple[int, TilePredictions]] = []
+        #: (first tile, predictions) per batch; (first tile, features by encoder) for a
+        #: model with spatial context, predicted once every tile is encoded.
+        self.parts: list[tuple[int, TilePredictions | dict[str, np.ndarray]]] = []
 
     def __repr__(self) -> str:
         return f"Job({self.request.id!r}, {self.request.op}, outcome={self.outcome})"

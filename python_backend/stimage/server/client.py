@@ -88,6 +88,7 @@ class Client(Connection):
         object_type: str | None = None,
         classification: str | None = None,
         tile_format: str = "png",
+        context_only: Sequence[bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
         timeout: float | None = None,
@@ -111,6 +112,9 @@ class Client(Connection):
             object_type: ``tile`` (default), ``detection`` or ``annotation``.
             classification: A class name given to every object.
             tile_format: ``png`` (lossless) or ``jpeg`` for arrays.
+            context_only: Per tile, True for a tile sent only as spatial context of the
+                others (a tile around the region): a model with spatial context reads it,
+                nothing is returned for it.
             progress: Called with ``(done, total)``.
             cancel: Set to cancel.
             timeout: Seconds.
@@ -133,6 +137,8 @@ class Client(Connection):
             t: dict[str, Any] = {"frame": i, "box": box}
             if names is not None:
                 t["name"] = str(names[i])
+            if context_only is not None and context_only[i]:
+                t["context_only"] = True
             tile_params.append(t)
         params = self._common(model, genes, level, format, object_type, classification, timeout)
         params.update({"mpp": float(mpp), "tiles": tile_params})

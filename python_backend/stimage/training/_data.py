@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import anndata as ad
 
     from stimage.encoders import Encoder
+    from stimage.models import SpatialContext
     from stimage.tiles import TileStore
 
 __all__ = ["SpotSet", "load_spot_set"]
@@ -28,11 +29,13 @@ class SpotSet:
         adatas: Sample id -> AnnData of its kept spots (raw counts, QC columns).
         features: Encoder name -> sample id -> ``(n_spots, d)`` features in spot order.
         patients: Sample id -> patient id.
+        context: The spatial context joined to the features (None: each spot's own).
     """
 
     adatas: dict[str, ad.AnnData]
     features: dict[str, dict[str, np.ndarray]]
     patients: dict[str, str]
+    context: SpatialContext | None = None
 
     @property
     def sample_ids(self) -> list[str]:
@@ -79,8 +82,14 @@ def load_spot_set(
     *,
     batch_size: int = 32,
     progress: Callable[[str, int, int], None] | None = None,
+    context: SpatialContext | None = None,
 ) -> SpotSet:
-    """Kept spots and features (extracted or loaded from the cache) of a store's samples."""
+    """Kept spots and features (extracted or loaded from the cache) of a store's samples.
+
+    With a spatial ``context``, each spot's features are joined with the mean features of
+    the kept spots around it (rings in µm between spot centres), as a prediction joins a
+    tile's with its neighbouring tiles'.
+    """
     from stimage.training._features import extract_features
 
     ids = sample_ids or store.sample_ids
@@ -94,4 +103,10 @@ def load_spot_set(
     for enc in encoders:
         f = extract_features(store, enc, ids, batch_size=batch_size, progress=progress)
         feats[enc.spec.name] = {s: f[s][adatas[s].obs[Key.TILE_INDEX].to_numpy()] for s in ids}
-    return SpotSet(adatas, feats, {s: store.patient_of(s) for s in ids})
+    if context is not None:
+        for by_sample in feats.values():
+            for s in ids:
+                a = adatas[s]
+                xy_um = np.asarray(a.obsm[Key.SPATIAL], np.float64) * float(a.uns[Key.UNS][Key.MPP])
+                by_sample[s] = context.augment(by_sample[s], xy_um)[0]
+    return SpotSet(adatas, feats, {s: store.patient_of(s) for s in ids}, context)

@@ -19,6 +19,7 @@ from stimage.models import (
     ModelBundle,
     NBEnsemble,
     NBEnsembleConfig,
+    SpatialContext,
     high_low_labels,
 )
 from stimage.training._genesets import gene_sets
@@ -51,6 +52,7 @@ class TrainConfig:
         description: Free text for the manifest.
         batch_size: Tiles per encoder forward pass.
         device: Device of the encoders.
+        context: Spatial context joined to each spot's features (None: the spot alone).
     """
 
     encoders: tuple[str, ...] = ("efficientnet_lite0",)
@@ -64,6 +66,7 @@ class TrainConfig:
     description: str = ""
     batch_size: int = 32
     device: str | None = None
+    context: SpatialContext | None = None
 
     def __post_init__(self) -> None:
         if not self.encoders:
@@ -139,6 +142,7 @@ def fit_bundle(
         },
         metrics=held_out_metrics(comps[0].ensemble.held_out, genes),
         description=config.description,
+        context=spots.context,
     )
 
 
@@ -203,7 +207,14 @@ def train_model(
         create_encoder(e, config.encoder_weights.get(e), device=config.device)
         for e in config.encoders
     ]
-    spots = load_spot_set(store, encoders, ids, batch_size=config.batch_size, progress=progress)
+    spots = load_spot_set(
+        store,
+        encoders,
+        ids,
+        batch_size=config.batch_size,
+        progress=progress,
+        context=config.context,
+    )
     genes, sets = choose_genes(spots, ids, config)
     tiles = store_tile_settings(store, ids)
     st = store.manifest["settings"]

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from stimage.data import Slide
-    from stimage.models import Predictor
+    from stimage.models import Predictor, TilePredictions
     from stimage.server._context import ServerContext
-    from stimage.server._jobs import Job
+    from stimage.server._jobs import Job, ModelTask
     from stimage.tiles import StainNormalizer
 
 __all__ = [
@@ -195,3 +195,31 @@ class JobClosed(threading.Event):
 
     def is_set(self) -> bool:
         return self._job.closed or super().is_set()
+
+
+def joined_predictions(
+    task: ModelTask,
+    parts: list[tuple[int, TilePredictions | dict[str, np.ndarray]]],
+    *,
+    xy_um: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> TilePredictions:
+    """A job's predictions from what the device gave it, batch by batch, in tile order.
+
+    The device gives predictions, or, for a model with spatial context, the features of
+    every tile: then the tiles are predicted here, each with its neighbours' features (the
+    tiles of the same request at ``xy_um``; each tile alone without positions). ``rows``
+    picks the tiles returned (the others gave context only).
+    """
+    import numpy as np
+
+    from stimage.models import TilePredictions
+
+    ordered = [p for _, p in sorted(parts, key=lambda sp: sp[0])]
+    preds = [p for p in ordered if isinstance(p, TilePredictions)]
+    if len(preds) == len(ordered):
+        pred = TilePredictions.concat(preds)
+        return pred if rows is None else pred.rows(rows)
+    dicts = [p for p in ordered if isinstance(p, dict)]
+    feats = {k: np.concatenate([p[k] for p in dicts]) for k in dicts[0]}
+    return task.predictor.predict_encoded(feats, task.genes, task.level, xy_um=xy_um, rows=rows)

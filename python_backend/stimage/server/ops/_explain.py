@@ -24,6 +24,7 @@ from stimage.server.ops._common import (
     confine_path,
     deadline_of,
     fail_from,
+    joined_predictions,
     normalizer_for_image,
     one_frame,
     slide_info,
@@ -85,10 +86,9 @@ def _device_function(
     batched round-robin with other requests and stop within one batch on a cancel) and waits
     for their predictions.
     """
-    from stimage.models import TilePredictions
-
     assert job.task is not None
-    genes = list(job.task.genes)
+    task = job.task
+    genes = list(task.genes)
     state = {"next": 0}
 
     def fn(tiles: np.ndarray) -> np.ndarray:
@@ -103,9 +103,8 @@ def _device_function(
             if job.closed or not server.running:
                 raise _Closed
             time.sleep(0.005)
-        parts = sorted(job.parts, key=lambda sp: sp[0])
+        pred = joined_predictions(task, job.parts).subset(genes)  # each perturbation alone
         job.parts = []
-        pred = TilePredictions.concat([pp for _, pp in parts]).subset(genes)
         out = pred.mean if kind == "mean" else pred.p_high
         return np.asarray(out, dtype=np.float64)
 

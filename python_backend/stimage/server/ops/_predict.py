@@ -24,18 +24,20 @@ from stimage.server.ops._common import (
     confine_path,
     deadline_of,
     fail_from,
+    joined_predictions,
     normalizer_for_image,
     parse_region,
     slide_info,
 )
 
 if TYPE_CHECKING:
+    from stimage.models import TilePredictions
     from stimage.server._context import ServerContext
     from stimage.server._jobs import Job, Request
 
 __all__ = ["finish_predict", "op_predict", "tile_ok"]
 
-_TILE_KEYS = frozenset(("frame", "box", "name"))
+_TILE_KEYS = frozenset(("frame", "box", "name", "context_only"))
 
 
 def op_predict(server: ServerContext, req: Request) -> None:
@@ -98,6 +100,7 @@ def tile_ok(t: Any) -> bool:
         and b[3] > 0
         and type(name) is str
         and len(name) <= 256
+        and type(t.get("context_only", False)) is bool
     )
 
 
@@ -175,6 +178,15 @@ def _produce_tiles(server: ServerContext, job: Job) -> Iterator[object]:
         job.request.frames = []
         job.output.boxes = np.array([t["box"] for t in params["tiles"]], dtype=np.float64)
         job.output.names = [t.get("name") for t in params["tiles"]]
+        # µm per full-resolution pixel of the boxes (the tiles' mpp is that of their images,
+        # read at any downsample): each box spans the model's tile µm.
+        job.output.mpp = predictor.tile_um / float(np.median(job.output.boxes[:, 2]))
+        only = np.array([bool(t.get("context_only")) for t in params["tiles"]])
+        if only.all():
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "every tile is context_only: nothing to predict"
+            )
+        job.output.predicted = np.flatnonzero(~only) if only.any() else None
         norm = normalizer_for_image(server, job, tiles)
         yield None
         n = len(tiles)
@@ -218,7 +230,7 @@ def _produce_slide(
                 raise ProtocolError(
                     ErrorCode.NO_TISSUE, "no tile of the region has enough tissue; check the region"
                 ) from None
-            boxes = grid.boxes
+            boxes = np.concatenate([grid.boxes, grid.context_boxes.reshape(-1, 4)])
             if len(boxes) > limits.max_slide_tiles:
                 raise ProtocolError(
                     ErrorCode.TOO_LARGE,
@@ -227,6 +239,9 @@ def _produce_slide(
                 )
             job.output.boxes = boxes
             job.output.slide = slide_info(slide, path)
+            job.output.mpp = float(slide.mpp)
+            if len(grid.context_boxes):
+                job.output.predicted = np.arange(len(grid.boxes))
             job.total = len(boxes)
             job.progress("prepare", 0, len(boxes))
             normalizer = p.normalizer_for(slide, grid.mask)
@@ -249,16 +264,17 @@ def _produce_slide(
 def finish_predict(job: Job) -> None:
     """Build and send the result of a job whose tiles are all predicted."""
     try:
-        from stimage.models import TilePredictions
-
         if job.closed:
             return
         assert job.task is not None and job.output.boxes is not None
-        boxes = job.output.boxes
-        parts = [p for _, p in sorted(job.parts, key=lambda sp: sp[0])]
-        pred = TilePredictions.concat(parts)
-        df = pred.measurements()
         out = job.output
+        pred = _predictions(job)
+        every = np.asarray(job.output.boxes)
+        boxes = every if out.predicted is None else every[out.predicted]
+        names = out.names
+        if names is not None and out.predicted is not None:
+            names = [names[i] for i in out.predicted]
+        df = pred.measurements()
         result: dict[str, Any] = {
             "model": job.task.model,
             "genes": list(pred.genes),
@@ -276,7 +292,7 @@ def finish_predict(job: Job) -> None:
                 boxes,
                 df,
                 classification=out.classification,
-                names=out.names,
+                names=names,
                 object_type=out.object_type,
             )
             result["geojson"] = feature_collection(feats)
@@ -284,10 +300,19 @@ def finish_predict(job: Job) -> None:
             values = np.ascontiguousarray(df.to_numpy(dtype="<f4"))
             result["columns"] = [str(c) for c in df.columns]
             result["values"] = {"frame": 0, "dtype": "<f4", "shape": list(values.shape)}
-            result["boxes"] = np.asarray(out.boxes, np.float64).tolist()
-            result["names"] = list(out.names) if out.names is not None else [None] * len(df)
+            result["boxes"] = np.asarray(boxes, np.float64).tolist()
+            result["names"] = list(names) if names is not None else [None] * len(df)
             frames.append(values.tobytes())
         job.parts = []
         job.succeed(result, frames)
     except Exception as e:  # noqa: BLE001 - every failure becomes this request's error reply
         fail_from(job, e)
+
+
+def _predictions(job: Job) -> TilePredictions:
+    """The job's predictions, of the tiles it returns, in order (see :func:`joined_predictions`)."""
+    assert job.task is not None and job.output.boxes is not None
+    out = job.output
+    boxes = np.asarray(out.boxes, np.float64)
+    xy = (boxes[:, :2] + boxes[:, 2:] / 2) * float(out.mpp or 1.0)
+    return joined_predictions(job.task, job.parts, xy_um=xy, rows=out.predicted)

@@ -80,6 +80,7 @@ FAST = TrainConfig(
         members=3, pca_dim=16, glm=NBGLMConfig(l2=(10.0, 1000.0), max_iter=60)
     ),
     name="tiny",
+    context=None,  # each tile alone: the flow tests count batches (tests/models/test_context.py has context)
 )
 
 

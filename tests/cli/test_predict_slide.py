@@ -29,6 +29,7 @@ FAST = TrainConfig(
     gene_sets=("mean250",),
     ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
     name="tiny",
+    context=None,  # resumes chunk by chunk; the context job's two passes: tests/models/test_context.py
 )
 MPP = 1.0
 
@@ -61,6 +62,16 @@ def predictor(model_dir: Path) -> Predictor:
     return Predictor(model_dir, device="cpu")
 
 
+def doc_genes(feats: list[dict]) -> set[str]:
+    """Genes with a mean measurement in some Feature."""
+    return {
+        k.split(": ")[0]
+        for f in feats
+        for k in f["properties"].get("measurements", {})
+        if k.endswith(": mean")
+    }
+
+
 def _run(*args: object) -> object:
     return CliRunner().invoke(cli, ["-q", "predict-slide", *map(str, args)])
 
@@ -90,7 +101,11 @@ def test_geojson_h5ad_heatmaps_and_skip(model_dir: Path, slide: Path, tmp_path: 
     n_tiles = job.state["n_tiles"]
     assert 0 < n_tiles <= 20 and job.n_chunks == -(-n_tiles // 2)
     assert validate_geojson(out) == n_tiles
-    feats = json.loads(out.read_text())["features"]
+    doc = json.loads(out.read_text())
+    feats = doc["features"]
+    meta = doc["stimage"]  # the model, and how far each gene written can be trusted
+    assert meta["model_id"].startswith("tiny ") and set(meta["genes"]) <= set(doc_genes(feats))
+    assert all({"pcc", "coverage", "reliable"} <= set(v) for v in meta["genes"].values())
     m = feats[0]["properties"]["measurements"]
     for g in genes[:3]:
         for k in ("mean", "aleatoric sd", "epistemic sd"):

@@ -18,6 +18,7 @@ FAST = TrainConfig(
     ensemble=NBEnsembleConfig(
         members=2, pca_dim=16, glm=NBGLMConfig(l2=(10.0, 1000.0), max_iter=60)
     ),
+    context=None,
 )
 
 
@@ -115,7 +116,8 @@ def test_own_tile_ridge_leaves_the_context_out(spots) -> None:
     folds = leave_one_section_out(spots.sample_ids)
     methods = ("ridge_cv", "ridge_cv_tile")
     plain = cross_validate(spots, folds, FAST, methods, keep_predictions=False).genes
-    ctxed = cross_validate(with_ctx, folds, FAST, methods, keep_predictions=False).genes
+    cfg = dataclasses.replace(FAST, context=ctx)
+    ctxed = cross_validate(with_ctx, folds, cfg, methods, keep_predictions=False).genes
     key = ["section", "gene", "method"]
     a = plain.set_index(key)["pcc"].unstack()
     b = ctxed.set_index(key)["pcc"].unstack()

@@ -23,7 +23,10 @@ def test_bundle_round_trip_predicts_the_same(bundle: ModelBundle, store3, tmp_pa
     assert manifest["components"][0]["encoder"]["name"] == "test_tiny_cnn"
     loaded = load_bundle(path)
     spots = load_spot_set(
-        store3, [create_encoder("test_tiny_cnn", random_init=True, device="cpu")], ["S3"]
+        store3,
+        [create_encoder("test_tiny_cnn", random_init=True, device="cpu")],
+        ["S3"],
+        context=bundle.context,
     )
     f = {"test_tiny_cnn": spots.features["test_tiny_cnn"]["S3"]}
     a, b = bundle.predict_features(f), loaded.predict_features(f)
@@ -122,7 +125,10 @@ def test_hidden_layer_bundle_round_trip(store3, tmp_path: Path) -> None:
     loaded = load_bundle(path)
     assert all(isinstance(m, NBMLP) for m in loaded.components[0].ensemble.members)
     spots = load_spot_set(
-        store3, [create_encoder("test_tiny_cnn", random_init=True, device="cpu")], ["S3"]
+        store3,
+        [create_encoder("test_tiny_cnn", random_init=True, device="cpu")],
+        ["S3"],
+        context=bundle.context,
     )
     f = {"test_tiny_cnn": spots.features["test_tiny_cnn"]["S3"]}
     a, b = bundle.predict_features(f), loaded.predict_features(f)

@@ -222,3 +222,32 @@ def test_novelty_is_about_one_in_training_and_large_far_away(fitted) -> None:
     np.testing.assert_allclose(back.novelty(z_train), nov, rtol=1e-5)
     old = {k: v for k, v in pipe.state().items() if not k.startswith("novelty")}
     assert np.isnan(FeaturePipeline.from_state(old).novelty(z_train)).all()
+
+
+def test_high_low_classifier_solves_scikit_learns_elastic_net() -> None:
+    """The joint FISTA solve gives scikit-learn's SAGA solution (C 0.1, l1_ratio 0.5), sparsity too."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    from stimage.models import HighLowClassifier
+
+    rng = np.random.default_rng(0)
+    n, d, g = 400, 40, 6
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + 2.0
+    w_true = rng.normal(size=(d, g)) * (rng.random((d, g)) < 0.15)
+    z_true = (x - x.mean(0)) / x.std(0)
+    labels = z_true @ w_true + rng.logistic(size=(n, g)) > 0
+    labels[:, -1] = True  # one class only: a constant classifier
+    clf = HighLowClassifier().fit(x, labels, [f"G{j}" for j in range(g)])
+    assert clf.coef is not None and clf.intercept is not None
+    for j in range(g - 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = LogisticRegression(
+                solver="saga", penalty="elasticnet", l1_ratio=0.5, C=0.1, max_iter=20000, tol=1e-10
+            ).fit(z_true, labels[:, j])
+        np.testing.assert_allclose(clf.coef[j], ref.coef_[0], atol=1e-4)
+        assert clf.intercept[j] == pytest.approx(ref.intercept_[0], abs=1e-4)
+        assert ((clf.coef[j] == 0) == (np.abs(ref.coef_[0]) < 1e-8)).mean() > 0.95
+    assert (clf.coef[-1] == 0).all() and clf.predict_proba(x)[:, -1].min() > 0.99

@@ -82,6 +82,12 @@ def test_predict_tiles_returns_qupath_geojson(
     meas = feats[0]["properties"]["measurements"]
     assert Measurement.of(genes[0], Measurement.MEAN) in meas
     assert not any(k.startswith(predictor.bundle.genes[5] + ":") for k in meas)
+    # The collection says how far to trust each gene (held-out within training).
+    meta = out["geojson"]["stimage"]
+    assert meta["model"] == predictor.bundle.name and list(meta["genes"]) == genes
+    rel = predictor.bundle.gene_reliability()
+    assert meta["unreliable_genes"] == [g for g in genes if rel[g]["reliable"] is False]
+    assert meta["genes"][genes[0]]["pcc"] == rel[genes[0]]["pcc"] is not None
     # Progress in batches of 8 (the last event may be overtaken by the result).
     assert (
         seen

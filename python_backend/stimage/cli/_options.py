@@ -217,9 +217,22 @@ def encoders_option(f: F) -> F:
         "--encoder",
         "encoders",
         multiple=True,
-        default=("efficientnet_lite0",),
+        default=("efficientnet_lite0_stages",),
         show_default=True,
         help="Encoder; repeat for an ensemble across encoders (see `stimage models encoders`).",
+    )(f)
+
+
+def context_option(f: F) -> F:
+    """``--context``: the spatial context of a model to train or evaluate."""
+    return click.option(
+        "--context",
+        "context_um",
+        default="300,500",
+        show_default=True,
+        help="Spatial context: outer radii in µm of the rings of neighbouring spots whose mean "
+        "features join each spot's (300,500: the 8 and the next 12 neighbours on a 200 µm grid); "
+        "'none' for each spot alone.",
     )(f)
 
 

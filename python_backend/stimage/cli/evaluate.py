@@ -8,6 +8,7 @@ import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
 from stimage.cli._options import (
+    context_option,
     device_option,
     encoder_weights_option,
     encoders_option,
@@ -29,13 +30,15 @@ from stimage.cli._options import (
 )
 @click.option(
     "--methods",
-    default="mean,paper,ridge,ridge_cv,nb",
+    default="mean,paper,ridge,ridge_cv,ridge_cv_tile,nb",
     show_default=True,
-    help="Methods: mean (training mean), paper (stimage-paper), ridge (HEST), ridge_cv, nb (ours).",
+    help="Methods: mean (training mean), paper (stimage-paper), ridge (HEST), ridge_cv (alpha by "
+    "inner CV), ridge_cv_tile (ridge_cv on each spot's own features: the gain of context), nb (ours).",
 )
 @encoders_option
 @encoder_weights_option
 @members_option
+@context_option
 @gene_sets_option
 @device_option()
 @click.pass_context
@@ -48,6 +51,7 @@ def evaluate(
     encoders: tuple[str, ...],
     encoder_weights: tuple[str, ...],
     members: int,
+    context_um: str,
     gene_sets: str,
     device: str | None,
 ) -> None:
@@ -57,7 +61,7 @@ def evaluate(
     and truth, bivariate Moran's I, the paper's IoU, interval coverage, uncertainty-error
     ranking and classifier AUC. Gene sets are fixed from the training sections of each fold.
     """
-    from stimage.cli._common import parse_encoder_weights, store_from
+    from stimage.cli._common import parse_context, parse_encoder_weights, store_from
     from stimage.encoders import create_encoder
     from stimage.evaluation import (
         cross_validate,
@@ -69,7 +73,9 @@ def evaluate(
     from stimage.training import TrainConfig, load_spot_set
 
     weights = parse_encoder_weights(encoder_weights)
+    context = parse_context(context_um)
     config = TrainConfig(
+        context=context,
         encoders=tuple(encoders),
         encoder_weights=weights,
         ensemble=NBEnsembleConfig(members=members),
@@ -80,7 +86,7 @@ def evaluate(
     store = store_from(data, out / "tiles", bars)
     encs = [create_encoder(e, weights.get(e), device=device) for e in encoders]
     try:
-        spots = load_spot_set(store, encs, progress=bars)
+        spots = load_spot_set(store, encs, progress=bars, context=context)
     finally:
         bars.close()
     folds = (
@@ -99,7 +105,13 @@ def evaluate(
         result,
         spots,
         out,
-        extra={"cv": cv, "encoders": list(encoders), "members": members, "store": str(store.path)},
+        extra={
+            "cv": cv,
+            "encoders": list(encoders),
+            "members": members,
+            "store": str(store.path),
+            "context": None if context is None else context.to_dict(),
+        },
     )
     write_run_metadata(out, "evaluate", ctx.params)
     s = result.summary()

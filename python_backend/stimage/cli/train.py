@@ -8,6 +8,7 @@ import click
 
 from stimage.cli._common import ProgressBars, write_run_metadata
 from stimage.cli._options import (
+    context_option,
     device_option,
     encoder_weights_option,
     encoders_option,
@@ -44,15 +45,7 @@ _MODEL_OPTIONS = options(
         default=None,
         help="Units of a hidden layer shared by all genes (NB MLP members) [default: linear NB GLM].",
     ),
-    click.option(
-        "--context",
-        "context_um",
-        default="300,500",
-        show_default=True,
-        help="Spatial context: outer radii in µm of the rings of neighbouring spots whose mean "
-        "features join each spot's (300,500: the 8 and the next 12 neighbours on a 200 µm grid); "
-        "'none' for each spot alone.",
-    ),
+    context_option,
     click.option("--no-classifier", is_flag=True, help="Skip the high/low classifier."),
     click.option(
         "--mode",

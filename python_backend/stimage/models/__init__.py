@@ -46,6 +46,8 @@ from stimage.models._ensemble import (
     ExpressionPrediction,
     NBEnsemble,
     NBEnsembleConfig,
+    fit_pipeline,
+    gene_chunk,
     mixture_pit,
     mixture_quantiles,
 )
@@ -117,6 +119,8 @@ __all__ = [
     "default_celltype_model_path",
     "default_model_path",
     "display_class",
+    "fit_pipeline",
+    "gene_chunk",
     "high_low_labels",
     "labels_from_qupath",
     "labels_from_xenium",

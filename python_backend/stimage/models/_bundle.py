@@ -137,6 +137,22 @@ class ModelBundle:
             }
         return out
 
+    def output_metadata(self, genes: list[str] | None = None) -> dict[str, Any]:
+        """What outputs record of the model (GeoJSON ``"stimage"`` member, reports).
+
+        The model, its spatial context and, per gene given, the held-out PCC, interval
+        coverage and whether it is reliable, with the genes marked unreliable.
+        """
+        rel = self.gene_reliability()
+        genes = list(self.genes if genes is None else genes)
+        return {
+            "model": self.name,
+            "context": None if self.context is None else self.context.to_dict(),
+            "reliable_pcc": RELIABLE_PCC,
+            "genes": {g: rel[g] for g in genes if g in rel},
+            "unreliable_genes": [g for g in genes if rel.get(g, {}).get("reliable") is False],
+        }
+
     def unreliable_genes(self, threshold: float = RELIABLE_PCC) -> list[str]:
         """Genes whose held-out PCC is below ``threshold`` (empty without per-gene metrics)."""
         return [g for g, r in self.gene_reliability(threshold).items() if r["reliable"] is False]

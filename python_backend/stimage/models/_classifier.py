@@ -2,14 +2,19 @@
 
 Per gene, a spot is *high* when its log-normalised expression is above the mean of its
 section (z-score > 0, computed within each section so that section-wide shifts do not
-decide the label). An elastic-net logistic regression (SAGA, C = 0.1, l1_ratio = 0.5, the
-paper's settings) on standardised encoder features gives P(high) per tile.
+decide the label). An elastic-net logistic regression (C = 0.1, l1_ratio = 0.5, the paper's
+settings) on standardised encoder features gives P(high) per tile.
+
+The paper fitted scikit-learn's SAGA gene by gene (a third of our training time on 300
+genes). The objective is the same here, ``C * sum(log loss) + (1 - l1_ratio) / 2 * |w|^2 +
+l1_ratio * |w|_1`` with the intercept unpenalised, solved for all genes at once by FISTA
+(accelerated proximal gradient with restarts) in a few matrix products per step; the tests
+check it against scikit-learn's solution.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +44,7 @@ class HighLowClassifier:
     Attributes:
         c: Inverse regularisation strength (paper: 0.1).
         l1_ratio: Elastic-net mixing (paper: 0.5).
-        max_iter: SAGA iterations.
+        max_iter: Most FISTA iterations (each a pass over all genes).
         genes: Genes with a classifier.
         mean: Feature means.
         scale: Feature standard deviations.
@@ -49,7 +54,7 @@ class HighLowClassifier:
 
     c: float = 0.1
     l1_ratio: float = 0.5
-    max_iter: int = 200
+    max_iter: int = 2000
     genes: list[str] = field(default_factory=list)
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
@@ -58,9 +63,6 @@ class HighLowClassifier:
 
     def fit(self, x: np.ndarray, labels: np.ndarray, genes: list[str]) -> HighLowClassifier:
         """Fit one classifier per gene on ``(n, d)`` features and ``(n, g)`` boolean labels."""
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
         x = np.asarray(x, np.float64)
         labels = np.asarray(labels, bool)
         if labels.shape != (len(x), len(genes)):
@@ -72,28 +74,18 @@ class HighLowClassifier:
         sd = x.std(axis=0)
         self.scale = np.where(sd > 1e-8, sd, 1.0)
         z = (x - self.mean) / self.scale
+        frac = labels.mean(axis=0)
+        both = (frac > 0) & (frac < 1)
         coef = np.zeros((len(genes), x.shape[1]))
-        icpt = np.zeros(len(genes))
-        for j in range(len(genes)):
-            y = labels[:, j]
-            frac = y.mean()
-            if frac in (0.0, 1.0):
-                icpt[j] = 10.0 if frac == 1.0 else -10.0
-                continue
-            clf = LogisticRegression(
-                solver="saga",
-                l1_ratio=self.l1_ratio,
-                C=self.c,
-                max_iter=self.max_iter,
-                random_state=0,
-                penalty="elasticnet",
+        icpt = np.where(frac == 1.0, 10.0, -10.0)
+        cols = np.flatnonzero(both)
+        step = max(16, (1 << 30) // (6 * 8 * max(len(z), 1)))  # bounds the n x genes arrays
+        for j0 in range(0, len(cols), step):
+            j = cols[j0 : j0 + step]
+            w, b = elastic_net_logistic(
+                z, labels[:, j].astype(np.float64), self.c, self.l1_ratio, self.max_iter
             )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                warnings.simplefilter("ignore", FutureWarning)
-                clf.fit(z, y)
-            coef[j] = clf.coef_[0]
-            icpt[j] = clf.intercept_[0]
+            coef[j], icpt[j] = w.T, b
         self.coef, self.intercept = coef, icpt
         return self
 
@@ -104,3 +96,47 @@ class HighLowClassifier:
         z = (np.asarray(x, np.float64) - self.mean) / self.scale
         logits = z @ self.coef.T + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+
+def elastic_net_logistic(
+    z: np.ndarray, y: np.ndarray, c: float, l1_ratio: float, max_iter: int, tol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Elastic-net logistic regressions of every column of ``y`` on ``z``, jointly.
+
+    Minimises, per column, ``C * sum(log loss) + (1 - l1_ratio) / 2 * |w|^2 + l1_ratio *
+    |w|_1`` (scikit-learn's objective; intercept unpenalised) by FISTA with adaptive restart
+    and a fixed step from the Lipschitz constant of the smooth part. Stops when no weight
+    moves by more than ``tol`` in a step, or after ``max_iter`` steps.
+
+    Returns:
+        ``(d, g)`` weights and ``(g,)`` intercepts.
+    """
+    n, d = z.shape
+    a = np.hstack([z, np.ones((n, 1))])
+    lam2 = (1.0 - l1_ratio) / (c * n)
+    lam1 = l1_ratio / (c * n)
+    lip = float(np.linalg.norm(a, 2) ** 2) / (4.0 * n) + lam2
+    step = 1.0 / lip
+    prior = np.clip(y.mean(axis=0), 1e-6, 1 - 1e-6)
+    w = np.zeros((d + 1, y.shape[1]))
+    w[-1] = np.log(prior / (1 - prior))
+    v, t = w.copy(), 1.0
+    pen = np.ones((d + 1, 1))
+    pen[-1] = 0.0  # no penalty on the intercept
+
+    for _ in range(max_iter):
+        m = a @ v
+        grad = a.T @ (1.0 / (1.0 + np.exp(-np.clip(m, -50, 50))) - y) / n + lam2 * v * pen
+        u = v - step * grad
+        shrink = step * lam1 * pen
+        new = np.sign(u) * np.maximum(np.abs(u) - shrink, 0.0)
+        moved = float(np.abs(new - w).max())
+        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        if ((new - w) * (v - new)).sum() > 0:  # momentum points uphill: restart
+            v, t = new.copy(), 1.0
+        else:
+            v, t = new + ((t - 1.0) / t_next) * (new - w), t_next
+        w = new
+        if moved <= tol:
+            break
+    return w[:-1], w[-1]

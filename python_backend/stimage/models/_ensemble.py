@@ -29,7 +29,9 @@ bounded prediction instead of a mean of 1e21 counts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +47,8 @@ __all__ = [
     "ExpressionPrediction",
     "NBEnsemble",
     "NBEnsembleConfig",
+    "fit_pipeline",
+    "gene_chunk",
     "mixture_pit",
     "mixture_quantiles",
 ]
@@ -253,8 +257,8 @@ class NBEnsemble:
 
     def fit(
         self,
-        x: np.ndarray,
-        counts: np.ndarray,
+        x: np.ndarray | Sequence[np.ndarray],
+        counts: np.ndarray | Any,
         library_size: np.ndarray,
         genes: list[str],
         groups: np.ndarray | None = None,
@@ -262,8 +266,11 @@ class NBEnsemble:
         """Fit all members.
 
         Args:
-            x: ``(n, d)`` encoder features.
-            counts: ``(n, g)`` raw counts of ``genes``.
+            x: ``(n, d)`` encoder features, or a sequence of row blocks of them (e.g. one per
+                section, computed on access): the PCA is then fitted on at most
+                :data:`PCA_FIT_ROWS` rows drawn across the blocks and the blocks are projected
+                one at a time, so the whole feature matrix is never in memory.
+            counts: ``(n, g)`` raw counts of ``genes`` (dense, or scipy sparse).
             library_size: ``(n,)`` total UMIs per spot.
             genes: Gene names.
             groups: Section of each spot: the penalty is chosen by leave-one-section-out and
@@ -272,43 +279,68 @@ class NBEnsemble:
         c = self.config
         if counts.shape[1] != len(genes):
             raise ConfigError(f"{counts.shape[1]} count columns for {len(genes)} genes")
+        self.pipeline, z = fit_pipeline(x, c.pca_dim, c.seed)
+        return self.fit_projected(z, counts, library_size, genes, groups)
+
+    def fit_projected(
+        self,
+        z: np.ndarray,
+        counts: np.ndarray | Any,
+        library_size: np.ndarray,
+        genes: list[str],
+        groups: np.ndarray | None = None,
+    ) -> NBEnsemble:
+        """Fit the members on features already projected by :attr:`pipeline`.
+
+        Genes are independent problems, fitted in chunks small enough that the chunk's
+        spots-by-genes arrays fit in about :data:`FIT_BYTES` (one chunk for a few thousand
+        spots; about 130 genes at a time for 150,000 spots), so memory does not grow with
+        the genes. The penalty search uses at most :data:`SELECT_SPOTS` spots (drawn within
+        sections) and at most :data:`SELECT_FOLDS` folds (sections grouped), so its cost does
+        not grow with the spots or the sections.
+        """
+        c = self.config
         self.genes = list(genes)
-        self.pipeline = FeaturePipeline(c.pca_dim).fit(x)
-        z = self.pipeline.transform(x)
         self.depth = DepthModel().fit(z, library_size, groups) if c.depth else None
         if c.hidden:
-            return self._fit_mlp(z, counts, library_size, groups)
-        first = NBGLM(c.glm).fit(z, counts, library_size, groups=groups)
-        if first.held_out is None:
+            return self._fit_mlp(z, _dense(counts), library_size, groups)
+        chunk = gene_chunk(len(z), len(genes))
+        folds = None if groups is None else section_folds(np.asarray(groups), SELECT_FOLDS)
+        sub = select_rows(folds, SELECT_SPOTS, c.seed)
+        weights = _bootstrap_weights(len(z), groups, c.members - (0 if c.bootstrap else 1), c.seed)
+        per_chunk: list[list[NBGLM]] = []
+        held: list[HeldOut] = []
+        for g0 in range(0, len(genes), chunk):
+            y = _dense(counts[:, g0 : g0 + chunk])
+            first = NBGLM(c.glm).fit(z, y, library_size, groups=folds, select_rows=sub)
+            fixed = replace(c.glm, l2=first.l2_chosen)
+            members = [first] if not c.bootstrap else []
+            for w in weights:
+                m = NBGLM(fixed).fit(
+                    z, y, library_size, sample_weight=w, penalties=first.l2, init=first, fast=True
+                )
+                m.cv_loss, m.theta_scale = first.cv_loss, first.theta_scale
+                members.append(m)
+            per_chunk.append(members)
+            if first.held_out is not None:
+                held.append(first.held_out)
+        glms = [NBGLM.concat([ms[k] for ms in per_chunk]) for k in range(len(per_chunk[0]))]
+        self.members = list(glms)
+        self.held_out = HeldOut.concat(held) if len(held) == len(per_chunk) else None
+        lead = glms[0]
+        if self.held_out is None:
             logger.warning(
                 "NB ensemble: one section, so the penalty cannot be chosen on held-out sections "
                 "(%.3g used) and the genes' held-out accuracy is not recorded; train on two or "
                 "more sections for both",
-                first.l2_chosen,
+                lead.l2_chosen,
             )
         else:
             logger.info(
                 "NB ensemble: median penalty %.3g (held-out criterion per penalty %s)",
-                first.l2_chosen,
-                first.cv_loss,
+                lead.l2_chosen,
+                lead.cv_loss,
             )
-        fixed = NBGLMConfig(
-            l2=first.l2_chosen,
-            dispersion=c.glm.dispersion,
-            max_iter=c.glm.max_iter,
-            tol=c.glm.tol,
-            calibrate=c.glm.calibrate,
-        )
-        penalties = first.l2
-        self.held_out = first.held_out
-        self.members = [first] if not c.bootstrap else []
-        for w in _bootstrap_weights(len(z), groups, c.members - len(self.members), c.seed):
-            m = NBGLM(fixed).fit(
-                z, counts, library_size, sample_weight=w, penalties=penalties, init=first
-            )
-            m.cv_loss = first.cv_loss
-            m.theta_scale = first.theta_scale
-            self.members.append(m)
         return self
 
     def _fit_mlp(
@@ -354,6 +386,80 @@ class NBEnsemble:
         depth = None if self.depth is None else self.depth.predict(z)
         novelty = self.pipeline.novelty(z)
         return ExpressionPrediction(list(self.genes), lr, th, depth, novelty, clipped)
+
+
+#: Most rows the feature PCA is fitted on when features come in blocks.
+PCA_FIT_ROWS = 10_000
+#: Most spots of the penalty search (drawn within sections).
+SELECT_SPOTS = 20_000
+#: Most folds of the penalty search (sections grouped when there are more).
+SELECT_FOLDS = 5
+#: Bytes a gene chunk's spots-by-genes arrays may take while fitting (about 12 of them).
+FIT_BYTES = 1 << 30
+
+
+def fit_pipeline(
+    x: np.ndarray | Sequence[np.ndarray], pca_dim: int | None, seed: int
+) -> tuple[FeaturePipeline, np.ndarray]:
+    """The feature pipeline fitted on ``x`` (an array or row blocks), and ``x`` projected."""
+    if isinstance(x, np.ndarray):
+        pipe = FeaturePipeline(pca_dim).fit(x)
+        return pipe, pipe.transform(x)
+    sizes = [len(b) for b in x]
+    n = sum(sizes)
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(n, min(n, PCA_FIT_ROWS), replace=False))
+    starts = np.cumsum([0, *sizes])
+    rows = [
+        np.asarray(x[i], np.float32)[take[(take >= starts[i]) & (take < starts[i + 1])] - starts[i]]
+        for i in range(len(sizes))
+    ]
+    pipe = FeaturePipeline(pca_dim).fit(np.concatenate(rows).astype(np.float64))
+    z = np.concatenate([pipe.transform(x[i]).astype(np.float32) for i in range(len(sizes))])
+    return pipe, z
+
+
+def gene_chunk(n_spots: int, n_genes: int) -> int:
+    """Genes fitted at once so that about 12 float64 spots-by-genes arrays fit :data:`FIT_BYTES`."""
+    return int(np.clip(FIT_BYTES // (12 * 8 * max(n_spots, 1)), 16, max(n_genes, 16)))
+
+
+def section_folds(groups: np.ndarray, most: int) -> np.ndarray:
+    """Fold of each spot: its section, or with more sections than ``most``, a group of them.
+
+    Sections are dealt to folds largest first, each to the fold with the fewest spots, so
+    folds are of similar size and every section stays whole in one fold.
+    """
+    names, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(names) <= most:
+        return np.asarray(groups)
+    fold_of = np.zeros(len(names), int)
+    load = np.zeros(most)
+    for i in np.argsort(-sizes, kind="stable"):
+        k = int(np.argmin(load))
+        fold_of[i] = k
+        load[k] += sizes[i]
+    return np.array([f"fold{k}" for k in range(most)], dtype=object)[fold_of[inverse]]
+
+
+def select_rows(folds: np.ndarray | None, most: int, seed: int) -> np.ndarray | None:
+    """Spots of the penalty search: all, or ``most`` drawn in proportion within each fold."""
+    if folds is None or len(folds) <= most:
+        return None
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in np.unique(folds):
+        idx = np.flatnonzero(folds == f)
+        k = max(1, round(most * len(idx) / len(folds)))
+        out.append(rng.choice(idx, min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def _dense(counts: Any) -> np.ndarray:
+    """Counts as a dense float64 array (scipy sparse densified)."""
+    if hasattr(counts, "toarray"):
+        counts = counts.toarray()
+    return np.asarray(counts, np.float64)
 
 
 def _bootstrap_weights(

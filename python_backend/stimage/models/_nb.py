@@ -25,6 +25,7 @@ against 0.052; see docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -148,6 +149,9 @@ class NBGLM:
         sample_weight: np.ndarray | None = None,
         penalties: np.ndarray | None = None,
         init: NBGLM | None = None,
+        *,
+        fast: bool = False,
+        select_rows: np.ndarray | None = None,
     ) -> NBGLM:
         """Fit to features and raw counts.
 
@@ -159,6 +163,11 @@ class NBGLM:
             sample_weight: ``(n,)`` weights (bootstrap multiplicities).
             penalties: ``(g,)`` penalties to use as they are (no cross-validation).
             init: A fitted model to start from (warm start).
+            fast: Fit in float32 with at most ``config.select_max_iter`` iterations (for a
+                warm start near the optimum, e.g. a bootstrap member started from the fit
+                on all spots; weights are saved in float32 anyway).
+            select_rows: The spots the penalty search uses (all by default): a sample
+                bounds its cost on large data; the final fit uses every spot.
         """
         x, y, log_s = _check(x, counts, library_size)
         grid = sorted(
@@ -172,14 +181,15 @@ class NBGLM:
             # same fits give held-out accuracy, a calibrated dispersion and coverage per gene.
             from stimage.models._nb_select import select_penalties
 
+            sel = slice(None) if select_rows is None else np.asarray(select_rows)
             lam_vec, self.cv_loss, self.held_out = select_penalties(
-                x,
-                y,
-                log_s,
-                np.asarray(groups),
+                x[sel],
+                y[sel],
+                log_s[sel],
+                np.asarray(groups)[sel],
                 grid,
                 self.config,
-                sample_weight,
+                None if sample_weight is None else sample_weight[sel],
                 partial(_fit, fast=True),
             )
             logger.debug("NB GLM: penalties chosen by leave-one-section-out (%s)", self.cv_loss)
@@ -190,7 +200,7 @@ class NBGLM:
             start = {"w": init.weight, "b": init.bias, "lt": init.log_theta}
             if init.theta_weight is not None:
                 start["tw"] = init.theta_weight
-        params = _fit(x, y, log_s, lam_vec, self.config, sample_weight, start)  # type: ignore[arg-type]
+        params = _fit(x, y, log_s, lam_vec, self.config, sample_weight, start, fast=fast)  # type: ignore[arg-type]
         self.weight, self.bias, self.log_theta, self.theta_weight = (
             params["w"],
             params["b"],
@@ -202,6 +212,39 @@ class NBGLM:
         if self.held_out is not None and self.config.calibrate:
             self.theta_scale = self.held_out.theta_scale.copy()
         return self
+
+    @staticmethod
+    def concat(parts: list[NBGLM]) -> NBGLM:
+        """One model of the genes of several, fitted on the same spots (gene chunks)."""
+        if len(parts) == 1:
+            return parts[0]
+        for p in parts:
+            p._fitted()
+        l2 = np.concatenate([np.asarray(p.l2) for p in parts])
+        sizes = [float(np.asarray(p.weight).shape[1]) for p in parts]
+        keys = set(parts[0].cv_loss)
+        cv = {
+            k: float(np.average([p.cv_loss[k] for p in parts], weights=sizes))
+            for k in keys
+            if all(k in p.cv_loss for p in parts)
+        }
+        scales = [p.theta_scale for p in parts]
+        tws = [p.theta_weight for p in parts]
+        return NBGLM(
+            parts[0].config,
+            weight=np.concatenate([np.asarray(p.weight) for p in parts], axis=1),
+            bias=np.concatenate([np.asarray(p.bias) for p in parts]),
+            log_theta=np.concatenate([np.asarray(p.log_theta) for p in parts]),
+            theta_weight=None
+            if any(t is None for t in tws)
+            else np.concatenate([np.asarray(t) for t in tws], axis=1),
+            l2_chosen=float(np.median(l2)),
+            cv_loss=cv,
+            l2=l2,
+            theta_scale=None
+            if any(t is None for t in scales)
+            else np.concatenate([np.asarray(t) for t in scales]),
+        )
 
     # -- prediction ------------------------------------------------------------------------
     def log_rate(self, x: np.ndarray) -> np.ndarray:
@@ -336,6 +379,89 @@ def _fit(
         line_search_fn="strong_wolfe",
     )
 
+    if tw is None:  # one dispersion per gene: loss and gradient in closed form
+        closure = _gene_dispersion_closure(xt, yt, off, sw, lam_t, scale, w, b, lt)
+    else:
+        closure = _autograd_closure(opt, xt, yt, off, sw, lam_t, scale, w, b, lt, tw)
+    opt.step(closure)
+    out = {
+        "w": w.detach().double().numpy().copy(),
+        "b": b.detach().double().numpy().copy(),
+        "lt": lt.detach().double().numpy().copy(),
+    }
+    if tw is not None:
+        out["tw"] = tw.detach().double().numpy().copy()
+    if not all(np.isfinite(v).all() for v in out.values()):
+        raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
+    return out
+
+
+def _gene_dispersion_closure(
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    off: torch.Tensor,
+    sw: torch.Tensor,
+    lam: torch.Tensor,
+    scale: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    lt: torch.Tensor,
+) -> Callable[[], torch.Tensor]:
+    """The penalised NB loss and its gradient, by hand, for one dispersion per gene.
+
+    The same objective as the autograd closure, without its graph, and with every function of
+    theta alone (``lgamma``, ``digamma``, ``exp``) computed once per gene instead of per spot
+    and gene: about twice as fast. With ``m = mu``, ``t = theta``::
+
+        d nll / d eta      = t (m - y) / (t + m)
+        d nll / d log t    = -t [psi(y + t) - psi(t) + log t - log(t + m) + 1 - (y + t) / (t + m)]
+    """
+    import torch
+
+    n, g = yt.shape
+    coef = scale / g  # d loss / d per_gene
+    wn = (sw / n)[:, None]
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            eta = torch.addmm(b, xt, w)
+            log_mu = eta + off
+            inside = (lt >= -10) & (lt <= 15)
+            ltc = lt.clamp(-10, 15)
+            t = torch.exp(ltc)
+            log_tm = torch.logaddexp(ltc, log_mu)
+            yt_t = yt + t
+            ll = torch.lgamma(yt_t) - torch.lgamma(t) + t * (ltc - log_tm) + yt * (log_mu - log_tm)
+            per_gene = -(ll * wn).sum(dim=0) + 0.5 * lam * (w * w).sum(dim=0) / n
+            loss = (per_gene * coef).sum()
+            ratio = torch.exp(log_mu - log_tm)  # m / (t + m)
+            g_eta = (t * ratio - yt * (1 - ratio)) * (wn * coef)  # t (m - y) / (t + m)
+            w.grad = torch.addmm(w * (lam * coef / n), xt.T, g_eta)
+            b.grad = g_eta.sum(dim=0)
+            one_minus = 1 - ratio  # t / (t + m)
+            d_lt = torch.digamma(yt_t) - torch.digamma(t) + ltc - log_tm + 1 - yt_t / t * one_minus
+            lt.grad = torch.where(inside, -t * (d_lt * wn).sum(dim=0) * coef, torch.zeros_like(lt))
+        return loss
+
+    return closure
+
+
+def _autograd_closure(
+    opt: torch.optim.Optimizer,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    off: torch.Tensor,
+    sw: torch.Tensor,
+    lam_t: torch.Tensor,
+    scale: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor,
+    lt: torch.Tensor,
+    tw: torch.Tensor | None,
+) -> Callable[[], torch.Tensor]:
+    """The penalised NB loss by autograd (any dispersion model)."""
+    n = len(yt)
+
     def closure() -> torch.Tensor:
         opt.zero_grad()
         eta = xt @ w + b
@@ -348,14 +474,4 @@ def _fit(
         loss.backward()
         return loss
 
-    opt.step(closure)
-    out = {
-        "w": w.detach().double().numpy().copy(),
-        "b": b.detach().double().numpy().copy(),
-        "lt": lt.detach().double().numpy().copy(),
-    }
-    if tw is not None:
-        out["tw"] = tw.detach().double().numpy().copy()
-    if not all(np.isfinite(v).all() for v in out.values()):
-        raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
-    return out
+    return closure

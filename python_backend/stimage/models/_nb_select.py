@@ -56,6 +56,19 @@ class HeldOut:
     theta_scale: np.ndarray
     sections: list[str] = field(default_factory=list)
 
+    @staticmethod
+    def concat(parts: list[HeldOut]) -> HeldOut:
+        """The record of several gene chunks, fitted on the same sections."""
+        if len(parts) == 1:
+            return parts[0]
+        return HeldOut(
+            np.concatenate([p.pcc for p in parts]),
+            np.concatenate([p.coverage for p in parts]),
+            np.concatenate([p.coverage_uncalibrated for p in parts]),
+            np.concatenate([p.theta_scale for p in parts]),
+            list(parts[0].sections),
+        )
+
     def per_gene(self, genes: list[str]) -> dict[str, dict[str, float | None]]:
         """``gene -> {"pcc", "coverage", "coverage_uncalibrated", "theta_scale"}`` (JSON-ready)."""
         out = {}

@@ -46,6 +46,8 @@ def predict_chunks_in_context(
     chunk_tiles = int(job.state["chunk_tiles"])
     maps = _feature_maps(job, predictor, n_all)
     done = int(job.state.get("encoded", 0)) if start_chunk == 0 else n_all
+    if progress:
+        progress(min(done, n), n)  # shown before the first batch, not after it
     for idx, feats in predictor.encode_boxes(
         slide, every[done:], normalizer, batch_size=batch_size, cancel=cancel
     ):

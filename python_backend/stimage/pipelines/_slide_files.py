@@ -25,6 +25,7 @@ from stimage.pipelines._cells import region_cell_features
 from stimage.pipelines._slide_job import (
     SlideJob,
     SlideJobChangedError,
+    model_id,
     run_slide_job,
     slide_job_features,
 )
@@ -177,7 +178,9 @@ def predict_slide_files(
                 f"{parts}: the stored predictions lack {missing[:5]}; use --overwrite to predict again"
             )
         res.status = "rewritten"
-    res.n_objects = _write_geojson(job, out, geo_genes, slide, region, cells, cell_model, mpp)
+    res.n_objects = _write_geojson(
+        job, out, (geo_genes, slide, region, mpp), cells, cell_model, predictor
+    )
     job.to_anndata().write_h5ad(h5ad)
     for old in (previous or {}).get("heatmaps", []):
         if old not in heat_genes:
@@ -191,17 +194,22 @@ def predict_slide_files(
 def _write_geojson(
     job: SlideJob,
     out: Path,
-    genes: list[str],
-    slide: Path,
-    region: Any,
+    what: tuple[list[str], Path, Any, float | None],
     cells: bool,
     cell_model: Any,
-    mpp: float | None,
+    predictor: Predictor,
 ) -> int:
-    """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``."""
+    """Stream tile Features chunk by chunk (and cells per region polygon) into ``out``.
+
+    ``what`` is the genes, the slide, the region and the µm per pixel; the collection's
+    ``"stimage"`` member records the model and how far each gene can be trusted.
+    """
     from stimage.qupath import FeatureCollectionWriter
 
-    with FeatureCollectionWriter(out) as w:
+    genes, slide, region, mpp = what
+    metadata = {**predictor.bundle.output_metadata(genes), "model_id": model_id(predictor)}
+
+    with FeatureCollectionWriter(out, metadata=metadata) as w:
         w.write_all(slide_job_features(job, genes))
         if cells:
             from stimage.data import open_slide

@@ -413,8 +413,6 @@ def _predict_chunks(
     if start_chunk:
         logger.info("%s: resuming at chunk %d of %d", job.folder, start_chunk + 1, n_chunks)
     start = start_chunk * chunk_tiles
-    if progress:
-        progress(start, len(boxes))  # shown before the first batch, not after it
     normalizer = predictor.normalizer_for(slide, grid.mask)
     if predictor.context is not None:
         from stimage.pipelines._slide_context import predict_chunks_in_context
@@ -431,6 +429,8 @@ def _predict_chunks(
             cancel,
         )
         return
+    if progress:
+        progress(start, len(boxes))  # shown before the first batch, not after it
     parts: list[TilePredictions] = []
     idx_parts: list[np.ndarray] = []
     chunk = start_chunk

@@ -50,6 +50,8 @@ class FeatureCollectionWriter:
     Args:
         target: A file path, or an open text stream.
         validate: Check each Feature with :func:`validate_feature` before writing it.
+        metadata: Written as the collection's ``"stimage"`` member (a GeoJSON foreign member,
+            which QuPath ignores on import): e.g. the model and its genes' reliability.
 
     Example:
         >>> import io, numpy as np
@@ -62,8 +64,15 @@ class FeatureCollectionWriter:
         1
     """
 
-    def __init__(self, target: str | os.PathLike[str] | IO[str], *, validate: bool = False) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | IO[str],
+        *,
+        validate: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         self._validate = validate
+        self._metadata = metadata
         self._path: Path | None = None
         self._tmp: Path | None = None
         self._fh: IO[str] | None = None
@@ -85,7 +94,12 @@ class FeatureCollectionWriter:
             self._own = True
         else:
             self._fh = target
-        self._fh.write(_HEAD)
+        if self._metadata is None:
+            self._fh.write(_HEAD)
+        else:
+            self._fh.write(
+                _HEAD.replace('"features"', f'"stimage": {_dumps(self._metadata)}, "features"')
+            )
         return self
 
     def write(self, feature: Mapping[str, Any]) -> None:
@@ -157,11 +171,19 @@ def write_geojson(
     return w.count
 
 
-def feature_collection(features: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def feature_collection(
+    features: Iterable[Mapping[str, Any]], metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A FeatureCollection dict held in memory, for small outputs (e.g. server replies).
+
+    ``metadata`` becomes the ``"stimage"`` member, as :class:`FeatureCollectionWriter` writes it.
 
     Example:
         >>> feature_collection([])
         {'type': 'FeatureCollection', 'features': []}
     """
-    return {"type": "FeatureCollection", "features": list(features)}
+    out: dict[str, Any] = {"type": "FeatureCollection"}
+    if metadata is not None:
+        out["stimage"] = dict(metadata)
+    out["features"] = list(features)
+    return out

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,47 @@ if TYPE_CHECKING:
     from stimage.models import SpatialContext
     from stimage.tiles import TileStore
 
-__all__ = ["SpotSet", "load_spot_set"]
+__all__ = ["FeatureBlocks", "SpotSet", "load_spot_set"]
+
+
+class JoinedFeatures(Mapping[str, np.ndarray]):
+    """Sample id -> features joined with their spatial context, computed on access.
+
+    Only the encoder's own features stay in memory (the joined ones are 3x larger); the
+    last sample joined is kept, as callers read one sample at a time.
+    """
+
+    def __init__(
+        self, raw: dict[str, np.ndarray], xy_um: dict[str, np.ndarray], context: SpatialContext
+    ) -> None:
+        self._raw, self._xy, self._context = raw, xy_um, context
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def __getitem__(self, sample: str) -> np.ndarray:
+        if self._last is not None and self._last[0] == sample:
+            return self._last[1]
+        joined = self._context.augment(self._raw[sample], self._xy[sample])[0]
+        self._last = (sample, joined)
+        return joined
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+class FeatureBlocks(Sequence[np.ndarray]):
+    """The features of some samples as row blocks, one per sample, read on access."""
+
+    def __init__(self, features: Mapping[str, np.ndarray], sample_ids: list[str]) -> None:
+        self._features, self._ids = features, list(sample_ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        return self._features[self._ids[i]]
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass
@@ -33,7 +73,7 @@ class SpotSet:
     """
 
     adatas: dict[str, ad.AnnData]
-    features: dict[str, dict[str, np.ndarray]]
+    features: dict[str, Mapping[str, np.ndarray]]
     patients: dict[str, str]
     context: SpatialContext | None = None
 
@@ -52,6 +92,23 @@ class SpotSet:
     def stack_features(self, encoder: str, sample_ids: list[str]) -> np.ndarray:
         """``(N, d)`` features of the samples' spots, stacked in order."""
         return np.concatenate([self.features[encoder][s] for s in sample_ids])
+
+    def feature_blocks(self, encoder: str, sample_ids: list[str]) -> FeatureBlocks:
+        """The samples' features as one block per sample, read on access (bounded memory)."""
+        return FeatureBlocks(self.features[encoder], sample_ids)
+
+    def sparse_counts(self, sample_ids: list[str], genes: list[str]) -> Any:
+        """``(N, g)`` raw counts as a float32 CSC matrix (columns sliced cheaply)."""
+        from scipy import sparse
+
+        out = []
+        for s in sample_ids:
+            a = self.adatas[s]
+            missing = [g for g in genes if g not in a.var_names]
+            if missing:
+                raise ConfigError(f"sample {s!r} has no counts for {missing[:5]}")
+            out.append(sparse.csr_matrix(a[:, genes].X, dtype=np.float32))
+        return sparse.vstack(out).tocsc()
 
     def counts(self, sample_ids: list[str], genes: list[str]) -> np.ndarray:
         """``(N, g)`` raw counts of the genes (genes a sample lacks raise)."""
@@ -103,10 +160,12 @@ def load_spot_set(
     for enc in encoders:
         f = extract_features(store, enc, ids, batch_size=batch_size, progress=progress)
         feats[enc.spec.name] = {s: f[s][adatas[s].obs[Key.TILE_INDEX].to_numpy()] for s in ids}
+    joined: dict[str, Mapping[str, np.ndarray]] = dict(feats)
     if context is not None:
-        for by_sample in feats.values():
-            for s in ids:
-                a = adatas[s]
-                xy_um = np.asarray(a.obsm[Key.SPATIAL], np.float64) * float(a.uns[Key.UNS][Key.MPP])
-                by_sample[s] = context.augment(by_sample[s], xy_um)[0]
-    return SpotSet(adatas, feats, {s: store.patient_of(s) for s in ids}, context)
+        xy = {
+            s: np.asarray(adatas[s].obsm[Key.SPATIAL], np.float64)
+            * float(adatas[s].uns[Key.UNS][Key.MPP])
+            for s in ids
+        }
+        joined = {name: JoinedFeatures(by, xy, context) for name, by in feats.items()}
+    return SpotSet(adatas, joined, {s: store.patient_of(s) for s in ids}, context)

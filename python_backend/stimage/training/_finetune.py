@@ -80,6 +80,9 @@ def finetune_model(
 ) -> ModelBundle:
     """Fine-tune ``config.encoders[0]`` with a linear NB head on a tile store's samples.
 
+    The encoder learns from each tile alone: the config's spatial context does not apply
+    (the bundle records none).
+
     Raises:
         ConfigError: Fewer than two samples (one is needed for early stopping), or several
             encoders (fine-tuning trains one).

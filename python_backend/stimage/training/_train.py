@@ -20,6 +20,8 @@ from stimage.models import (
     NBEnsemble,
     NBEnsembleConfig,
     SpatialContext,
+    fit_pipeline,
+    gene_chunk,
     high_low_labels,
 )
 from stimage.training._genesets import gene_sets
@@ -41,7 +43,8 @@ class TrainConfig:
     """What to train.
 
     Attributes:
-        encoders: Encoder names; several make an FSTImage-style ensemble across encoders.
+        encoders: Encoder names; several make an FSTImage-style ensemble across encoders
+            (default: EfficientNet-Lite0's head and pooled stages, one forward pass).
         encoder_weights: Explicit weights files, by encoder name.
         genes: Explicit genes; otherwise the union of ``gene_sets`` (from training data).
         gene_sets: Named gene sets (:data:`GENE_SET_NAMES`).
@@ -52,10 +55,11 @@ class TrainConfig:
         description: Free text for the manifest.
         batch_size: Tiles per encoder forward pass.
         device: Device of the encoders.
-        context: Spatial context joined to each spot's features (None: the spot alone).
+        context: Spatial context joined to each spot's features (rings of 300 and 500 µm by
+            default; None: each spot alone).
     """
 
-    encoders: tuple[str, ...] = ("efficientnet_lite0",)
+    encoders: tuple[str, ...] = ("efficientnet_lite0_stages",)
     encoder_weights: dict[str, str] = field(default_factory=dict)
     genes: tuple[str, ...] | None = None
     gene_sets: tuple[str, ...] = ("paper_panel", "hvg50", "mean250")
@@ -66,7 +70,7 @@ class TrainConfig:
     description: str = ""
     batch_size: int = 32
     device: str | None = None
-    context: SpatialContext | None = None
+    context: SpatialContext | None = field(default_factory=SpatialContext)
 
     def __post_init__(self) -> None:
         if not self.encoders:
@@ -108,26 +112,40 @@ def fit_bundle(
     stain_target: dict[str, Any] | None,
     encoder_specs: dict[str, dict[str, Any]],
 ) -> ModelBundle:
-    """Fit the NB ensemble(s) and the classifier on some samples of a spot set."""
-    counts = spots.counts(sample_ids, genes)
+    """Fit the NB ensemble(s) and the classifier on some samples of a spot set.
+
+    Raises:
+        ConfigError: The spots were loaded with another spatial context than the config's.
+    """
+    if spots.context != config.context:
+        raise ConfigError(
+            f"the spots' features have spatial context {spots.context}, the config asks for "
+            f"{config.context}; load them with load_spot_set(..., context=config.context)"
+        )
+    counts = spots.sparse_counts(sample_ids, genes)
     lib = spots.library_size(sample_ids)
     groups = spots.groups(sample_ids)
     comps = []
+    z0 = None
     for enc in config.encoders:
-        x = spots.stack_features(enc, sample_ids)
-        ens = NBEnsemble(config.ensemble).fit(x, counts, lib, genes, groups=groups)
+        ens = NBEnsemble(config.ensemble)
+        ens.pipeline, z = fit_pipeline(
+            spots.feature_blocks(enc, sample_ids), config.ensemble.pca_dim, config.ensemble.seed
+        )
+        ens.fit_projected(z, counts, lib, genes, groups=groups)
         comps.append(Component(encoder_specs[enc], ens))
+        z0 = z if z0 is None else z0
     clf = None
     if config.classifier:
         cg = list(config.classifier_genes) if config.classifier_genes else genes
         idx = [genes.index(g) for g in cg]
-        log_expr = np.log1p(counts[:, idx] / lib[:, None] * 1e4)
-        labels = high_low_labels(log_expr, groups)
-        pipe = comps[0].ensemble.pipeline
-        assert pipe is not None
-        clf = HighLowClassifier().fit(
-            pipe.transform(spots.stack_features(config.encoders[0], sample_ids)), labels, cg
-        )
+        labels = np.zeros((len(lib), len(cg)), bool)
+        step = gene_chunk(len(lib), len(cg))
+        for j0 in range(0, len(cg), step):
+            part = counts[:, idx[j0 : j0 + step]].toarray().astype(np.float64)
+            labels[:, j0 : j0 + step] = high_low_labels(np.log1p(part / lib[:, None] * 1e4), groups)
+        assert z0 is not None
+        clf = HighLowClassifier().fit(z0, labels, cg)
     return ModelBundle(
         name=config.name,
         genes=list(genes),

@@ -295,7 +295,8 @@ def finish_predict(job: Job) -> None:
                 names=names,
                 object_type=out.object_type,
             )
-            result["geojson"] = feature_collection(feats)
+            meta = job.task.predictor.bundle.output_metadata(list(pred.genes))
+            result["geojson"] = feature_collection(feats, meta)
         else:
             values = np.ascontiguousarray(df.to_numpy(dtype="<f4"))
             result["columns"] = [str(c) for c in df.columns]

@@ -114,3 +114,24 @@ def test_closed_form_gradient_is_autograds() -> None:
     assert float(mine) == pytest.approx(float(auto), rel=1e-12)
     for a, c in zip(ref, (w.grad, b.grad, lt.grad), strict=True):
         np.testing.assert_allclose(c.numpy(), a.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_minibatch_fit_of_many_spots_reaches_the_full_batch_optimum(monkeypatch) -> None:
+    """Beyond FULL_BATCH_SPOTS the final fit runs in minibatches: the same model, near enough."""
+    from stimage.models import _nb
+
+    rng = np.random.default_rng(3)
+    n, d, g = 6000, 12, 8
+    x = rng.normal(size=(n, d))
+    w = rng.normal(size=(d, g)) * 0.3
+    lib = rng.lognormal(8, 0.4, n)
+    mu = np.exp(x @ w - 1.0) * lib[:, None] / 1e4
+    y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu))
+    cfg = NBGLMConfig(l2=100.0)
+    full = NBGLM(cfg).fit(x, y, lib)
+    monkeypatch.setattr(_nb, "FULL_BATCH_SPOTS", 1500)
+    mini = NBGLM(cfg).fit(x, y, lib)
+    a, b = full.log_rate(x), mini.log_rate(x)
+    assert min(np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(g)) > 0.995
+    assert np.abs(a - b).mean() < 0.05
+    np.testing.assert_allclose(mini.log_theta, full.log_theta, atol=0.15)

@@ -38,7 +38,7 @@ import numpy as np
 from stimage.errors import ConfigError
 from stimage.models._depth import DepthModel
 from stimage.models._linear import FeaturePipeline
-from stimage.models._nb import NBGLM, SCALE, NBGLMConfig
+from stimage.models._nb import FULL_BATCH_SPOTS, NBGLM, SCALE, NBGLMConfig
 from stimage.models._nb_mlp import NBMLP, NBMLPConfig
 from stimage.models._nb_select import HeldOut
 from stimage.models._nbmix import MixtureSummary, mixture_quantiles, mixture_summary
@@ -297,7 +297,8 @@ class NBEnsemble:
         spots; about 130 genes at a time for 150,000 spots), so memory does not grow with
         the genes. The penalty search uses at most :data:`SELECT_SPOTS` spots (drawn within
         sections) and at most :data:`SELECT_FOLDS` folds (sections grouped), so its cost does
-        not grow with the spots or the sections.
+        not grow with the spots or the sections; beyond ``FULL_BATCH_SPOTS`` spots the final
+        fits run in minibatches (see :class:`~stimage.models.NBGLM`).
         """
         c = self.config
         self.genes = list(genes)
@@ -322,6 +323,14 @@ class NBEnsemble:
                 m.cv_loss, m.theta_scale = first.cv_loss, first.theta_scale
                 members.append(m)
             per_chunk.append(members)
+            logger.info(
+                "NB ensemble: genes %d-%d of %d fitted (%d spots, %d members)",
+                g0 + 1,
+                min(g0 + chunk, len(genes)),
+                len(genes),
+                len(z),
+                len(members),
+            )
             if first.held_out is not None:
                 held.append(first.held_out)
         glms = [NBGLM.concat([ms[k] for ms in per_chunk]) for k in range(len(per_chunk[0]))]
@@ -391,9 +400,9 @@ class NBEnsemble:
 #: Most rows the feature PCA is fitted on when features come in blocks.
 PCA_FIT_ROWS = 10_000
 #: Most spots of the penalty search (drawn within sections).
-SELECT_SPOTS = 20_000
+SELECT_SPOTS = 6_000
 #: Most folds of the penalty search (sections grouped when there are more).
-SELECT_FOLDS = 5
+SELECT_FOLDS = 4
 #: Bytes a gene chunk's spots-by-genes arrays may take while fitting (about 12 of them).
 FIT_BYTES = 1 << 30
 
@@ -420,8 +429,13 @@ def fit_pipeline(
 
 
 def gene_chunk(n_spots: int, n_genes: int) -> int:
-    """Genes fitted at once so that about 12 float64 spots-by-genes arrays fit :data:`FIT_BYTES`."""
-    return int(np.clip(FIT_BYTES // (12 * 8 * max(n_spots, 1)), 16, max(n_genes, 16)))
+    """Genes fitted at once so that about 12 float64 spots-by-genes arrays fit :data:`FIT_BYTES`.
+
+    Full-batch steps see at most :data:`~stimage.models._nb.FULL_BATCH_SPOTS` spots (more
+    are fitted in minibatches), so that bounds the spots counted.
+    """
+    rows = min(max(n_spots, 1), FULL_BATCH_SPOTS)
+    return int(np.clip(FIT_BYTES // (12 * 8 * rows), 16, max(n_genes, 16)))
 
 
 def section_folds(groups: np.ndarray, most: int) -> np.ndarray:

@@ -21,6 +21,10 @@ __all__ = ["NOVELTY_COMPONENTS", "FeaturePipeline", "PCARidge"]
 NOVELTY_COMPONENTS = 32
 
 
+#: Elements of the standardised features above which the PCA is a randomised SVD.
+_EXACT_SVD_SIZE = 8_000_000
+
+
 @dataclass
 class FeaturePipeline:
     """Standardise, then project on the top principal components.
@@ -55,10 +59,18 @@ class FeaturePipeline:
             k = min(self.n_components, z.shape[0] - 1, z.shape[1])
             if k < 1:
                 raise ConfigError(f"too few spots ({z.shape[0]}) for PCA")
-            _, s, vt = np.linalg.svd(z, full_matrices=False)
+            if z.size > _EXACT_SVD_SIZE and k < min(z.shape) // 2:
+                # Large: randomised SVD of the leading components (bounded memory and time).
+                from sklearn.utils.extmath import randomized_svd
+
+                _, s, vt = randomized_svd(z, k, n_iter=4, random_state=0)
+                total = float((z * z).sum())
+            else:
+                _, s, vt = np.linalg.svd(z, full_matrices=False)
+                total = float((s**2).sum())
             self.components = vt[:k]
             var = s**2
-            self.explained_variance_ratio = var[:k] / var.sum()
+            self.explained_variance_ratio = var[:k] / total
         zt = self.transform(x)[:, :NOVELTY_COMPONENTS]
         self.novelty_var = np.maximum(zt.var(axis=0), 1e-12)
         raw = ((zt**2) / self.novelty_var).mean(axis=1)

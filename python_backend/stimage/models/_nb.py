@@ -45,6 +45,14 @@ logger = logging.getLogger(__name__)
 
 #: Counts are modelled as rates per this many UMIs (the usual "per 10k" normalisation).
 SCALE = 1e4
+#: Spots above which the final fit runs in minibatches (a full-batch step over all spots and
+#: genes costs too much), started from a full-batch fit on this many of them.
+FULL_BATCH_SPOTS = 30_000
+#: Epochs (at least), steps (at least) and spots per minibatch of those fits (Adam, from the
+#: full-batch start).
+MINIBATCH_EPOCHS = 3
+MINIBATCH_STEPS = 150
+MINIBATCH_SPOTS = 4096
 
 
 def nb_nll(
@@ -195,12 +203,31 @@ class NBGLM:
             logger.debug("NB GLM: penalties chosen by leave-one-section-out (%s)", self.cv_loss)
         else:
             lam_vec = np.full(n_genes, float(grid[len(grid) // 2]), np.float64)
-        start = None
+        start: dict[str, np.ndarray] | None = None
         if init is not None and init.weight is not None:
-            start = {"w": init.weight, "b": init.bias, "lt": init.log_theta}
+            start = {
+                "w": np.asarray(init.weight),
+                "b": np.asarray(init.bias),
+                "lt": np.asarray(init.log_theta),
+            }
             if init.theta_weight is not None:
                 start["tw"] = init.theta_weight
-        params = _fit(x, y, log_s, lam_vec, self.config, sample_weight, start, fast=fast)  # type: ignore[arg-type]
+        if len(x) > FULL_BATCH_SPOTS and self.config.dispersion == "gene":
+            if start is None:  # start from a full-batch fit on a sample of the spots
+                sel = _sample_rows(len(x), FULL_BATCH_SPOTS, select_rows)
+                start = _fit(
+                    x[sel],
+                    y[sel],
+                    log_s[sel],
+                    lam_vec,
+                    self.config,
+                    None if sample_weight is None else sample_weight[sel],
+                    None,
+                    fast=True,
+                )
+            params = _fit_minibatch(x, y, log_s, lam_vec, sample_weight, start)
+        else:
+            params = _fit(x, y, log_s, lam_vec, self.config, sample_weight, start, fast=fast)
         self.weight, self.bias, self.log_theta, self.theta_weight = (
             params["w"],
             params["b"],
@@ -475,3 +502,69 @@ def _autograd_closure(
         return loss
 
     return closure
+
+
+def _sample_rows(n: int, most: int, prefer: np.ndarray | None) -> np.ndarray:
+    """``most`` spots of ``n``: the penalty search's when given, else drawn at random."""
+    if prefer is not None and len(prefer) <= most:
+        return np.asarray(prefer)
+    return np.sort(np.random.default_rng(0).choice(n, most, replace=False))
+
+
+def _fit_minibatch(
+    x: np.ndarray,
+    y: np.ndarray,
+    log_s: np.ndarray,
+    lam: np.ndarray,
+    sample_weight: np.ndarray | None,
+    start: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The penalised NB GLM (one dispersion per gene) refined by Adam over minibatches.
+
+    For data too large for full-batch steps: :data:`MINIBATCH_EPOCHS` passes over all spots
+    (more when that makes fewer than :data:`MINIBATCH_STEPS` steps) in shuffled minibatches
+    of :data:`MINIBATCH_SPOTS`, from a full-batch ``start`` on a sample. Each minibatch's objective is the full objective's unbiased estimate (the
+    penalty scaled by the minibatch's share of the spots), its gradient in closed form.
+    The number of steps is fixed: the loop ends by construction.
+    """
+    import torch
+
+    dt = torch.float32
+    n = len(x)
+    rng = np.random.default_rng(0)
+    w = torch.tensor(start["w"], dtype=dt, requires_grad=True)
+    b = torch.tensor(start["b"], dtype=dt, requires_grad=True)
+    lt = torch.tensor(start["lt"], dtype=dt, requires_grad=True)
+    sw_all = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    sw_all = sw_all / sw_all.mean()
+    rate = (y / np.exp(log_s)[:, None]).mean(axis=0) + 1e-3
+    theta0 = np.exp(np.clip(start["lt"], -10, 15))
+    mu0 = rate[None, :] * np.exp(log_s[: min(n, 4096)])[:, None]
+    info = (mu0 * theta0 / (mu0 + theta0)).mean(axis=0)
+    scale = torch.as_tensor(1.0 / np.clip(info, 1e-3, None), dtype=dt)
+    scale = scale / scale.mean()
+    # the dispersion's start on a sample is rougher than the weights': it moves faster
+    opt = torch.optim.Adam([{"params": [w, b], "lr": 3e-3}, {"params": [lt], "lr": 2e-2}])
+    per_epoch = -(-n // MINIBATCH_SPOTS)
+    for _ in range(max(MINIBATCH_EPOCHS, -(-MINIBATCH_STEPS // per_epoch))):
+        order = rng.permutation(n)
+        for b0 in range(0, n, MINIBATCH_SPOTS):
+            idx = order[b0 : b0 + MINIBATCH_SPOTS]
+            share = len(idx) / n
+            closure = _gene_dispersion_closure(
+                torch.as_tensor(x[idx], dtype=dt),
+                torch.as_tensor(y[idx], dtype=dt),
+                torch.as_tensor(log_s[idx], dtype=dt)[:, None],
+                torch.as_tensor(sw_all[idx], dtype=dt),
+                torch.as_tensor(lam * share, dtype=dt),
+                scale,
+                w,
+                b,
+                lt,
+            )
+            closure()
+            opt.step()
+    out = {k: v.detach().double().numpy().copy() for k, v in (("w", w), ("b", b), ("lt", lt))}
+    if not all(np.isfinite(v).all() for v in out.values()):
+        raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
+    return out

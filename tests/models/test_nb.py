@@ -93,7 +93,8 @@ def test_closed_form_gradient_is_autograds() -> None:
     """The hand-written loss and gradient (one dispersion per gene) equal autograd's, clamps included."""
     import torch
 
-    from stimage.models._nb import _autograd_closure, _gene_dispersion_closure
+    from stimage.models._nb_steps import autograd_closure as _autograd_closure
+    from stimage.models._nb_steps import gene_dispersion_closure as _gene_dispersion_closure
 
     rng = np.random.default_rng(0)
     n, d, g = 50, 7, 5

@@ -25,7 +25,6 @@ against 0.052; see docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -33,6 +32,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stimage.errors import ConfigError, InvalidSampleError
+from stimage.models._nb_steps import (
+    autograd_closure,
+    fit_minibatch,
+    gene_dispersion_closure,
+    sample_rows,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -48,11 +53,6 @@ SCALE = 1e4
 #: Spots above which the final fit runs in minibatches (a full-batch step over all spots and
 #: genes costs too much), started from a full-batch fit on this many of them.
 FULL_BATCH_SPOTS = 30_000
-#: Epochs (at least), steps (at least) and spots per minibatch of those fits (Adam, from the
-#: full-batch start).
-MINIBATCH_EPOCHS = 3
-MINIBATCH_STEPS = 150
-MINIBATCH_SPOTS = 4096
 
 
 def nb_nll(
@@ -214,7 +214,7 @@ class NBGLM:
                 start["tw"] = init.theta_weight
         if len(x) > FULL_BATCH_SPOTS and self.config.dispersion == "gene":
             if start is None:  # start from a full-batch fit on a sample of the spots
-                sel = _sample_rows(len(x), FULL_BATCH_SPOTS, select_rows)
+                sel = sample_rows(len(x), FULL_BATCH_SPOTS, select_rows)
                 start = _fit(
                     x[sel],
                     y[sel],
@@ -225,7 +225,7 @@ class NBGLM:
                     None,
                     fast=True,
                 )
-            params = _fit_minibatch(x, y, log_s, lam_vec, sample_weight, start)
+            params = fit_minibatch(x, y, log_s, lam_vec, sample_weight, start)
         else:
             params = _fit(x, y, log_s, lam_vec, self.config, sample_weight, start, fast=fast)
         self.weight, self.bias, self.log_theta, self.theta_weight = (
@@ -407,9 +407,9 @@ def _fit(
     )
 
     if tw is None:  # one dispersion per gene: loss and gradient in closed form
-        closure = _gene_dispersion_closure(xt, yt, off, sw, lam_t, scale, w, b, lt)
+        closure = gene_dispersion_closure(xt, yt, off, sw, lam_t, scale, w, b, lt)
     else:
-        closure = _autograd_closure(opt, xt, yt, off, sw, lam_t, scale, w, b, lt, tw)
+        closure = autograd_closure(opt, xt, yt, off, sw, lam_t, scale, w, b, lt, tw)
     opt.step(closure)
     out = {
         "w": w.detach().double().numpy().copy(),
@@ -418,154 +418,6 @@ def _fit(
     }
     if tw is not None:
         out["tw"] = tw.detach().double().numpy().copy()
-    if not all(np.isfinite(v).all() for v in out.values()):
-        raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
-    return out
-
-
-def _gene_dispersion_closure(
-    xt: torch.Tensor,
-    yt: torch.Tensor,
-    off: torch.Tensor,
-    sw: torch.Tensor,
-    lam: torch.Tensor,
-    scale: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor,
-    lt: torch.Tensor,
-) -> Callable[[], torch.Tensor]:
-    """The penalised NB loss and its gradient, by hand, for one dispersion per gene.
-
-    The same objective as the autograd closure, without its graph, and with every function of
-    theta alone (``lgamma``, ``digamma``, ``exp``) computed once per gene instead of per spot
-    and gene: about twice as fast. With ``m = mu``, ``t = theta``::
-
-        d nll / d eta      = t (m - y) / (t + m)
-        d nll / d log t    = -t [psi(y + t) - psi(t) + log t - log(t + m) + 1 - (y + t) / (t + m)]
-    """
-    import torch
-
-    n, g = yt.shape
-    coef = scale / g  # d loss / d per_gene
-    wn = (sw / n)[:, None]
-
-    def closure() -> torch.Tensor:
-        with torch.no_grad():
-            eta = torch.addmm(b, xt, w)
-            log_mu = eta + off
-            inside = (lt >= -10) & (lt <= 15)
-            ltc = lt.clamp(-10, 15)
-            t = torch.exp(ltc)
-            log_tm = torch.logaddexp(ltc, log_mu)
-            yt_t = yt + t
-            ll = torch.lgamma(yt_t) - torch.lgamma(t) + t * (ltc - log_tm) + yt * (log_mu - log_tm)
-            per_gene = -(ll * wn).sum(dim=0) + 0.5 * lam * (w * w).sum(dim=0) / n
-            loss = (per_gene * coef).sum()
-            ratio = torch.exp(log_mu - log_tm)  # m / (t + m)
-            g_eta = (t * ratio - yt * (1 - ratio)) * (wn * coef)  # t (m - y) / (t + m)
-            w.grad = torch.addmm(w * (lam * coef / n), xt.T, g_eta)
-            b.grad = g_eta.sum(dim=0)
-            one_minus = 1 - ratio  # t / (t + m)
-            d_lt = torch.digamma(yt_t) - torch.digamma(t) + ltc - log_tm + 1 - yt_t / t * one_minus
-            lt.grad = torch.where(inside, -t * (d_lt * wn).sum(dim=0) * coef, torch.zeros_like(lt))
-        return loss
-
-    return closure
-
-
-def _autograd_closure(
-    opt: torch.optim.Optimizer,
-    xt: torch.Tensor,
-    yt: torch.Tensor,
-    off: torch.Tensor,
-    sw: torch.Tensor,
-    lam_t: torch.Tensor,
-    scale: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor,
-    lt: torch.Tensor,
-    tw: torch.Tensor | None,
-) -> Callable[[], torch.Tensor]:
-    """The penalised NB loss by autograd (any dispersion model)."""
-    n = len(yt)
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        eta = xt @ w + b
-        log_theta = lt.expand_as(eta) if tw is None else lt + xt @ tw
-        nll = nb_nll(yt, eta + off, log_theta.clamp(-10, 15), constant=False)
-        per_gene = (nll * sw[:, None]).mean(dim=0) + 0.5 * lam_t * (w**2).sum(dim=0) / n
-        if tw is not None:
-            per_gene = per_gene + 0.5 * lam_t * (tw**2).sum(dim=0) / n
-        loss = (per_gene * scale).mean()
-        loss.backward()
-        return loss
-
-    return closure
-
-
-def _sample_rows(n: int, most: int, prefer: np.ndarray | None) -> np.ndarray:
-    """``most`` spots of ``n``: the penalty search's when given, else drawn at random."""
-    if prefer is not None and len(prefer) <= most:
-        return np.asarray(prefer)
-    return np.sort(np.random.default_rng(0).choice(n, most, replace=False))
-
-
-def _fit_minibatch(
-    x: np.ndarray,
-    y: np.ndarray,
-    log_s: np.ndarray,
-    lam: np.ndarray,
-    sample_weight: np.ndarray | None,
-    start: dict[str, np.ndarray],
-) -> dict[str, np.ndarray]:
-    """The penalised NB GLM (one dispersion per gene) refined by Adam over minibatches.
-
-    For data too large for full-batch steps: :data:`MINIBATCH_EPOCHS` passes over all spots
-    (more when that makes fewer than :data:`MINIBATCH_STEPS` steps) in shuffled minibatches
-    of :data:`MINIBATCH_SPOTS`, from a full-batch ``start`` on a sample. Each minibatch's
-    objective is the full objective's unbiased estimate (the penalty scaled by the
-    minibatch's share of the spots), its gradient in closed form.
-    The number of steps is fixed: the loop ends by construction.
-    """
-    import torch
-
-    dt = torch.float32
-    n = len(x)
-    rng = np.random.default_rng(0)
-    w = torch.tensor(start["w"], dtype=dt, requires_grad=True)
-    b = torch.tensor(start["b"], dtype=dt, requires_grad=True)
-    lt = torch.tensor(start["lt"], dtype=dt, requires_grad=True)
-    sw_all = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    sw_all = sw_all / sw_all.mean()
-    rate = (y / np.exp(log_s)[:, None]).mean(axis=0) + 1e-3
-    theta0 = np.exp(np.clip(start["lt"], -10, 15))
-    mu0 = rate[None, :] * np.exp(log_s[: min(n, 4096)])[:, None]
-    info = (mu0 * theta0 / (mu0 + theta0)).mean(axis=0)
-    scale = torch.as_tensor(1.0 / np.clip(info, 1e-3, None), dtype=dt)
-    scale = scale / scale.mean()
-    # the dispersion's start on a sample is rougher than the weights': it moves faster
-    opt = torch.optim.Adam([{"params": [w, b], "lr": 3e-3}, {"params": [lt], "lr": 2e-2}])
-    per_epoch = -(-n // MINIBATCH_SPOTS)
-    for _ in range(max(MINIBATCH_EPOCHS, -(-MINIBATCH_STEPS // per_epoch))):
-        order = rng.permutation(n)
-        for b0 in range(0, n, MINIBATCH_SPOTS):
-            idx = order[b0 : b0 + MINIBATCH_SPOTS]
-            share = len(idx) / n
-            closure = _gene_dispersion_closure(
-                torch.as_tensor(x[idx], dtype=dt),
-                torch.as_tensor(y[idx], dtype=dt),
-                torch.as_tensor(log_s[idx], dtype=dt)[:, None],
-                torch.as_tensor(sw_all[idx], dtype=dt),
-                torch.as_tensor(lam * share, dtype=dt),
-                scale,
-                w,
-                b,
-                lt,
-            )
-            closure()
-            opt.step()
-    out = {k: v.detach().double().numpy().copy() for k, v in (("w", w), ("b", b), ("lt", lt))}
     if not all(np.isfinite(v).all() for v in out.values()):
         raise ConfigError("the NB fit diverged (non-finite parameters); use a larger l2 penalty")
     return out

@@ -263,23 +263,7 @@ class Predictor:
         genes = self.bundle.check_genes(genes)
         if not 0 < level < 1:
             raise ConfigError(f"interval level must be between 0 and 1, got {level}")
-        ctx = self.bundle.context
-        n_context: np.ndarray | None = None
-        if ctx is None:
-            feats = {k: np.asarray(v if rows is None else v[rows]) for k, v in features.items()}
-        else:
-            n_all = len(next(iter(features.values())))
-            if xy_um is None:  # each tile alone
-                r = np.arange(n_all) if rows is None else np.asarray(rows, np.int64)
-                none = np.full((len(r), 0), -1, np.int64)
-                nb = ContextNeighbours(r, none, none, len(ctx.rings_um))
-            else:
-                xy = np.asarray(xy_um, np.float64)
-                if len(xy) != n_all:
-                    raise ConfigError(f"{len(xy)} tile positions for {n_all} tiles")
-                nb = ctx.neighbours(xy, rows)
-            feats = {k: ctx.join(v, nb) for k, v in features.items()}
-            n_context = nb.count
+        feats, n_context = self.joined_features(features, xy_um=xy_um, rows=rows)
         pred = self.bundle.predict_features(feats).subset(genes)
         n = pred.log_rate.shape[1]
         p_high = np.full((n, len(genes)), np.nan)
@@ -290,6 +274,39 @@ class Predictor:
                 if g in where:
                     p_high[:, where[g]] = probs[:, k]
         return TilePredictions.compute(genes, OutputContext(pred, level, p_high, n_context))
+
+    def joined_features(
+        self,
+        features: Mapping[str, Any],
+        *,
+        xy_um: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The features the model's heads read: with its spatial context joined.
+
+        Returns the features of ``rows`` (all by default) and, for a model with context, the
+        number of neighbouring tiles each was joined with (None without context). Without
+        ``xy_um`` each tile is alone (its own features in every ring).
+
+        Raises:
+            ConfigError: Positions that do not match the features.
+        """
+        ctx = self.bundle.context
+        if ctx is None:
+            return {
+                k: np.asarray(v if rows is None else v[rows]) for k, v in features.items()
+            }, None
+        n_all = len(next(iter(features.values())))
+        if xy_um is None:  # each tile alone
+            r = np.arange(n_all) if rows is None else np.asarray(rows, np.int64)
+            none = np.full((len(r), 0), -1, np.int64)
+            nb = ContextNeighbours(r, none, none, len(ctx.rings_um))
+        else:
+            xy = np.asarray(xy_um, np.float64)
+            if len(xy) != n_all:
+                raise ConfigError(f"{len(xy)} tile positions for {n_all} tiles")
+            nb = ctx.neighbours(xy, rows)
+        return {k: ctx.join(v, nb) for k, v in features.items()}, nb.count
 
     def encode_boxes(
         self,

@@ -67,7 +67,8 @@ def target_function(
     if kind == "mean":
 
         def fn(tiles: np.ndarray) -> np.ndarray:
-            pred = bundle.predict_features(predictor.features(tiles)).subset(genes)
+            feats, _ = predictor.joined_features(predictor.features(tiles))  # each tile alone
+            pred = bundle.predict_features(feats).subset(genes)
             return np.asarray(pred.mean, dtype=np.float64)
 
         return list(genes), fn
@@ -81,7 +82,7 @@ def target_function(
     cols = [clf.genes.index(g) for g in genes]
 
     def fn_high(tiles: np.ndarray) -> np.ndarray:
-        probs = bundle.predict_high(predictor.features(tiles))
+        probs = bundle.predict_high(predictor.joined_features(predictor.features(tiles))[0])
         assert probs is not None
         return np.asarray(probs[:, cols], dtype=np.float64)
 

@@ -140,3 +140,7 @@ def test_demo_runs_the_pipeline_on_the_bundled_example(tmp_path: Path) -> None:
     store = TileStore(out / "tiles")
     assert store.sample_ids == ["B4"]
     assert store.spots("B4").n_obs >= 80  # of the 100 spots in the crop
+    report = (out / "report.html").read_text()
+    # The report says which model, how far to trust it, and that B4 was in its training data.
+    assert "The model" in report and "Held-out accuracy" in report and "Caution" in report
+    assert "<td>COX6C</td>" in report and "paper_panel" in report

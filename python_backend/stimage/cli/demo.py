@@ -103,7 +103,8 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         wrote += _expression(ds, out, predictor, overwrite, bars)
         wrote += _cells_and_explanation(ds, out, predictor, bars)
     if (out / "expression_maps.png").exists():
-        wrote.append((_html_report(out, wrote), "one-page report of all the above"))
+        model = _model_section(predictor) if predictor is not None else ""
+        wrote.append((_html_report(out, wrote, model), "one-page report of all the above"))
     write_run_metadata(out, "demo", ctx.params)
     click.echo("wrote:")
     for p, what in wrote:
@@ -313,7 +314,48 @@ def _spot_measurements(a: ad.AnnData) -> pd.DataFrame:
     return pd.DataFrame(measurement_columns(keep, level, anndata_values(a[:, keep])))
 
 
-def _html_report(out: Path, wrote: list[tuple[Path, str]]) -> Path:
+def _model_section(predictor: Predictor) -> str:
+    """HTML: the model, its held-out accuracy, and how far to trust each gene shown."""
+    import html
+
+    b = predictor.bundle
+    cv = (b.metrics.get("cv") or {}).get("by_gene_set") or {}
+    sets = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v.get('mean_pcc', float('nan')):.3f}</td></tr>"
+        for k, v in sorted(cv.items())
+    )
+    rel = b.gene_reliability()
+    genes = [g for g in (*DEMO_GENES, *EXPLAIN_GENES) if g in rel]
+    rows = "".join(
+        f"<tr><td>{html.escape(g)}</td><td>{_fmt(rel[g]['pcc'])}</td><td>{_fmt(rel[g]['coverage'])}</td>"
+        f"<td>{'yes' if rel[g]['reliable'] else '<b>no: read with caution</b>'}</td></tr>"
+        for g in dict.fromkeys(genes)
+    )
+    unreliable = b.unreliable_genes()
+    trained = b.training.get("samples", [])
+    warn = (
+        f"<p><b>Caution:</b> this section (B4) was in the model's training data ({', '.join(trained)}): "
+        "the maps show what the model learnt, not how it does on new tissue; the held-out numbers "
+        "below are the honest ones.</p>"
+        if "B4" in trained
+        else ""
+    )
+    return (
+        f"<h2>The model</h2><p><code>{html.escape(b.name)}</code>: {html.escape(b.description)}</p>"
+        f"{warn}<p>Held-out accuracy (leave one section out; mean Pearson correlation per gene "
+        f"set):</p><table border='1' cellpadding='4'><tr><th>gene set</th><th>mean PCC</th></tr>{sets}</table>"
+        f"<p>The genes shown here (held-out PCC and 90% interval coverage inside training; "
+        f"genes under PCC 0.1 are unreliable: {len(unreliable)} of {len(b.genes)} in this model):</p>"
+        "<table border='1' cellpadding='4'><tr><th>gene</th><th>held-out PCC</th>"
+        f"<th>coverage</th><th>reliable</th></tr>{rows}</table>"
+    )
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _html_report(out: Path, wrote: list[tuple[Path, str]], model: str = "") -> Path:
     """A one-page HTML report linking every output, with the images inline."""
     import html
 
@@ -337,7 +379,7 @@ def _html_report(out: Path, wrote: list[tuple[Path, str]]) -> Path:
         "model, cells with types, and a LIME explanation by nuclei. Data: Andersson et al., Nat "
         "Commun 12, 6012 (2021). Open <code>qupath_objects.geojson</code> in QuPath by dragging it "
         "onto the image; Measure &gt; Show measurement maps draws the genes.</p>"
-        f"<ul>{''.join(rows)}</ul>{''.join(images)}</body></html>"
+        f"{model}<h2>Outputs</h2><ul>{''.join(rows)}</ul>{''.join(images)}</body></html>"
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")

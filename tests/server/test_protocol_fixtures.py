@@ -29,6 +29,7 @@ OPTIONAL = {
     "classification",
     "gene_pcc",
     "unreliable_genes",
+    "context_um",
 }
 
 
@@ -96,6 +97,9 @@ def _shape_matches(fixture: Any, actual: Any, where: str = "") -> None:
         assert isinstance(actual, dict), where
         if where.endswith("measurements"):
             assert all(isinstance(v, int | float | str) for v in actual.values()), where
+            return
+        if where.endswith("gene_pcc"):  # keyed by gene
+            assert all(v is None or isinstance(v, float) for v in actual.values()), where
             return
         if where.endswith("stimage.genes"):  # keyed by gene: each entry's shape
             assert all(set(v) == {"pcc", "coverage", "reliable"} for v in actual.values()), where

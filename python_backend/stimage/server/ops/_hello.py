@@ -32,6 +32,8 @@ def _model_info(server: ServerContext, name: str) -> dict[str, Any]:
         info["classifier_genes"] = list(p.bundle.classifier.genes)
     if p.bundle.description:
         info["description"] = p.bundle.description
+    if p.context is not None:
+        info["context_um"] = p.context.reach_um
     rel = p.bundle.gene_reliability()
     if any(r["pcc"] is not None for r in rel.values()):
         info["gene_pcc"] = {g: r["pcc"] for g, r in rel.items()}

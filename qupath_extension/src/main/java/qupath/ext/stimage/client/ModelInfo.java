@@ -25,6 +25,8 @@ public final class ModelInfo {
     private Map<String, Double> genePcc;
     @SerializedName("unreliable_genes")
     private List<String> unreliableGenes;
+    @SerializedName("context_um")
+    private Double contextUm;
 
     ModelInfo() {
     }
@@ -52,6 +54,14 @@ public final class ModelInfo {
     /** @return the µm per pixel at which tiles need no resizing: {@code tile_um / tile_px} */
     public double getNativeMpp() {
         return tileUm / tilePx;
+    }
+
+    /**
+     * @return how far (µm between tile centres) neighbouring tiles give a tile its spatial
+     *         context; 0 for a model that predicts each tile alone
+     */
+    public double getContextUm() {
+        return contextUm == null ? 0 : contextUm;
     }
 
     /** @return the stain normalisation method, or null */

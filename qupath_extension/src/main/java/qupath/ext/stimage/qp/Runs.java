@@ -88,9 +88,15 @@ public final class Runs {
         Backend.checkGenes(model, options.getGenes(), false);
         TileGeometry geom = new TileGeometry(model.getTileUm(), model.getTilePx(), px);
         int batchSize = options.getBatchSize();
-        if (hello.getLimits() != null && hello.getLimits().getMaxTiles() > 0) {
-            batchSize = Math.min(batchSize, hello.getLimits().getMaxTiles());
+        int maxTiles = hello.getLimits() != null && hello.getLimits().getMaxTiles() > 0
+                ? hello.getLimits().getMaxTiles() : Integer.MAX_VALUE;
+        if (model.getContextUm() > 0) {
+            // A model with spatial context joins each tile with its neighbours among the tiles
+            // of one request: send as many together as the backend takes, so that a region's
+            // tiles give each other their context (Tile: context tiles counts them).
+            batchSize = maxTiles == Integer.MAX_VALUE ? 512 : maxTiles;
         }
+        batchSize = Math.min(batchSize, maxTiles);
 
         ImageServer<BufferedImage> server = imageData.getServer();
         List<PathObject> parents = ObjectTools.parents(imageData, options.getRegion(), VERSION);

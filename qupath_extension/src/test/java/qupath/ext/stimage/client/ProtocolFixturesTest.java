@@ -160,6 +160,7 @@ class ProtocolFixturesTest {
         assertEquals(224, m.getTilePx());
         assertEquals(200.0 / 224, m.getNativeMpp(), 1e-12);
         assertEquals("vahadane", m.getStain());
+        assertEquals(500.0, m.getContextUm()); // spatial context: tiles sent together
         assertEquals(512, hello.getLimits().getMaxTiles());
         assertEquals(8388608L, hello.getLimits().getMaxFrameBytes());
         assertEquals(1.0, hello.getLimits().getHeartbeatS());

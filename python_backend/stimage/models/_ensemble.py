@@ -304,7 +304,7 @@ class NBEnsemble:
         self.genes = list(genes)
         self.depth = DepthModel().fit(z, library_size, groups) if c.depth else None
         if c.hidden:
-            return self._fit_mlp(z, _dense(counts), library_size, groups)
+            return self._fit_mlp(z, _dense(counts[:, : len(genes)]), library_size, groups)
         chunk = gene_chunk(len(z), len(genes))
         folds = None if groups is None else section_folds(np.asarray(groups), SELECT_FOLDS)
         sub = select_rows(folds, SELECT_SPOTS, c.seed)

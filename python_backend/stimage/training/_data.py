@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from stimage.models import SpatialContext
     from stimage.tiles import TileStore
 
-__all__ = ["FeatureBlocks", "SpotSet", "load_spot_set"]
+__all__ = ["FeatureBlocks", "LazyCounts", "SpotSet", "load_spot_set"]
 
 
 class JoinedFeatures(Mapping[str, np.ndarray]):
@@ -46,6 +46,29 @@ class JoinedFeatures(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._raw)
+
+
+class LazyCounts:
+    """Counts of some samples and genes, stacked, read column block by column block.
+
+    ``counts[:, cols]`` (a slice or a list of column positions) gives a float32 CSR matrix of
+    every sample's spots for those genes, so only a block of genes is ever copied.
+    """
+
+    def __init__(self, adatas: list[ad.AnnData], genes: list[str]) -> None:
+        self._adatas, self._genes = adatas, genes
+        self.shape = (sum(a.n_obs for a in adatas), len(genes))
+
+    def __getitem__(self, key: tuple[slice, Any]) -> Any:
+        from scipy import sparse
+
+        rows, cols = key
+        if rows != slice(None):
+            raise ConfigError("counts are read by columns: counts[:, cols]")
+        names = self._genes[cols] if isinstance(cols, slice) else [self._genes[j] for j in cols]
+        return sparse.vstack(
+            [sparse.csr_matrix(a[:, names].X, dtype=np.float32) for a in self._adatas]
+        ).tocsr()
 
 
 class FeatureBlocks(Sequence[np.ndarray]):
@@ -97,18 +120,17 @@ class SpotSet:
         """The samples' features as one block per sample, read on access (bounded memory)."""
         return FeatureBlocks(self.features[encoder], sample_ids)
 
-    def sparse_counts(self, sample_ids: list[str], genes: list[str]) -> Any:
-        """``(N, g)`` raw counts as a float32 CSC matrix (columns sliced cheaply)."""
-        from scipy import sparse
+    def sparse_counts(self, sample_ids: list[str], genes: list[str]) -> LazyCounts:
+        """``(N, g)`` raw counts, read a block of genes at a time (no copy of the whole).
 
-        out = []
+        Raises:
+            ConfigError: A sample lacks some of the genes.
+        """
         for s in sample_ids:
-            a = self.adatas[s]
-            missing = [g for g in genes if g not in a.var_names]
+            missing = [g for g in genes if g not in self.adatas[s].var_names]
             if missing:
                 raise ConfigError(f"sample {s!r} has no counts for {missing[:5]}")
-            out.append(sparse.csr_matrix(a[:, genes].X, dtype=np.float32))
-        return sparse.vstack(out).tocsc()
+        return LazyCounts([self.adatas[s] for s in sample_ids], list(genes))
 
     def counts(self, sample_ids: list[str], genes: list[str]) -> np.ndarray:
         """``(N, g)`` raw counts of the genes (genes a sample lacks raise)."""

@@ -152,7 +152,7 @@ def _expression(
         write_predictions(a, out, spec.sample_id)
     sample = spec.load()
     with open_sample_slide(sample) as slide:
-        thumb = slide.thumbnail(max_side=1000)
+        thumb = slide.thumbnail(max_side=2000)
         scale = thumb.shape[1] / slide.dimensions[0]
         um_per_px = slide.mpp / scale
     idx = [list(a.var_names).index(g) for g in genes]

@@ -44,7 +44,7 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None, dpi: int) -> Figur
     if path is not None:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p, dpi=dpi)
+        fig.savefig(p, dpi=dpi, bbox_inches="tight", pad_inches=0.1)
         logger.debug("saved figure %s", p)
     return fig
 
@@ -75,10 +75,12 @@ def _scale_bar(ax: Axes, um_per_px: float, width_px: float) -> None:
 
     target_mm = width_px * um_per_px / 1000 / 4
     mm = max([m for m in _SCALE_BAR_MM if m <= target_mm], default=_SCALE_BAR_MM[0])
+    # Below the map, in a margin of its own: never over the tissue it measures.
     bar = AnchoredSizeBar(
-        ax.transData, mm * 1000 / um_per_px, f"{mm:g} mm", "lower right",
-        pad=0.3, borderpad=0.3, sep=3, frameon=False, color="black",
-        size_vertical=max(width_px / 150, 1.0),
+        ax.transData, mm * 1000 / um_per_px, f"{mm:g} mm", "upper right",
+        pad=0.1, borderpad=0.0, sep=2, frameon=False, color="black",
+        size_vertical=max(width_px / 150, 1.0), bbox_to_anchor=(1.0, 0.0),
+        bbox_transform=ax.transAxes,
     )  # fmt: skip
     ax.add_artist(bar)
 
@@ -97,6 +99,8 @@ def expression_maps(
     panel_size: float = 3.0,
     path: str | os.PathLike[str] | None = None,
     dpi: int = 150,
+    alpha: float = 0.6,
+    units: Mapping[str, str] | None = None,
 ) -> Figure:
     """Maps of truth, prediction and uncertainties as coloured spots over the H&E, one row per gene.
 
@@ -121,6 +125,9 @@ def expression_maps(
         panel_size: Size of one panel in inches.
         path: Where to save the figure.
         dpi: Resolution of the saved figure.
+        alpha: Opacity of the spots (the H&E shows through).
+        units: Title -> colour-bar label (default: ``log1p(counts per 10k)`` for shared
+            panels, ``sd of log1p(counts per 10k)`` for the others).
 
     Returns:
         The figure: ``n_genes x n_panels`` map axes, each with a colour-bar axes.
@@ -154,6 +161,7 @@ def expression_maps(
             vmin, vmax = shared_lim if is_shared and shared_lim else _limits(v)
             cmap = (cmaps or {}).get(title, "viridis" if is_shared else "magma")
             spots = _spot_map(ax, he, xy, v, spot_diameter, cmap, (vmin, vmax), crop)
+            spots.set_alpha(alpha)
             if i == 0:
                 ax.set_title(title)
             if j == 0:
@@ -161,7 +169,13 @@ def expression_maps(
                 if um_per_px:
                     x0, x1 = ax.get_xlim()
                     _scale_bar(ax, um_per_px, abs(x1 - x0))
-            fig.colorbar(spots, ax=ax, shrink=0.8)
+            unit = (units or {}).get(
+                title, "log1p(counts per 10k)" if is_shared else "sd of log1p(counts per 10k)"
+            )
+            bar = fig.colorbar(spots, ax=ax, shrink=0.8)
+            if bar.solids is not None:  # the scale in full colour, the spots see-through
+                bar.solids.set_alpha(1.0)
+            bar.set_label(unit, fontsize="small")
     return _finish(fig, path, dpi)
 
 

@@ -224,41 +224,76 @@ def _write_geojson(
 def write_heatmaps(
     job: SlideJob, slide: Path, mpp: float | None, genes: list[str], folder: Path
 ) -> list[Path]:
-    """One PNG per gene: the predicted mean per tile over a slide thumbnail, with a colour bar."""
+    """One PNG per gene: predicted mean and epistemic sd per tile over the H&E, side by side.
+
+    Drawn at the extent of the predicted tiles (a region run shows the region, not the whole
+    slide), the H&E read at up to 1,600 px on the long side, tiles translucent, colour bars in
+    ``log1p(counts per 10k)``, a scale bar under the map (colour-blind-safe viridis / magma).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     from stimage.data import open_slide
 
-    with open_slide(slide, mpp=mpp) as s:
-        thumb = s.thumbnail(max_side=1024)
-        w0, h0 = s.dimensions
     t = job.tiles()
     rows, cols, boxes = t["rows"], t["cols"], t["boxes"]
     r0, c0 = rows.min(), cols.min()
-    grid = np.full((len(genes), rows.max() - r0 + 1, cols.max() - c0 + 1), np.nan, np.float32)
+    shape = (len(genes), rows.max() - r0 + 1, cols.max() - c0 + 1)
+    mean = np.full(shape, np.nan, np.float32)
+    epi = np.full(shape, np.nan, np.float32)
     for idx, pred in job.iter_chunks(genes):
-        grid[:, rows[idx] - r0, cols[idx] - c0] = pred.mean.T
-    # Grid extent in level-0 pixels (tiles are the same size on a regular grid).
+        mean[:, rows[idx] - r0, cols[idx] - c0] = pred.mean.T
+        epi[:, rows[idx] - r0, cols[idx] - c0] = pred.epistemic_sd.T
     x0 = boxes[cols == c0, 0].min()
     y0 = boxes[rows == r0, 1].min()
     tw, th = boxes[0, 2], boxes[0, 3]
-    extent = (x0, x0 + tw * grid.shape[2], y0 + th * grid.shape[1], y0)
+    x1, y1 = x0 + tw * shape[2], y0 + th * shape[1]
+    pad = 0.5 * max(tw, th)
+    view = (x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad)
+    with open_slide(slide, mpp=mpp) as s:
+        down = max(1.0, max(view[2], view[3]) / 1600)
+        he = s.read_region(*view, downsample=down)
+        um_per_px = s.mpp
+    extent_he = (view[0], view[0] + view[2], view[1] + view[3], view[1])
+    extent = (x0, x1, y1, y0)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
+    aspect = view[3] / max(view[2], 1.0)
     for k, g in enumerate(genes):
-        fig, ax = plt.subplots(figsize=(6, 6 * h0 / max(w0, 1) + 0.5))
-        ax.imshow(thumb, extent=(0, w0, h0, 0))
-        im = ax.imshow(grid[k], extent=extent, cmap="viridis", alpha=0.75, interpolation="nearest")
-        ax.set_xlim(0, w0)
-        ax.set_ylim(h0, 0)
-        ax.set_axis_off()
-        ax.set_title(f"{g}: predicted log1p(CP10k)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5 * aspect + 0.8), layout="constrained")
+        for ax, grid, title, cmap, unit in (
+            (axes[0], mean[k], f"{g}: predicted mean", "viridis", "log1p(counts per 10k)"),
+            (axes[1], epi[k], f"{g}: epistemic sd", "magma", "sd of log1p(counts per 10k)"),
+        ):
+            ax.imshow(he, extent=extent_he)
+            im = ax.imshow(grid, extent=extent, cmap=cmap, alpha=0.6, interpolation="nearest")
+            ax.set_xlim(extent_he[0], extent_he[1])
+            ax.set_ylim(extent_he[2], extent_he[3])
+            ax.set_axis_off()
+            ax.set_title(title)
+            bar = fig.colorbar(im, ax=ax, shrink=0.8)
+            if bar.solids is not None:
+                bar.solids.set_alpha(1.0)
+            bar.set_label(unit)
+            mm = _bar_mm(view[2] * um_per_px / 1000 / 4)
+            ax.add_artist(
+                AnchoredSizeBar(
+                    ax.transData, mm * 1000 / um_per_px, f"{mm:g} mm", "upper right",
+                    frameon=False, borderpad=0.0, pad=0.1, bbox_to_anchor=(1.0, 0.0),
+                    bbox_transform=ax.transAxes, size_vertical=view[3] / 150,
+                )
+            )  # fmt: skip
         p = folder / f"{safe_name(g)}.png"
-        fig.savefig(p, dpi=100, bbox_inches="tight")
+        fig.savefig(p, dpi=150, bbox_inches="tight", pad_inches=0.1)
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def _bar_mm(target: float) -> float:
+    """A round scale-bar length (mm) of at most ``target``."""
+    steps = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0)
+    return max([m for m in steps if m <= target], default=steps[0])

@@ -27,20 +27,22 @@ KNOWN_CLASS_COLORS: dict[str, RGB] = {
     "Ignore*": (180, 180, 180),
     "Positive": (250, 62, 62),  # makeScaledRGB((200, 50, 50), 1.25)
     "Negative": (112, 112, 225),  # makeScaledRGB((90, 90, 180), 1.25)
-    # Cell types of STImage's cell typing (and common segmentation/typing models)
-    "Immune": (160, 90, 160),
+    # Cell types of STImage's cell typing (and common segmentation/typing models). STImage's
+    # four classes use the Okabe-Ito palette (told apart with any colour vision) in hues that
+    # stand out on H&E's pinks and purples: a purple outline vanishes on haematoxylin.
+    "Immune": (0, 158, 115),
     "Lymphocyte": (130, 60, 200),
     "Myeloid": (200, 110, 200),
     "Macrophage": (190, 80, 150),
     "Plasma cell": (110, 40, 140),
-    "Stromal": (150, 200, 150),
+    "Stromal": (240, 228, 66),
     "Fibroblast": (90, 170, 90),
     "Connective": (150, 200, 150),
-    "Epithelial": (230, 150, 50),
+    "Epithelial": (230, 159, 0),
     "Non-neoplastic epithelial": (230, 150, 50),
     "Neoplastic": (200, 0, 0),
     "Inflammatory": (160, 90, 160),
-    "Endothelial": (40, 150, 220),
+    "Endothelial": (86, 180, 233),
     "Adipocyte": (240, 230, 140),
     "Dead": (50, 50, 50),
     "Unknown": (128, 128, 128),

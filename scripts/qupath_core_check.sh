@@ -12,11 +12,15 @@
 #      under the annotation, re-run replaces them, user objects kept, workflow script line), cells,
 #      explain, error messages; it prints BENCHMARK lines (16-tile batch latency, tiles/s).
 #
-#   STIMAGE_QUPATH_CORE_CP=<qupath-core classes dir or jar>:<its jars: gson jts-core slf4j-api
-#       commons-math3 picocli guava ij> bash scripts/qupath_core_check.sh
+#   STIMAGE_QUPATH_APP=/opt/QuPath/lib/app bash scripts/qupath_core_check.sh
+#
+# (the lib/app folder of an installed QuPath: its qupath-core jar and every jar it ships; on
+# macOS QuPath.app/Contents/app, on Windows QuPath\app).
 #
 # Environment:
-#   STIMAGE_QUPATH_CORE_CP    required (SKIPPED without): QuPath core and its dependencies
+#   STIMAGE_QUPATH_APP        an installed QuPath's jar folder (lib/app); or
+#   STIMAGE_QUPATH_CORE_CP    an explicit class path of QuPath core and its dependencies
+#                             (one of the two is required: SKIPPED without)
 #   STIMAGE_QUPATH_JAVA_HOME  the JDK that compiled that core or newer (25 for QuPath 0.7 class
 #                             files); default: JAVA_HOME, else java on PATH
 #   STIMAGE_QUPATH_GIT        optional QuPath git dir (bare or .git); STIMAGE_QUPATH_TAG (v0.7.0):
@@ -37,7 +41,15 @@ skip() {
     exit 0
 }
 
-[[ -n "${STIMAGE_QUPATH_CORE_CP:-}" ]] || skip "set STIMAGE_QUPATH_CORE_CP to a QuPath core build and its jars"
+if [[ -z "${STIMAGE_QUPATH_CORE_CP:-}" && -n "${STIMAGE_QUPATH_APP:-}" ]]; then
+    [[ -d "$STIMAGE_QUPATH_APP" ]] || skip "STIMAGE_QUPATH_APP=$STIMAGE_QUPATH_APP is not a folder"
+    shopt -s nullglob
+    app_jars=("$STIMAGE_QUPATH_APP"/*.jar)
+    shopt -u nullglob
+    ((${#app_jars[@]})) || skip "no jars in $STIMAGE_QUPATH_APP (give an installed QuPath's lib/app)"
+    STIMAGE_QUPATH_CORE_CP=$(IFS=:; echo "${app_jars[*]}")
+fi
+[[ -n "${STIMAGE_QUPATH_CORE_CP:-}" ]] || skip "set STIMAGE_QUPATH_APP to an installed QuPath's lib/app folder"
 JH="${STIMAGE_QUPATH_JAVA_HOME:-${JAVA_HOME:-}}"
 if [[ -n "$JH" ]]; then
     JAVAC="$JH/bin/javac"; JAVA="$JH/bin/java"; JAVAP="$JH/bin/javap"

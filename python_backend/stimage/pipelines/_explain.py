@@ -278,8 +278,17 @@ def _model_tile(
     return normalizer.transform(raw[0])
 
 
+#: Local R² of LIME's surrogate below which a figure warns that its scores are unreliable.
+LOW_R2 = 0.5
+
+
 def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: int = 6) -> Path:
-    """Overlay PNG: the tile, and per target its nuclei filled by score (blue lowers, red raises)."""
+    """Overlay PNG: the tile, and per target its nuclei filled by score (blue lowers, red raises).
+
+    Each panel says the prediction the scores change and how large they are beside it, and
+    warns (in red) when LIME's local model explains less than :data:`LOW_R2` of the
+    perturbations' variance.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -297,7 +306,8 @@ def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: 
         biggest = max(geoms, key=lambda g: g.area)
         xy = np.asarray(biggest.exterior.coords)
         polys.append(np.column_stack([(xy[:, 0] - x0) * sx, (xy[:, 1] - y0) * sy]))
-    fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3.6), squeeze=False)
+    th, tw = result.tile.shape[:2]
+    fig, axes = plt.subplots(1, k + 1, figsize=(3.2 * (k + 1), 3.9), squeeze=False)
     ax = axes[0, 0]
     ax.imshow(result.tile)
     ax.add_collection(PolyCollection(polys, facecolor="none", edgecolor="k", linewidth=0.5))
@@ -316,17 +326,29 @@ def plot_explanation(result: TileExplanation, path: str | Path, *, max_targets: 
             linewidth=0.3,
         )
         ax.add_collection(coll)
-        fig.colorbar(coll, ax=ax, fraction=0.046, pad=0.02)
-        title = f"{score_name(exp.method, exp.targets[j])}\npred {exp.prediction[j]:.2f}"
-        if np.isfinite(exp.fit_r2[j]):
-            title += f", local R² {exp.fit_r2[j]:.2f}"
-        ax.set_title(title, fontsize=9)
+        bar = fig.colorbar(coll, ax=ax, fraction=0.046, pad=0.02)
+        bar.set_label("change of the prediction", fontsize=7)
+        pred = float(exp.prediction[j])
+        share = f" ({lim / abs(pred):.0%} of it)" if pred else ""
+        title = (
+            f"{score_name(exp.method, exp.targets[j])}\n"
+            f"prediction {pred:.2f}, scores up to ±{lim:.2g}{share}"
+        )
+        r2 = float(exp.fit_r2[j])
+        if np.isfinite(r2):
+            low = r2 < LOW_R2
+            title += f"\nlocal R² {r2:.2f}" + (": low, read with caution" if low else "")
+            ax.set_title(title, fontsize=8, color="firebrick" if low else "black")
+        else:
+            ax.set_title(title, fontsize=8)
     for ax in axes.ravel():
+        ax.set_xlim(0, tw)  # nuclei at the edge are cut at the tile, as the model saw it
+        ax.set_ylim(th, 0)
         ax.set_axis_off()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
     return path
 

@@ -21,7 +21,10 @@ import numpy as np
 
 from stimage.errors import ConfigError
 
-__all__ = ["HighLowClassifier", "high_low_labels"]
+__all__ = ["MAX_SPOTS", "HighLowClassifier", "high_low_labels"]
+
+#: Spots the classifier is fitted on at most (a seeded sample of larger training sets).
+MAX_SPOTS = 30_000
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class HighLowClassifier:
                 f"labels {labels.shape} do not match {len(x)} spots x {len(genes)} genes"
             )
         self.genes = list(genes)
+        if len(x) > MAX_SPOTS:  # a sample of the spots: the same classifier, bounded time
+            keep = np.sort(np.random.default_rng(0).choice(len(x), MAX_SPOTS, replace=False))
+            x, labels = x[keep], labels[keep]
         self.mean = x.mean(axis=0)
         sd = x.std(axis=0)
         self.scale = np.where(sd > 1e-8, sd, 1.0)

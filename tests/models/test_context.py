@@ -182,3 +182,20 @@ def test_slide_job_matches_and_resumes(ctx_predictor: Predictor, wsi: Path, tmp_
     a = job.to_anndata()
     np.testing.assert_allclose(a.X, ref.X, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(a.obs["context_tiles"], ref.obs["context_tiles"])
+
+
+def test_only_the_tiles_allowed_give_context() -> None:
+    """Spots under the tissue threshold are predicted but give no context (as in training)."""
+    xy = _grid(3, 3, 200.0)
+    f = np.arange(9.0)[:, None]
+    among = np.ones(9, bool)
+    among[[1, 3]] = False  # two of the centre's ring-1 neighbours
+    x, n = CTX.augment(f, xy, np.array([4, 1]), among)
+    assert n.tolist() == [
+        6,
+        7,
+    ]  # the centre: its 8 but 2; tile 1 (itself not allowed): 8 others but tile 3
+    np.testing.assert_allclose(x[0, 1], np.mean([0, 2, 5, 6, 7, 8]))
+    none = np.zeros(9, bool)
+    x0, n0 = CTX.augment(f, xy, None, none)
+    assert (n0 == 0).all() and np.allclose(x0, np.tile(f, 3))

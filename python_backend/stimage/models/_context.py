@@ -117,8 +117,16 @@ class SpatialContext:
             )
         return cls(tuple(float(v) for v in d["rings_um"]))
 
-    def neighbours(self, xy_um: np.ndarray, rows: np.ndarray | None = None) -> ContextNeighbours:
+    def neighbours(
+        self,
+        xy_um: np.ndarray,
+        rows: np.ndarray | None = None,
+        among: np.ndarray | None = None,
+    ) -> ContextNeighbours:
         """The neighbours of some tiles (all by default) among all positions ``xy_um``.
+
+        ``among`` (boolean, one per position) restricts which tiles may give context, e.g. the
+        spots with enough tissue, as in training; the tiles described may be any.
 
         Raises:
             ConfigError: Positions that are not finite ``(n, 2)`` µm.
@@ -129,16 +137,19 @@ class SpatialContext:
         if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
             raise ConfigError(f"tile positions must be finite (n, 2) µm, got shape {xy.shape}")
         rows = np.arange(len(xy)) if rows is None else np.asarray(rows, np.int64)
-        k = min(MAX_NEIGHBOURS + 1, len(xy))
-        if not len(rows) or k < 2:
+        pool = np.arange(len(xy)) if among is None else np.flatnonzero(np.asarray(among, bool))
+        k = min(MAX_NEIGHBOURS + 1, len(pool))
+        if not len(rows) or k < 1 or (k < 2 and among is None):
             empty = np.full((len(rows), 0), -1, np.int64)
             return ContextNeighbours(rows, empty, empty.copy(), len(self.rings_um))
-        tree = cKDTree(xy)
+        tree = cKDTree(xy[pool])
         idx_parts, ring_parts = [], []
         edges = np.asarray((0.0, *self.rings_um)) * (1 + 1e-9)  # a centre on a ring's edge is in
         for b0 in range(0, len(rows), _BLOCK):
             r = rows[b0 : b0 + _BLOCK]
-            dist, idx = tree.query(xy[r], k=k, distance_upper_bound=self.reach_um * (1 + 1e-9))
+            dist, local = tree.query(xy[r], k=k, distance_upper_bound=self.reach_um * (1 + 1e-9))
+            dist, local = dist.reshape(len(r), k), local.reshape(len(r), k)
+            idx = pool[np.minimum(local, len(pool) - 1)]
             found = np.isfinite(dist) & (idx != r[:, None])
             found &= np.cumsum(found, axis=1) <= MAX_NEIGHBOURS  # self may not be among them
             idx = np.where(found, idx, -1)
@@ -179,8 +190,12 @@ class SpatialContext:
         return np.concatenate(out, axis=1)
 
     def augment(
-        self, features: Any, xy_um: np.ndarray, rows: np.ndarray | None = None
+        self,
+        features: Any,
+        xy_um: np.ndarray,
+        rows: np.ndarray | None = None,
+        among: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Joined features of some tiles (all by default) and their neighbour counts."""
-        nb = self.neighbours(xy_um, rows)
+        nb = self.neighbours(xy_um, rows, among)
         return self.join(features, nb), nb.count

@@ -250,6 +250,7 @@ class Predictor:
         *,
         xy_um: np.ndarray | None = None,
         rows: np.ndarray | None = None,
+        among: np.ndarray | None = None,
     ) -> TilePredictions:
         """Predict from encoder features (``(n, d)`` per encoder, e.g. a slide's memory map).
 
@@ -263,7 +264,7 @@ class Predictor:
         genes = self.bundle.check_genes(genes)
         if not 0 < level < 1:
             raise ConfigError(f"interval level must be between 0 and 1, got {level}")
-        feats, n_context = self.joined_features(features, xy_um=xy_um, rows=rows)
+        feats, n_context = self.joined_features(features, xy_um=xy_um, rows=rows, among=among)
         pred = self.bundle.predict_features(feats).subset(genes)
         n = pred.log_rate.shape[1]
         p_high = np.full((n, len(genes)), np.nan)
@@ -281,12 +282,14 @@ class Predictor:
         *,
         xy_um: np.ndarray | None = None,
         rows: np.ndarray | None = None,
+        among: np.ndarray | None = None,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The features the model's heads read: with its spatial context joined.
 
         Returns the features of ``rows`` (all by default) and, for a model with context, the
         number of neighbouring tiles each was joined with (None without context). Without
-        ``xy_um`` each tile is alone (its own features in every ring).
+        ``xy_um`` each tile is alone (its own features in every ring). ``among`` (boolean per
+        tile) limits which tiles give context (e.g. spots with enough tissue).
 
         Raises:
             ConfigError: Positions that do not match the features.
@@ -305,7 +308,7 @@ class Predictor:
             xy = np.asarray(xy_um, np.float64)
             if len(xy) != n_all:
                 raise ConfigError(f"{len(xy)} tile positions for {n_all} tiles")
-            nb = ctx.neighbours(xy, rows)
+            nb = ctx.neighbours(xy, rows, among)
         return {k: ctx.join(v, nb) for k, v in features.items()}, nb.count
 
     def encode_boxes(
@@ -339,14 +342,16 @@ class Predictor:
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
         context_boxes: np.ndarray | None = None,
+        context_from: np.ndarray | None = None,
     ) -> Iterator[tuple[np.ndarray, TilePredictions]]:
         """Predict tiles cut from a slide, batch by batch.
 
         Without spatial context memory is bounded by the batch. With it, every tile's
         features are read first (``n x d`` float32: 7 kB a tile for a 1776-feature encoder),
         then the tiles are predicted batch by batch with their neighbours' features;
-        ``context_boxes`` (tiles around a region) give context and are not predicted.
-        Progress counts the tiles encoded.
+        ``context_boxes`` (tiles around a region) give context and are not predicted;
+        ``context_from`` (boolean per box) limits which of ``boxes`` give context (the spots
+        with enough tissue, as in training). Progress counts the tiles encoded.
         """
         if self.bundle.context is None:
             for idx, feats in self.encode_boxes(
@@ -368,6 +373,12 @@ class Predictor:
                 progress(min(int(idx[-1] + 1), len(boxes)), len(boxes))
         feats_all = {k: np.concatenate(v) for k, v in parts.items()}
         xy = (every[:, :2] + every[:, 2:] / 2) * slide.mpp
+        among = None
+        if context_from is not None:
+            among = np.concatenate([np.asarray(context_from, bool), np.ones(len(extra), bool)])
         for b0 in range(0, len(boxes), batch_size):
             rows = np.arange(b0, min(b0 + batch_size, len(boxes)))
-            yield rows, self.predict_encoded(feats_all, genes, level, xy_um=xy, rows=rows)
+            yield (
+                rows,
+                self.predict_encoded(feats_all, genes, level, xy_um=xy, rows=rows, among=among),
+            )

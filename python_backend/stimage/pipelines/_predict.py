@@ -74,6 +74,7 @@ def predict_spots(
                 level=level,
                 progress=progress,
                 cancel=cancel,
+                context_from=qc.kept,  # as in training: spots with enough tissue give context
             )
         ]
     pred = TilePredictions.concat(parts)

@@ -134,6 +134,11 @@ def test_models_show_marks_unreliable_genes(bundle, tmp_path: Path) -> None:
     r = run("models", "show", str(folder), "--genes")
     assert r.exit_code == 0, r.output
     assert "held-out per gene" in r.stdout and "before calibration" in r.stdout
+    assert "spatial context: none (each tile alone)" in r.stdout  # the tiny model has none
+    r_default = run("models", "show")
+    assert "spatial context: mean features of the neighbouring tiles within 300, 500 µm" in (
+        r_default.stdout
+    )
     bad = bundle.unreliable_genes()
     assert f"unreliable genes (held-out PCC under {RELIABLE_PCC:g}): {len(bad)} of" in r.stdout
     for g, rel in bundle.gene_reliability().items():

@@ -52,6 +52,14 @@ def show(model: Path | None, show_genes: bool) -> None:
             f"encoder: {e['name']} ({'fine-tuned' if e.get('finetuned') else 'frozen'}), "
             f"{len(c.ensemble.members)} NB members, PCA {c.ensemble.pipeline.n_components if c.ensemble.pipeline else '-'}"
         )
+    if b.context is not None:
+        rings = ", ".join(f"{r:g}" for r in b.context.rings_um)
+        click.echo(
+            f"spatial context: mean features of the neighbouring tiles within {rings} µm "
+            "(rings); a tile alone when none is around"
+        )
+    else:
+        click.echo("spatial context: none (each tile alone)")
     click.echo(
         f"genes: {len(b.genes)}"
         + ("" if show_genes else f" (e.g. {', '.join(b.genes[:10])}; --genes for all)")

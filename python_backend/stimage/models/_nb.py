@@ -293,14 +293,6 @@ class NBGLM:
             raise ConfigError("the NB model is not fitted")
 
 
-def _pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (a * b).sum(axis=0) / den, np.nan)
-
-
 def _check(
     x: np.ndarray, counts: np.ndarray, library_size: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

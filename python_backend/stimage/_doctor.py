@@ -12,7 +12,7 @@ from pathlib import Path
 from stimage._version import __version__
 from stimage.encoders import cpu_flags, stimage_home
 
-__all__ = ["collect", "compute_device", "stimage_home"]
+__all__ = ["collect", "compute_device", "qupath_settings", "stimage_home", "stimage_program"]
 
 CORE = [
     "numpy",
@@ -134,3 +134,82 @@ def collect() -> dict[str, dict[str, str]]:
 
         out["packages"]["libzmq"] = zmq.zmq_version()
     return out
+
+
+#: Where QuPath's extension takes these values.
+QUPATH_SETTINGS = "Extensions > STImage > Backend settings > Local backend"
+#: Files a client needs from the folder ``stimage serve --make-keys DIR`` wrote.
+CLIENT_KEY_FILES = ("server.key", "client.key", "client.key_secret")
+
+
+def stimage_program() -> Path | None:
+    """The ``stimage`` program of this Python environment, or None when it has none.
+
+    Looked for beside the interpreter (``bin/stimage`` of a venv or conda env on Linux and
+    macOS, ``Scripts/stimage.exe`` on Windows), then in the environment's ``Scripts``
+    folder (conda on Windows keeps ``python.exe`` in the environment's root).
+    """
+    names = ("stimage.exe", "stimage") if os.name == "nt" else ("stimage",)
+    folders = [Path(sys.executable).parent, Path(sys.prefix) / "Scripts", Path(sys.prefix) / "bin"]
+    for folder in folders:
+        for name in names:
+            p = folder / name
+            if p.is_file():
+                return p.absolute()
+    return None
+
+
+def qupath_settings(
+    *, port: int = 5557, model: Path | None = None, curve_keys: Path | None = None
+) -> dict[str, str]:
+    """What to paste into the QuPath extension's settings to start a backend from this environment.
+
+    Args:
+        port: The port the backend should listen on (127.0.0.1).
+        model: A model folder to serve instead of the bundled one.
+        curve_keys: A folder made by ``stimage serve --make-keys`` (for a remote backend).
+
+    Returns:
+        Setting name -> value, in the order of the settings dialog. Paths are absolute.
+
+    Example:
+        >>> qupath_settings()["Server address"]
+        'tcp://127.0.0.1:5557'
+    """
+    from stimage.models import default_model_path
+
+    program = stimage_program()
+    out = {
+        "Python environment": str(Path(sys.prefix).absolute()),
+        "stimage program": str(program)
+        if program
+        else "not found in this environment: pip install stimage here (or bash scripts/setup.sh)",
+        "Server address": f"tcp://127.0.0.1:{port}",
+    }
+    if model is not None:
+        found = (model / "manifest.json").is_file()
+        out["Model folder"] = str(model.absolute()) + (
+            "" if found else "  (NOT a model: no manifest.json in it)"
+        )
+    else:
+        try:
+            bundled = f"the bundled model, {default_model_path()}"
+        except FileNotFoundError as e:
+            bundled = f"no bundled model in this installation ({e})"
+        out["Model folder"] = f"(leave empty: {bundled})"
+    out["CURVE keys"] = _curve_keys_line(curve_keys)
+    return out
+
+
+def _curve_keys_line(folder: Path | None) -> str:
+    if folder is None:
+        return (
+            "none needed for a backend on this computer (127.0.0.1); for a remote one, "
+            "stimage serve --make-keys DIR, then stimage doctor --qupath --curve-keys DIR"
+        )
+    present = [n for n in CLIENT_KEY_FILES if (folder / n).is_file()]
+    missing = [n for n in CLIENT_KEY_FILES if n not in present]
+    if not present:
+        return f"none in {folder.absolute()}: create them with stimage serve --make-keys {folder}"
+    line = f"{folder.absolute()} ({', '.join(present)} found"
+    return line + (f"; MISSING {', '.join(missing)})" if missing else ")")

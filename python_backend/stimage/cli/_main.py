@@ -94,6 +94,7 @@ def _register() -> None:
         models,
         predict,
         predict_slide,
+        predict_slides,
         prepare,
         serve,
         train,
@@ -105,6 +106,7 @@ def _register() -> None:
     cli.add_command(train.train)
     cli.add_command(predict.predict)
     cli.add_command(predict_slide.predict_slide)
+    cli.add_command(predict_slides.predict_slides)
     cli.add_command(annotate_project.annotate_project)
     cli.add_command(evaluate.evaluate)
     cli.add_command(train_cells.train_cells)

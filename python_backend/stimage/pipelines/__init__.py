@@ -12,6 +12,9 @@ whichever way it was asked for.
 * :func:`detect_cells`, :func:`cells_in_image`: nuclei segmented and typed.
 * :func:`explain_tile`: which nuclei drove a tile's prediction (LIME or occlusion).
 * :func:`annotate_project`: every image of a QuPath project, into the project.
+* :func:`run_cohort`: many slides (a manifest or a folder, :func:`cohort_slides`), one task
+  per slide, in-process (:class:`InProcessRunner`) or on Ray (:class:`RayRunner`), resumable
+  from its ledger (``stimage predict-slides``).
 """
 
 from stimage.pipelines._cells import (
@@ -20,6 +23,19 @@ from stimage.pipelines._cells import (
     plot_cells,
     region_cell_features,
 )
+from stimage.pipelines._cohort import (
+    CohortProgress,
+    InProcessRunner,
+    Runner,
+    SlideOutcome,
+    cohort_status,
+    run_cohort,
+    write_summary,
+)
+from stimage.pipelines._cohort_ledger import Ledger
+from stimage.pipelines._cohort_manifest import SlideSpec, cohort_slides, read_manifest
+from stimage.pipelines._cohort_ray import RayRunner, import_ray
+from stimage.pipelines._cohort_slide import CohortSettings, ModelSpec, predict_cohort_slide
 from stimage.pipelines._explain import (
     FIT_ON_SLIDE,
     METHODS,
@@ -47,25 +63,40 @@ from stimage.pipelines._slide_job import (
 __all__ = [
     "FIT_ON_SLIDE",
     "METHODS",
+    "CohortProgress",
+    "CohortSettings",
     "ImageResult",
+    "InProcessRunner",
+    "Ledger",
+    "ModelSpec",
+    "RayRunner",
+    "Runner",
     "SlideFiles",
     "SlideJob",
     "SlideJobChangedError",
+    "SlideOutcome",
+    "SlideSpec",
     "TileExplanation",
     "annotate_project",
     "cells_in_image",
+    "cohort_slides",
+    "cohort_status",
     "detect_cells",
     "explain_tile",
     "format_summary",
+    "import_ray",
     "model_fingerprint",
     "model_id",
     "output_paths",
     "plot_cells",
     "plot_explanation",
+    "predict_cohort_slide",
     "predict_slide",
     "predict_slide_files",
     "predict_spots",
+    "read_manifest",
     "region_cell_features",
+    "run_cohort",
     "run_slide_job",
     "score_name",
     "slide_job_features",
@@ -73,4 +104,5 @@ __all__ = [
     "tile_box",
     "write_explanation_geojson",
     "write_predictions",
+    "write_summary",
 ]

@@ -1,0 +1,246 @@
+"""``stimage predict-slides``: a cohort in-process (and tests/pipelines/test_cohort_ray.py on Ray).
+
+A tiny model and tiny slides (tifffile): a cohort's per-slide outputs are byte for byte
+``predict-slide``'s, an interrupted cohort resumes without redoing finished slides, a corrupt
+slide fails alone after its retries with its reason in the summary, and the Slurm-array form
+(``--only-index``) fills one shared ledger.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from _synth import make_legacy_st, render_he, write_pyramid_tiff
+from stimage.cli._main import cli
+from stimage.data import load_dataset
+from stimage.models import NBEnsembleConfig, NBGLMConfig
+from stimage.pipelines import (
+    CohortSettings,
+    Ledger,
+    ModelSpec,
+    cohort_slides,
+    run_cohort,
+)
+from stimage.tiles import TileSettings, TileStore, prepare_dataset
+from stimage.training import TrainConfig, train_model
+
+FAST = TrainConfig(
+    encoders=("test_tiny_cnn",),
+    gene_sets=("mean250",),
+    ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
+    name="tiny",
+    context=None,
+)
+MPP = 1.0
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("st")
+    make_legacy_st(root, "S1", "P1", seed=11, grid=(6, 7), n_genes=15)
+    make_legacy_st(root, "S2", "P1", seed=12, grid=(6, 7), n_genes=15)
+    store = tmp_path_factory.mktemp("store")
+    prepare_dataset(
+        load_dataset(root), store, TileSettings(tile_px=32, stain="reinhard", stain_patches=4)
+    )
+    bundle = train_model(TileStore(store), FAST, ["S1", "S2"])
+    return bundle.save(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of three small H&E-like slides at 1 µm/px (200 µm tiles: a handful each)."""
+    d = tmp_path_factory.mktemp("slides")
+    for k, (h, w) in enumerate([(800, 1000), (700, 900), (900, 800)]):
+        write_pyramid_tiff(d / f"s{k}.tif", render_he(h, w, seed=20 + k), MPP, levels=2)
+    return d
+
+
+@pytest.fixture(scope="module")
+def corrupt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A slide file that is not an image (a truncated download)."""
+    p = tmp_path_factory.mktemp("bad") / "broken.tif"
+    p.write_bytes(b"II*\x00" + bytes(range(256)) * 4)
+    return p
+
+
+def _cli(*args: object) -> object:
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def _base(model_dir: Path) -> list[object]:
+    return ["--model", model_dir, "--device", "cpu", "--batch-size", 2, "--chunk-batches", 1]
+
+
+def _ledger(out: Path) -> list[dict]:
+    return Ledger(out / "ledger.jsonl").events()
+
+
+def _summary(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "summary.csv", newline="") as fh:
+        return {r["id"]: r for r in csv.DictReader(fh)}
+
+
+def _without_ids(path: Path) -> dict:
+    """A GeoJSON document with its object ids left out (fresh random UUIDs on every run)."""
+    doc = json.loads(path.read_text())
+    for f in doc["features"]:
+        assert str(f.pop("id")).startswith("5714a9e0-0001-8")
+    return doc
+
+
+def assert_same_outputs(a: Path, b: Path, name_a: str, name_b: str) -> None:
+    """GeoJSON equal but for object ids, heatmap PNGs byte for byte, the h5ad's arrays equal."""
+    doc = _without_ids(a / f"{name_a}.geojson")
+    assert doc == _without_ids(b / f"{name_b}.geojson") and doc["features"]
+    x, y = ad.read_h5ad(a / f"{name_a}.h5ad"), ad.read_h5ad(b / f"{name_b}.h5ad")
+    assert np.array_equal(x.X, y.X) and list(x.obs_names) == list(y.obs_names)
+    assert set(x.layers) == set(y.layers)
+    for k in x.layers:
+        assert np.array_equal(x.layers[k], y.layers[k]), k
+    assert x.obs.equals(y.obs) and x.uns["stimage"] == y.uns["stimage"]
+    pa = sorted((a / f"{name_a}.heatmaps").glob("*.png"))
+    pb = sorted((b / f"{name_b}.heatmaps").glob("*.png"))
+    assert [p.name for p in pa] == [p.name for p in pb] and pa
+    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(pa, pb, strict=True))
+
+
+def test_in_process_cohort_equals_predict_slide(
+    model_dir: Path, slides: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cohort"
+    genes = ModelSpec(model_dir).bundle().genes
+    r = _cli("predict-slides", slides, "--out", out, *_base(model_dir), "--heatmaps", genes[0])
+    assert r.exit_code == 0, r.output
+    assert "3 done, 0 done before, 0 failed" in r.output
+    for k in range(3):
+        single = tmp_path / f"single{k}"
+        r1 = _cli("predict-slide", slides / f"s{k}.tif", "--out", single / f"s{k}.geojson",
+                  *_base(model_dir), "--heatmaps", genes[0])  # fmt: skip
+        assert r1.exit_code == 0, r1.output
+        folder = out / "slides" / f"s{k}"
+        assert_same_outputs(folder, single, f"s{k}", f"s{k}")
+        meta = json.loads((folder / "run_metadata.json").read_text())
+        assert meta["model_id"].startswith("tiny sha256:") and meta["tiles"] > 0
+        assert meta["job"]["batch_size"] == 2 and meta["settings"]["heatmaps"] == [genes[0]]
+    assert not (out / "work").exists() or not any((out / "work").iterdir())  # stores removed
+    rows = _summary(out)
+    assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done"] * 3
+    assert all(float(rows[f"s{k}"]["tiles_per_s"]) > 0 for k in range(3))
+    # again: every slide is done before; nothing is predicted
+    r2 = _cli("predict-slides", slides, "--out", out, *_base(model_dir), "--heatmaps", genes[0])
+    assert r2.exit_code == 0 and "0 done, 3 done before" in r2.output, r2.output
+    # settings the outputs depend on are refused on the same folder
+    r3 = _cli("predict-slides", slides, "--out", out, *_base(model_dir), "--level", 0.8)
+    assert r3.exit_code == 2 and "other settings (heatmaps, level changed)" in r3.output, r3.output
+
+
+def test_interrupted_cohort_resumes_without_redoing_finished_slides(
+    model_dir: Path, slides: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cohort"
+    specs = cohort_slides(slides)
+    settings = CohortSettings(batch_size=2, chunk_batches=1)
+    model = ModelSpec(model_dir, "cpu")
+
+    def stop_after_first(p: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C once the first slide is done
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cohort(specs, out, model, settings, on_progress=stop_after_first)
+    first = out / "slides" / "s0" / "s0.geojson"
+    assert first.is_file() and not (out / "slides" / "s1").exists()
+    mtime = first.stat().st_mtime_ns
+    outcomes = run_cohort(specs, out, model, settings)
+    assert [o.status for o in outcomes] == ["skipped", "done", "done"]
+    assert first.stat().st_mtime_ns == mtime
+    done = [e["slide"] for e in _ledger(out) if e["event"] == "done"]
+    assert sorted(done) == ["s0", "s1", "s2"]  # each once: s0 was not redone
+
+
+def test_a_corrupt_slide_fails_alone_after_its_retries(
+    model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "cohort.tsv"
+    manifest.write_text(
+        "slide\tid\tmpp\tpatient\n"
+        f"{slides / 's0.tif'}\tA\t\tP1\n"
+        f"{corrupt}\tBAD\t0.5\tP2\n"
+        f"{slides / 's1.tif'}\tB\t1.0\tP3\n"
+    )
+    out = tmp_path / "cohort"
+    r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--retries", 2)
+    assert r.exit_code == 2, r.output
+    assert "2 done, 0 done before, 1 failed" in r.output and "failed: BAD:" in r.output
+    rows = _summary(out)
+    assert rows["A"]["status"] == rows["B"]["status"] == "done"
+    assert rows["BAD"]["status"] == "failed" and rows["BAD"]["attempts"] == "3"
+    assert "broken.tif" in rows["BAD"]["error"] and "Error" in rows["BAD"]["error"]
+    tries = [e for e in _ledger(out) if e["slide"] == "BAD"]
+    assert [e["attempt"] for e in tries] == [1, 2, 3]  # --retries 2: three attempts, no more
+    assert [e["final"] for e in tries] == [False, False, True]
+    assert not (out / "slides" / "BAD").exists()
+    # retries 0: one attempt only; a rerun tries the failed slide again (it may be fixed)
+    r0 = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--retries", 0)
+    assert r0.exit_code == 2 and "0 done, 2 done before, 1 failed" in r0.output, r0.output
+    assert len([e for e in _ledger(out) if e["slide"] == "BAD"]) == 4
+
+
+def test_slurm_array_tasks_share_one_ledger(model_dir: Path, slides: Path, tmp_path: Path) -> None:
+    """``--only-index $SLURM_ARRAY_TASK_ID``: each task one slide, the summary of them all."""
+    manifest = tmp_path / "cohort.csv"
+    names = sorted(p.name for p in slides.glob("*.tif"))
+    manifest.write_text("slide\n" + "".join(f"{slides.name}/{n}\n" for n in names))
+    manifest = manifest.rename(slides.parent / "cohort.csv")  # paths relative to the manifest
+    out = tmp_path / "cohort"
+    for task in (2, 0):
+        r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", task)
+        assert r.exit_code == 0 and "1 done" in r.output, r.output
+    rows = _summary(out)
+    assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done", "pending", "done"]
+    st = _cli("predict-slides", manifest, "--out", out, "--status")
+    assert st.exit_code == 0 and "2 done, 0 failed, 1 pending" in st.output, st.output
+    r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 1)
+    assert r.exit_code == 0
+    assert {r["status"] for r in _summary(out).values()} == {"done"}
+    bad = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 3)
+    assert bad.exit_code == 2 and "--array=0-2" in bad.output
+
+
+def test_ray_missing_is_one_line_naming_the_fix(
+    slides: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as when not installed
+    r = _cli("predict-slides", slides, "--out", tmp_path / "o", "--ray", "auto")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "pip install 'stimage[ray]'" in r.output and "leave out --ray" in r.output
+
+
+def test_region_and_mpp_columns_reach_the_slide(
+    model_dir: Path, slides: Path, tmp_path: Path
+) -> None:
+    region = tmp_path / "roi.geojson"
+    poly = [[[300, 200], [700, 200], [700, 600], [300, 600], [300, 200]]]
+    region.write_text(json.dumps({"type": "Polygon", "coordinates": poly}))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"slide,region,mpp\n{slides / 's0.tif'},roi.geojson,1.0\n")
+    out = tmp_path / "cohort"
+    r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir))
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "slides" / "s0" / "run_metadata.json").read_text())
+    assert meta["job"]["region"].startswith("POLYGON") and meta["mpp_given"] == 1.0
+    whole = _cli("predict-slide", slides / "s0.tif", "--out", tmp_path / "w.geojson",
+                 *_base(model_dir))  # fmt: skip
+    assert whole.exit_code == 0
+    n_region = len(json.loads((out / "slides/s0/s0.geojson").read_text())["features"])
+    assert 0 < n_region < len(json.loads((tmp_path / "w.geojson").read_text())["features"])

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from _synth import make_legacy_st, render_he, write_pyramid_tiff
@@ -23,9 +26,12 @@ from stimage.cli._main import cli
 from stimage.data import load_dataset
 from stimage.models import NBEnsembleConfig, NBGLMConfig
 from stimage.pipelines import (
+    CohortProgress,
     CohortSettings,
     Ledger,
     ModelSpec,
+    RayRunner,
+    SlideSpec,
     cohort_slides,
     run_cohort,
 )
@@ -244,3 +250,59 @@ def test_region_and_mpp_columns_reach_the_slide(
     assert whole.exit_code == 0
     n_region = len(json.loads((out / "slides/s0/s0.geojson").read_text())["features"])
     assert 0 < n_region < len(json.loads((tmp_path / "w.geojson").read_text())["features"])
+
+
+@pytest.mark.timeout(300)
+def test_ray_cohort_matches_in_process_and_survives_a_killed_worker(
+    model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
+) -> None:
+    """A real local Ray cluster (2 CPUs, loopback, started and stopped here), 2 workers.
+
+    One worker process is killed (SIGKILL) once the first slide is done: no finished slide is
+    lost or redone, the slide it held is retried on a fresh worker, the cohort completes with
+    outputs identical to the in-process run, and the corrupt slide fails alone.
+    """
+    ray = pytest.importorskip("ray")
+    specs = [*cohort_slides(slides), SlideSpec("BAD", corrupt, index=3)]
+    genes = ModelSpec(model_dir).bundle().genes
+    settings = CohortSettings(heatmaps=(genes[0],), batch_size=2, chunk_batches=1, retries=1)
+    model = ModelSpec(model_dir, "cpu")
+    ref = tmp_path / "in-process"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker (1 CPU): float sums then add up the same way
+    try:
+        run_cohort(specs, ref, model, settings)
+    finally:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")  # fmt: skip
+    try:
+        runner = RayRunner(workers=2, startup_timeout=120)
+        killed: list[tuple[int, str]] = []
+
+        def kill_a_worker(p: CohortProgress) -> None:
+            if killed or not p.done:
+                return
+            busy = runner.busy_pids()
+            pid = busy[0] if busy else next(q for q in runner.worker_pids() if q)
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, p.last.id if p.last else ""))
+
+        out = tmp_path / "ray"
+        outcomes = run_cohort(specs, out, model, settings, runner=runner, on_progress=kill_a_worker)
+        assert runner.replaced >= 1 and not ray.util.list_named_actors()
+    finally:
+        ray.shutdown()
+    assert killed, "no worker was killed"
+    status = {o.id: o.status for o in outcomes}
+    assert status == {"s0": "done", "s1": "done", "s2": "done", "BAD": "failed"}, outcomes
+    events = _ledger(out)
+    assert any("worker lost" in str(e.get("error")) for e in events), events
+    first_done = killed[0][1]
+    assert [e["event"] for e in events if e["slide"] == first_done].count("done") == 1
+    for k in range(3):
+        assert_same_outputs(out / "slides" / f"s{k}", ref / "slides" / f"s{k}", f"s{k}", f"s{k}")
+    rows = _summary(out)
+    assert rows["BAD"]["status"] == "failed" and "broken.tif" in rows["BAD"]["error"]
+    assert {rows[f"s{k}"]["status"] for k in range(3)} == {"done"}

@@ -74,9 +74,12 @@ class Ledger:
             line = json.dumps(rec, default=str, ensure_ascii=False)
         data = (line + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             _lock(fd)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # after a torn line (a crash mid-write): start a new one
             os.write(fd, data)
             os.fsync(fd)
         finally:

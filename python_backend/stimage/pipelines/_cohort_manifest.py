@@ -233,16 +233,26 @@ def _row(row: list[str], cols: dict[str, int], base: Path, where: str, index: in
     slide = get("slide")
     if not slide:
         raise ConfigError(f"{where}: the slide column is empty; give the slide file's path")
-    slide_path = base / Path(slide).expanduser()
+    slide_path = _path(slide, base, where)
     region = get("region")
     sid = get("id")
     return SlideSpec(
         id=_check_id(sid, where) if sid else _id_from(slide_path),
         slide=slide_path,
-        region=base / Path(region).expanduser() if region else None,
+        region=_path(region, base, where) if region else None,
         mpp=_parse_mpp(get("mpp"), where),
         index=index,
     )
+
+
+def _path(value: str, base: Path, where: str) -> Path:
+    """A path of the manifest: ``~`` expanded, relative to the manifest's folder."""
+    try:
+        return base / Path(value).expanduser()
+    except RuntimeError as e:  # ~someone who is not a user here
+        raise ConfigError(
+            f"{where}: cannot expand {value[:60]!r} ({e}); give the full path"
+        ) from None
 
 
 def _check_unique(specs: list[SlideSpec], where: object) -> None:

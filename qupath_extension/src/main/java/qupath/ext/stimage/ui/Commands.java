@@ -46,6 +46,7 @@ public final class Commands {
      */
     public Commands(QuPathGUI qupath) {
         this.qupath = qupath;
+        LocalBackends.installCloseHook(qupath);
     }
 
     /** Extensions &gt; STImage &gt; Predict expression... */

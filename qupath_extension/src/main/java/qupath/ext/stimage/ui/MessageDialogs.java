@@ -10,11 +10,15 @@ import javafx.scene.layout.HBox;
 import javafx.scene.layout.Priority;
 import javafx.scene.layout.VBox;
 import javafx.stage.Window;
+import qupath.ext.stimage.core.LocalBackend;
 import qupath.ext.stimage.core.UserMessage;
 
 /**
  * Shows a {@link UserMessage}: its title and text, and its command (such as {@code stimage serve})
- * in a selectable field with a Copy button. Call on the JavaFX thread.
+ * in a selectable field with a Copy button. A message saying that the backend is not running
+ * (at an address on this computer) also offers to start it: "Start local backend" opens the
+ * local backend's window and starts {@code stimage serve} from the Python environment of the
+ * settings. Call on the JavaFX thread.
  */
 final class MessageDialogs {
     private MessageDialogs() {
@@ -62,6 +66,19 @@ final class MessageDialogs {
                 Clipboard.getSystemClipboard().setContent(c);
             });
             box.getChildren().add(new HBox(6, command, copy));
+        }
+        if (LocalBackend.saysBackendDown(message) && LocalBackend.isLocalAddress(StimagePrefs.server())) {
+            Label or = new Label("Or start it from QuPath, from the Python environment set in Backend settings:");
+            or.setId("startLocalText");
+            or.setWrapText(true);
+            or.setMaxWidth(360);
+            Button start = new Button("Start local backend");
+            start.setId("startLocal");
+            start.setOnAction(e -> {
+                alert.close();
+                LocalBackendPane.showWindow(owner, true);
+            });
+            box.getChildren().add(new HBox(10, or, start));
         }
         alert.getDialogPane().setContent(box);
         alert.getDialogPane().setPrefWidth(580);

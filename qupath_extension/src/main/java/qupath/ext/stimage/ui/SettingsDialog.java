@@ -19,6 +19,7 @@ import qupath.ext.stimage.client.ModelInfo;
 import qupath.ext.stimage.client.StimageClient;
 import qupath.ext.stimage.core.Backend;
 import qupath.ext.stimage.core.BackendOptions;
+import qupath.ext.stimage.core.LocalBackend;
 import qupath.ext.stimage.core.UserMessage;
 import qupath.ext.stimage.core.UserMessages;
 
@@ -137,6 +138,9 @@ final class SettingsDialog {
         g.addRow(r++, new Label("Timeout per request (s)"), timeout);
         g.addRow(r++, new Label("Tiles per request"), batch);
         g.addRow(r++, new Label("Min. tissue per tile (%)"), minTissue);
+        LocalBackendPane local = new LocalBackendPane(address::getText, h -> status.setText(describe(h)));
+        g.add(local.node(), 0, r++, 2, 1);
+        d.setOnHidden(e -> local.dispose());
         g.add(error, 0, r, 2, 1);
         d.getDialogPane().setContent(g);
 
@@ -178,6 +182,10 @@ final class SettingsDialog {
         }
         if (h.getModels().isEmpty()) {
             sb.append("\nThe backend serves no model.");
+        }
+        String mismatch = LocalBackend.versionWarning(h.getVersion(), StimageClient.CLIENT_VERSION);
+        if (mismatch != null) {
+            sb.append("\n").append(mismatch);
         }
         return sb.toString();
     }

@@ -43,6 +43,7 @@ import qupath.ext.stimage.client.ServerException;
 import qupath.ext.stimage.client.StimageClient;
 import qupath.ext.stimage.core.CellsOptions;
 import qupath.ext.stimage.core.ExplainOptions;
+import qupath.ext.stimage.core.LocalBackend;
 import qupath.ext.stimage.core.PixelSize;
 import qupath.ext.stimage.core.PredictOptions;
 import qupath.ext.stimage.core.Region;
@@ -162,6 +163,7 @@ public final class UiCheck {
         settingsDialog(hello);
         progressWindow();
         errorDialogs();
+        localBackend();
 
         executor.shutdownNow();
         System.out.println("uicheck: " + checks + " checks, " + failures.size() + " failed"
@@ -548,6 +550,157 @@ public final class UiCheck {
             check(name + ": OK closes it", !a.isShowing());
             return null;
         });
+    }
+
+    /**
+     * The local backend: its part of Backend settings, the Start offer of the "not running"
+     * message, a wrong path, a server that exits at once (a shell script), and with --live the
+     * real stimage serve started, shown running and stopped.
+     */
+    private void localBackend() throws Exception {
+        Path tmp = Files.createTempDirectory("uicheck-local");
+        String savedServer = fx(() -> StimagePrefs.serverProperty().get());
+        fx(() -> LocalBackends.environmentProperty().set(tmp.resolve("no-such-env").toString()));
+        Dialog<ButtonType> d = fx(() -> SettingsDialog.create(null, executor));
+        fx(() -> {
+            d.show();
+            DialogPane p = d.getDialogPane();
+            javafx.scene.control.TitledPane pane = node(p, "localPane", javafx.scene.control.TitledPane.class);
+            check("local: settings have a collapsed 'Local backend' part", !pane.isExpanded());
+            check("local: settings show the environment of the preferences", tmp.resolve("no-such-env").toString()
+                    .equals(node(p, "localEnvironment", TextField.class).getText()));
+            check("local: Start enabled, Stop disabled when nothing runs", !node(p, "localStart", Button.class)
+                    .isDisabled() && node(p, "localStop", Button.class).isDisabled());
+            check("local: settings say how to find the environment (stimage doctor --qupath)",
+                    node(p, "localHint", Label.class).getText().contains("stimage doctor --qupath"));
+            button(p, ButtonType.CANCEL).fire();
+            return null;
+        });
+
+        // the "not running" message offers Start only for an address on this computer
+        fx(() -> StimagePrefs.serverProperty().set("tcp://gpu-box:5557"));
+        Alert remote = fx(() -> MessageDialogs.create(null, UserMessages.of(new ServerException(
+                ErrorCodes.DISCONNECTED, "no reply"), "tcp://gpu-box:5557")));
+        fx(() -> check("local: no Start offer for a backend on another machine",
+                remote.getDialogPane().lookup("#startLocal") == null));
+        String localAddress = "tcp://127.0.0.1:" + freePort();
+        fx(() -> StimagePrefs.serverProperty().set(localAddress));
+        UserMessage down = UserMessages.of(new ServerException(ErrorCodes.DISCONNECTED, "no reply"),
+                fx(() -> StimagePrefs.server()));
+        Alert a = fx(() -> MessageDialogs.create(null, down));
+        fx(() -> {
+            a.show();
+            check("local: 'backend not running' offers 'Start local backend'", a.getDialogPane().lookup("#startLocal")
+                    instanceof Button);
+            return null;
+        });
+        shoot("error_backend_not_running_start", a.getDialogPane().getScene());
+        fx(() -> node(a.getDialogPane(), "startLocal", Button.class).fire());
+        LocalBackendPane[] pane = new LocalBackendPane[1];
+        boolean opened = waitFx(() -> {
+            pane[0] = localPane();
+            return pane[0] != null && pane[0].lastMessage() != null;
+        }, Duration.ofSeconds(30));
+        fx(() -> check("local: Start closes the message", !a.isShowing()));
+        check("local: Start opens the local backend's window and tries to start", opened);
+        if (opened) {
+            fx(() -> {
+                check("local: a wrong path says 'Python environment not found'", "Python environment not found"
+                        .equals(pane[0].lastMessage().getTitle()));
+                check("local: ... and names the fix (stimage doctor --qupath)", LocalBackend.DOCTOR_COMMAND
+                        .equals(pane[0].lastMessage().getCommand()));
+                check("local: the failure pops up its message", closeAlert("Python environment not found"));
+                Label state = (Label) localWindow().getScene().getRoot().lookup("#localState");
+                check("local: status says it is not running and why", state.getText().startsWith(
+                        "Not running: Python environment not found"));
+                return null;
+            });
+        }
+
+        // a server that exits at once: its output reaches the log view and the message
+        if (!System.getProperty("os.name", "").toLowerCase().startsWith("windows")) {
+            Path exe = tmp.resolve("env/bin/stimage");
+            Files.createDirectories(exe.getParent());
+            Files.writeString(exe, "#!/bin/sh\necho 'loading the model'\necho 'error: /models/nope: not a model "
+                    + "bundle' >&2\nexit 2\n");
+            exe.toFile().setExecutable(true);
+            fx(() -> text(localWindow().getScene().getRoot(), "localEnvironment", tmp.resolve("env").toString()));
+            fx(() -> pane[0].start());
+            boolean failed = waitFx(() -> pane[0].lastMessage() != null, Duration.ofSeconds(30));
+            check("local: a server that exits at once is reported", failed);
+            if (failed) {
+                fx(() -> {
+                    check("local: ... as 'Local backend did not start'", "Local backend did not start".equals(
+                            pane[0].lastMessage().getTitle()));
+                    check("local: ... with the log's tail in the message", pane[0].lastMessage().getText()
+                            .contains("error: /models/nope: not a model bundle"));
+                    check("local: the log view shows its output", pane[0].viewLines().contains("loading the model"));
+                    check("local: its message pops up", closeAlert("Local backend did not start"));
+                    return null;
+                });
+                shoot("local_backend_failed", localWindow().getScene());
+            }
+        }
+        if (live) {
+            fx(() -> text(localWindow().getScene().getRoot(), "localEnvironment", repo.resolve(".venv").toString()));
+            fx(() -> pane[0].start());
+            boolean running = waitFx(() -> ((Label) localWindow().getScene().getRoot().lookup("#localState"))
+                    .getText().startsWith("Running: "), Duration.ofSeconds(180));
+            check("local: Start runs the real stimage serve of .venv", running);
+            if (running) {
+                long pid = fx(() -> LocalBackends.current().getPid().orElse(-1));
+                fx(() -> {
+                    check("local: the log view shows 'stimage server on'", pane[0].viewLines().stream()
+                            .anyMatch(l -> l.contains("stimage server on")));
+                    Parent root = localWindow().getScene().getRoot();
+                    check("local: Stop enabled, Start disabled while it runs", !node(root, "localStop", Button.class)
+                            .isDisabled() && node(root, "localStart", Button.class).isDisabled());
+                    return null;
+                });
+                shoot("local_backend_running", localWindow().getScene());
+                fx(() -> node(localWindow().getScene().getRoot(), "localStop", Button.class).fire());
+                boolean stopped = waitFx(() -> ((Label) localWindow().getScene().getRoot().lookup("#localState"))
+                        .getText().equals("Stopped."), Duration.ofSeconds(30));
+                check("local: Stop stops it", stopped && !ProcessHandle.of(pid).map(ProcessHandle::isAlive)
+                        .orElse(false));
+            }
+        }
+        fx(() -> {
+            Stage w = localWindow();
+            if (w != null) {
+                w.close();
+            }
+            StimagePrefs.serverProperty().set(savedServer);
+            LocalBackends.environmentProperty().set("");
+            return null;
+        });
+    }
+
+    private static Stage localWindow() {
+        for (javafx.stage.Window w : javafx.stage.Window.getWindows()) {
+            if (w instanceof Stage && w.isShowing() && "STImage: Local backend".equals(((Stage) w).getTitle())) {
+                return (Stage) w;
+            }
+        }
+        return null;
+    }
+
+    private static LocalBackendPane localPane() {
+        Stage w = localWindow();
+        Node p = w == null ? null : w.getScene().getRoot().lookup(".dialog-pane");
+        return p == null ? null : (LocalBackendPane) p.getUserData();
+    }
+
+    /** Closes the showing message whose header is {@code header}; false when there is none. */
+    private static boolean closeAlert(String header) {
+        for (javafx.stage.Window w : new ArrayList<>(javafx.stage.Window.getWindows())) {
+            Node p = w.isShowing() && w.getScene() != null ? w.getScene().getRoot().lookup(".dialog-pane") : null;
+            if (p instanceof DialogPane && header.equals(((DialogPane) p).getHeaderText())) {
+                ((Stage) w).close();
+                return true;
+            }
+        }
+        return false;
     }
 
     // -- checks ------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ def _fold(
         m.loc["mean", ["pearson_ref", "mae_ref"]] = (
             m.loc[list(model.classes), ["pearson_ref", "mae_ref"]].mean().to_numpy()
         )
+    calls = _call_quality(model, proba, test.bag_index, q_test)
     comp, counts = spot_composition(proba, test.bag_index, len(test.spots))
     info = {
         "held": held,
@@ -98,8 +99,50 @@ def _fold(
         "entropy_mean": float(model.entropy(test.features).mean()),
         "pred_share": dict(zip(model.classes, np.nanmean(comp, 0).round(3).tolist(), strict=True)),
         "true_share": dict(zip(model.classes, q_test.mean(0).round(3).tolist(), strict=True)),
+        "calls": calls,
     }
     return m, info
+
+
+def _call_quality(model, proba: np.ndarray, bag: np.ndarray, q: np.ndarray) -> pd.DataFrame:
+    """Per-class quality of the called classes, by calling rule (rows) and measure (columns).
+
+    ``share``: the share of held-out nuclei called the class; ``mae``/``pearson``: the spots'
+    called composition (fraction of their nuclei called each class) against the given
+    proportions; ``dominant``: over the spots whose given proportions are led by the class,
+    the fraction of their nuclei called that class (``n_dominant`` such spots).
+    """
+    k = len(model.classes)
+    inside = bag >= 0
+    n = np.bincount(bag[inside], minlength=len(q))
+    use = n > 0
+    lead = q.argmax(1)
+    rows = []
+    for rule in ("argmax", "composition"):
+        c = proba.argmax(1) if rule == "argmax" else model.call(proba)
+        if rule == "composition" and model.call_bias is None:
+            continue
+        comp = np.zeros((len(q), k))
+        np.add.at(comp, (bag[inside], c[inside]), 1.0)
+        comp /= np.maximum(n, 1)[:, None]
+        for j, cls in enumerate(model.classes):
+            a, b = comp[use, j], q[use, j]
+            sel = use & (lead == j)
+            rows.append(
+                {
+                    "rule": rule,
+                    "class": cls,
+                    "share": float((c[inside] == j).mean()),
+                    "mae": float(np.abs(a - b).mean()),
+                    "pearson": float(np.corrcoef(a, b)[0, 1]) if np.ptp(a) > 0 else np.nan,
+                    "dominant": float((comp[sel, j] * n[sel]).sum() / n[sel].sum())
+                    if sel.any()
+                    else np.nan,
+                    "n_dominant": int(sel.sum()),
+                    "dominant_nuclei": int(n[sel].sum()),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def _table(m: pd.DataFrame, reference: bool) -> str:
@@ -120,11 +163,32 @@ def _table(m: pd.DataFrame, reference: bool) -> str:
     return "\n".join(lines)
 
 
-def _run(data: SpotNuclei, hidden: int, reference: bool, options: dict, show: bool) -> pd.DataFrame:
-    folds = []
+def _calls_table(calls: pd.DataFrame) -> str:
+    """Pooled over folds: share called, mean MAE/Pearson, dominant-class fraction."""
+    lines = [
+        "| rule | class | share called | MAE called | Pearson called | dominant spots "
+        "(nuclei) | their nuclei called the class |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (rule, cls), g in calls.groupby(["rule", "class"], sort=False):
+        w = g["dominant_nuclei"].to_numpy(float)
+        dom = float(np.nansum(g["dominant"] * w) / w.sum()) if w.sum() else float("nan")
+        lines.append(
+            f"| {rule} | {cls} | {g['share'].mean():.3f} | {g['mae'].mean():.3f} | "
+            f"{g['pearson'].mean():.3f} | {int(g['n_dominant'].sum())} ({int(w.sum())}) | "
+            f"{dom:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _run(
+    data: SpotNuclei, hidden: int, reference: bool, options: dict, show: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    folds, calls = [], []
     for held in data.sections:
         m, info = _fold(data, held, hidden, reference, options)
         folds.append(m.assign(fold=held))
+        calls.append(info["calls"].assign(fold=held))
         if show:
             print(
                 f"\n### Held out {held}: {info['test_spots']} spots, {info['test_nuclei']} nuclei "
@@ -134,7 +198,7 @@ def _run(data: SpotNuclei, hidden: int, reference: bool, options: dict, show: bo
             print(f"predicted mean composition {info['pred_share']}, given {info['true_share']}\n")
             print(_table(m, reference))
     allf = pd.concat(folds)
-    return allf.drop(columns="fold").groupby(level=0, sort=False).mean()
+    return allf.drop(columns="fold").groupby(level=0, sort=False).mean(), pd.concat(calls)
 
 
 def main() -> int:
@@ -150,6 +214,9 @@ def main() -> int:
     ap.add_argument("--entropy-weight", type=float, default=None)
     ap.add_argument("--prior-weight", type=float, default=None)
     ap.add_argument("--weight-decay", type=float, default=None)
+    ap.add_argument(
+        "--anchor-weight", type=float, default=None, help="weight of the morphology anchors"
+    )
     ap.add_argument("--reference", action="store_true", help="add the spot-level ridge")
     ap.add_argument(
         "--variants", action="store_true", help="also compare context / hidden-layer variants"
@@ -166,6 +233,7 @@ def main() -> int:
             "entropy_weight": args.entropy_weight,
             "prior_weight": args.prior_weight,
             "weight_decay": args.weight_decay,
+            "anchor_weight": args.anchor_weight,
         }.items()
         if v is not None
     }
@@ -203,9 +271,11 @@ def main() -> int:
         f"{list(DEFAULT_CELL_CLASSES)} from the 8 deconvolution types. Neighbourhood radius "
         f"{context} µm, patch {args.patch_um or None} µm, hidden {args.hidden}.\n"
     )
-    mean = _run(data, args.hidden, args.reference, options, show=True)
+    mean, calls = _run(data, args.hidden, args.reference, options, show=True)
     print("\n## Mean over folds\n")
     print(_table(mean, args.reference))
+    print("\n## Called classes per nucleus (mean over folds; dominant: pooled)\n")
+    print(_calls_table(calls))
     beats = [
         c for c in DEFAULT_CELL_CLASSES if mean.loc[c, "mae_model"] < mean.loc[c, "mae_baseline"]
     ]
@@ -225,7 +295,7 @@ def main() -> int:
             ("hidden 16: + patch 20 µm (default)", None, patch, 16),
             ("hidden 16: + neighbourhood + patch", 25.0, patch, 16),
         ]:
-            m = _run(_with_context(base, ctx, pat), hid, False, options, show=False)
+            m, _ = _run(_with_context(base, ctx, pat), hid, False, options, show=False)
             r = m.loc["mean"]
             print(
                 f"| {name} | {r['pearson_model']:.3f} | {r['mae_model']:.4f} | "

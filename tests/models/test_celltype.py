@@ -353,3 +353,131 @@ def test_her2st_spots_and_proportions(her2st: Path) -> None:
     mpp = sub.uns["stimage"]["mpp"]
     d_um = np.hypot(*(inside[["centroid_x", "centroid_y"]].to_numpy() - centre).T) * mpp
     assert d_um.max() <= 50.5  # inside the 100 µm spot disc
+
+
+# -- calls that keep the composition, morphology anchors ----------------------------------
+
+
+def _ambiguous_proba(n: int = 4000, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of a weak classifier with one majority class (as LLP gives on HER2ST).
+
+    Every nucleus leans towards class 0 (the training prior), with a small, real signal
+    towards its own class: argmax calls almost everything class 0.
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(4, n, p=[0.5, 0.25, 0.2, 0.05])
+    logits = np.log([0.5, 0.25, 0.2, 0.05]) + rng.normal(0, 0.2, (n, 4))
+    logits[np.arange(n), truth] += 0.4
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True), truth
+
+
+def test_call_bias_reproduces_expected_composition() -> None:
+    from stimage.models._celltype import CALL_BIAS_ROUNDS, fit_call_bias
+
+    p, truth = _ambiguous_proba()
+    argmax_share = np.bincount(p.argmax(1), minlength=4) / len(p)
+    assert argmax_share[1] < 0.05 < 0.2 < p[:, 1].mean()  # argmax nearly never calls class 1
+    b = fit_call_bias(p)
+    calls = (np.log(p) + b).argmax(1)
+    share = np.bincount(calls, minlength=4) / len(p)
+    np.testing.assert_allclose(share, p.mean(0), atol=0.01)
+    # The calls still follow the evidence: more correct than by chance for the minor classes.
+    assert (calls[truth == 1] == 1).mean() > 2 * (calls[truth != 1] == 1).mean()
+    # Bounded, finite, and degenerate inputs end at once.
+    assert np.isfinite(b).all() and np.abs(b).max() <= 10
+    np.testing.assert_array_equal(fit_call_bias(np.zeros((0, 3))), np.zeros(3))
+    one = np.tile([[0.999, 0.001 / 3, 0.001 / 3, 0.001 / 3]], (50, 1))
+    assert np.isfinite(fit_call_bias(one, rounds=CALL_BIAS_ROUNDS)).all()
+
+
+def test_llp_model_calls_keep_composition(bags: tuple) -> None:
+    x, bag, q, _ = bags
+    # Blur the features: the per-nucleus signal becomes weak, as with real nuclei.
+    rng = np.random.default_rng(5)
+    xb = x.copy()
+    xb[FEATURES] = xb[FEATURES] + rng.normal(0, 3.0, (len(x), len(FEATURES)))
+    model = fast().fit_proportions(xb, bag, q)
+    assert model.calling == "composition" and model.call_bias is not None
+    p = model.predict_proba(xb)
+    called = pd.Series(model.predict(xb)).value_counts(normalize=True).reindex(CLASSES).fillna(0)
+    arg = pd.Series(np.asarray(CLASSES)[p.argmax(1)]).value_counts(normalize=True)
+    arg = arg.reindex(CLASSES).fillna(0)
+    expected = pd.Series(p.mean(0), index=CLASSES)
+    assert (called - expected).abs().max() < 0.02
+    assert (called - expected).abs().sum() < (arg - expected).abs().sum()
+    frame = model.predict_frame(xb)
+    assert (frame["class"].to_numpy() == model.predict(xb)).all()
+    argmax_model = fast(calling="argmax").fit_proportions(xb, bag, q)
+    np.testing.assert_array_equal(
+        argmax_model.predict(xb), np.asarray(CLASSES)[argmax_model.predict_proba(xb).argmax(1)]
+    )
+
+
+def test_calls_round_trip_and_old_models(
+    tmp_path: Path, llp_model: CellTypeClassifier, bags: tuple
+) -> None:
+    x = bags[0]
+    out = llp_model.save(tmp_path / "c")
+    manifest = json.loads((out / "celltype_manifest.json").read_text())
+    assert manifest["model"]["calling"] == "composition"
+    assert len(manifest["model"]["call_bias"]) == len(CLASSES)
+    loaded = load_celltype_model(out)
+    np.testing.assert_allclose(loaded.call_bias, llp_model.call_bias, atol=1e-12)
+    assert (loaded.predict(x) == llp_model.predict(x)).all()
+    # A model written before calls had offsets: it loads and calls by argmax.
+    for key in ("calling", "call_bias", "anchor_weight"):
+        manifest["model"].pop(key)
+    (out / "celltype_manifest.json").write_text(json.dumps(manifest))
+    old = load_celltype_model(out)
+    assert old.call_bias is None
+    assert (old.predict(x) == np.asarray(CLASSES)[old.predict_proba(x).argmax(1)]).all()
+    manifest["model"]["call_bias"] = ["a", "b"]
+    (out / "celltype_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="call_bias"):
+        load_celltype_model(out)
+    with pytest.raises(ConfigError, match="calling="):
+        CellTypeClassifier(calling="vote")
+
+
+def test_morphology_anchors_rules() -> None:
+    from stimage.models import morphology_anchors
+
+    f = pd.DataFrame(
+        {
+            # spindle, lymphocyte, large round, ordinary, spindle but dark
+            "area_um2": [30.0, 18.0, 80.0, 35.0, 30.0],
+            "eccentricity": [0.95, 0.5, 0.6, 0.7, 0.95],
+            "major_axis_um": [12.0, 5.0, 11.0, 7.5, 12.0],
+            "minor_axis_um": [3.5, 4.5, 9.0, 6.0, 3.5],
+            "hematoxylin_mean": [0.10, 0.30, 0.15, 0.2, 0.35],
+        }
+    )
+    a = morphology_anchors(f, CLASSES)
+    assert [CLASSES[i] if i >= 0 else None for i in a] == [
+        "stromal",
+        "immune",
+        "epithelial",
+        None,
+        None,
+    ]
+    # Haematoxylin is ranked within each group: a pale slide's lymphocytes still count.
+    two = pd.concat([f, f.assign(hematoxylin_mean=f["hematoxylin_mean"] / 3)], ignore_index=True)
+    a2 = morphology_anchors(two, CLASSES, groups=np.repeat([0, 1], len(f)))
+    np.testing.assert_array_equal(a2[: len(f)], a2[len(f) :])
+    assert (morphology_anchors(f, ("a", "b")) == -1).all()  # no rule for unknown classes
+    with pytest.raises(ConfigError, match="hematoxylin_mean"):
+        morphology_anchors(f.drop(columns="hematoxylin_mean"), CLASSES)
+
+
+def test_anchors_steer_llp(bags: tuple) -> None:
+    x, bag, q, y = bags
+    anchors = np.where(np.random.default_rng(2).random(len(y)) < 0.2, y, -1)
+    shuffled = np.random.default_rng(1).permutation(bag)  # proportions teach nothing now
+    plain = fast().fit_proportions(x, shuffled, q)
+    steered = fast(anchor_weight=1.0).fit_proportions(x, shuffled, q, anchors=anchors)
+    acc = lambda m: float((m.predict_proba(x).argmax(1) == y).mean())  # noqa: E731
+    assert acc(steered) > acc(plain) + 0.2
+    assert "morphology anchors" in steered.training["loss"]
+    with pytest.raises(ConfigError, match="anchors"):
+        fast(anchor_weight=1.0).fit_proportions(x, bag, q, anchors=np.full(len(x), 9))

@@ -60,7 +60,12 @@ from stimage.models._celltype_mapping import (
     map_proportions,
 )
 
-__all__ = ["CellTypeClassifier", "celltype_entropy"]
+__all__ = ["CALLING_RULES", "CellTypeClassifier", "celltype_entropy", "fit_call_bias"]
+
+#: How classes are called from probabilities (see "Calls" in the module docstring).
+CALLING_RULES: tuple[str, ...] = ("composition", "argmax")
+#: Most rounds of the offset search of :func:`fit_call_bias` (it ends by construction).
+CALL_BIAS_ROUNDS = 400
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +79,31 @@ def celltype_entropy(proba: np.ndarray, *, normalised: bool = True) -> np.ndarra
         k = p.shape[1]
         return np.minimum(h / math.log(k), 1.0) if k > 1 else np.zeros(len(p))
     return h
+
+
+def fit_call_bias(proba: np.ndarray, rounds: int = CALL_BIAS_ROUNDS) -> np.ndarray:
+    """Per-class log-offsets whose calls reproduce the expected composition of ``proba``.
+
+    Finds ``b`` such that the counts of ``argmax(log p_i + b)`` over the nuclei match the
+    sums of the probabilities, by multiplicative updates of the offsets (at most ``rounds``,
+    stopping once every class is within one nucleus or 0.5% of its target). Classes the
+    probabilities never favour keep a finite offset (bounded to +-10).
+    """
+    p = np.clip(np.asarray(proba, np.float64), 1e-9, 1.0)
+    k = p.shape[1]
+    b = np.zeros(k)
+    if not len(p):
+        return b
+    lp = np.log(p)
+    target = p.sum(axis=0)
+    tol = np.maximum(1.0, 0.005 * len(p))
+    for _ in range(max(int(rounds), 0)):
+        counts = np.bincount((lp + b).argmax(axis=1), minlength=k)
+        if (np.abs(counts - target) <= tol).all():
+            break
+        b = np.clip(b + 0.1 * (np.log(target + 0.5) - np.log(counts + 0.5)), -10.0, 10.0)
+        b -= b.mean()
+    return b
 
 
 def _segment_mean(p: Any, bag: Any, n_bags: int) -> Any:
@@ -101,7 +131,15 @@ class CellTypeClassifier:
         prior_weight: LLP regulariser weight: KL of the overall training composition to the
             mean prediction over all nuclei.
         entropy_weight: LLP regulariser weight: mean normalised entropy of the nuclei.
+        anchor_weight: LLP: weight of the cross-entropy on the morphology anchors (nuclei
+            whose shape alone names their type, :func:`~stimage.models.morphology_anchors`);
+            0 trains on the proportions alone. See "Anchors" in the module docstring.
+        calling: How a nucleus's class is called from its probabilities: ``"composition"``
+            (the most probable class after the per-class offsets :attr:`call_bias`, fitted
+            so that the calls reproduce the expected composition; the default) or
+            ``"argmax"`` (the most probable class). See "Calls" in the module docstring.
         seed: Seed of the weight initialisation.
+        call_bias: Log-offsets per class added before the call (set by fitting).
         feature_names: Feature columns the model reads (set by fitting).
         mean: Feature means (standardisation).
         scale: Feature standard deviations.
@@ -119,7 +157,10 @@ class CellTypeClassifier:
     weight_decay: float = 1e-3
     prior_weight: float = 0.1
     entropy_weight: float = 0.0
+    anchor_weight: float = 0.0
+    calling: str = "composition"
     seed: int = 0
+    call_bias: np.ndarray | None = None
     feature_names: list[str] = field(default_factory=list)
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
@@ -133,8 +174,22 @@ class CellTypeClassifier:
             raise ConfigError(f"need two or more distinct classes, got {list(self.classes)}")
         if self.hidden < 0 or self.max_iter < 1:
             raise ConfigError("hidden must be >= 0 and max_iter >= 1")
-        if min(self.weight_decay, self.prior_weight, self.entropy_weight) < 0:
-            raise ConfigError("weight_decay, prior_weight and entropy_weight must be >= 0")
+        if min(self.weight_decay, self.prior_weight, self.entropy_weight, self.anchor_weight) < 0:
+            raise ConfigError(
+                "weight_decay, prior_weight, entropy_weight and anchor_weight must be >= 0"
+            )
+        if self.calling not in CALLING_RULES:
+            raise ConfigError(f"calling={self.calling!r}: use one of {list(CALLING_RULES)}")
+        if self.call_bias is not None:
+            try:
+                b = np.asarray(self.call_bias, np.float64).ravel()
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"call_bias must be numbers, one per class ({e})") from e
+            if b.shape != (len(self.classes),) or not np.isfinite(b).all():
+                raise ConfigError(
+                    f"call_bias must be {len(self.classes)} finite numbers, one per class"
+                )
+            self.call_bias = b
         for name in ("context_um", "patch_um"):
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v > 0):
@@ -326,6 +381,7 @@ class CellTypeClassifier:
             return -(wt * logp.gather(1, yt[:, None])[:, 0]).sum() / wt.sum()
 
         history = self._train(z, loss, prior)
+        self.call_bias = fit_call_bias(self._proba(z))
         self.training = {
             **self.training,
             "method": "labels",
@@ -342,6 +398,8 @@ class CellTypeClassifier:
         features: pd.DataFrame | np.ndarray,
         bag_index: np.ndarray,
         bag_proportions: pd.DataFrame | np.ndarray,
+        *,
+        anchors: np.ndarray | None = None,
     ) -> CellTypeClassifier:
         """Train from spot proportions (learning from label proportions).
 
@@ -351,6 +409,9 @@ class CellTypeClassifier:
                 nucleus out.
             bag_proportions: Spots x types: a DataFrame with source-type columns (mapped
                 by :attr:`mapping`) or an array in class order. Rows are renormalised.
+            anchors: Class index per nucleus from its morphology, -1 for none
+                (:func:`~stimage.models.morphology_anchors`); used when
+                :attr:`anchor_weight` > 0.
 
         Raises:
             UnknownCellTypeError: A proportion column is neither a class nor in the mapping.
@@ -377,9 +438,10 @@ class CellTypeClassifier:
         n_b = np.bincount(bag, minlength=len(used)).astype(np.float64)
         prior = (q * n_b[:, None]).sum(0) / n_b.sum()
         qt, bt, pt = torch.as_tensor(q), torch.as_tensor(bag), torch.as_tensor(prior)
+        k = len(self.classes)
+        anchor_loss = self._anchor_loss(anchors, keep, k)
         log_q = torch.log(qt.clamp_min(1e-8))
         log_prior = torch.log(pt.clamp_min(1e-8))
-        k = len(self.classes)
 
         def loss(logp: Any) -> Any:
             p = logp.exp()
@@ -388,14 +450,25 @@ class CellTypeClassifier:
             pall = p.mean(0).clamp_min(1e-8)
             kl_prior = (pt * (log_prior - torch.log(pall))).sum()
             ent = -(p * logp).sum(1).mean() / math.log(k)
-            return kl + self.prior_weight * kl_prior + self.entropy_weight * ent
+            out = kl + self.prior_weight * kl_prior + self.entropy_weight * ent
+            if anchor_loss is not None:
+                out = out + self.anchor_weight * anchor_loss(logp)
+            return out
 
         history = self._train(z, loss, prior)
+        self.call_bias = fit_call_bias(self._proba(z))
+        n_anchor = 0 if anchors is None else int((np.asarray(anchors)[keep] >= 0).sum())
+        weighting = (
+            f"{self.anchor_weight} cross-entropy on {n_anchor} morphology anchors"
+            if anchor_loss is not None
+            else "no anchors"
+        )
         self.training = {
             **self.training,
             "method": "proportions",
             "loss": "KL(spot proportions || mean nucleus probabilities) "
-            f"+ {self.prior_weight} KL(prior || mean) + {self.entropy_weight} entropy/log K",
+            f"+ {self.prior_weight} KL(prior || mean) + {self.entropy_weight} entropy/log K; "
+            + weighting,
             "nuclei": len(bag),
             "spots": len(used),
             "training_composition": dict(zip(self.classes, prior.tolist(), strict=True)),
@@ -409,17 +482,59 @@ class CellTypeClassifier:
         )
         return self
 
+    def _anchor_loss(self, anchors: np.ndarray | None, keep: np.ndarray, k: int) -> Any:
+        """Class-balanced cross-entropy on the anchored nuclei (None when unused)."""
+        import torch
+
+        if anchors is None or self.anchor_weight <= 0:
+            return None
+        a = np.asarray(anchors, np.int64)
+        if a.shape != keep.shape:
+            raise ConfigError(f"anchors has shape {a.shape}, expected {keep.shape}")
+        if (a >= k).any() or (a < -1).any():
+            raise ConfigError(f"anchors must be -1 or a class index below {k}")
+        a = a[keep]
+        rows = np.flatnonzero(a >= 0)
+        if not len(rows):
+            return None
+        counts = np.bincount(a[rows], minlength=k).astype(np.float64)
+        cw = np.where(
+            counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0
+        )
+        rt, yt = torch.as_tensor(rows), torch.as_tensor(a[rows])
+        wt = torch.as_tensor(cw)[yt]
+
+        def loss(logp: Any) -> Any:
+            return -(wt * logp[rt].gather(1, yt[:, None])[:, 0]).sum() / wt.sum()
+
+        return loss
+
     # -- prediction -----------------------------------------------------------------------
-    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """``(n, K)`` class probabilities per nucleus."""
-        h = self._logits(self._matrix(features))
+    def _proba(self, z: np.ndarray) -> np.ndarray:
+        h = self._logits(z)
         h = h - h.max(axis=1, keepdims=True)
         e = np.exp(h)
         return e / e.sum(axis=1, keepdims=True)
 
+    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """``(n, K)`` class probabilities per nucleus."""
+        return self._proba(self._matrix(features))
+
+    def call(self, proba: np.ndarray) -> np.ndarray:
+        """Class index per nucleus from its probabilities, by :attr:`calling`.
+
+        ``"composition"`` adds :attr:`call_bias` to the log-probabilities before the
+        argmax (a model without offsets, e.g. one saved by an older stimage, calls by
+        argmax); ``"argmax"`` takes the most probable class.
+        """
+        p = np.asarray(proba, np.float64)
+        if self.calling == "composition" and self.call_bias is not None:
+            return (np.log(np.clip(p, 1e-12, 1.0)) + self.call_bias).argmax(axis=1)
+        return p.argmax(axis=1)
+
     def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """The most probable class name per nucleus."""
-        return np.asarray(self.classes, dtype=object)[self.predict_proba(features).argmax(1)]
+        """The called class name per nucleus (see :meth:`call`)."""
+        return np.asarray(self.classes, dtype=object)[self.call(self.predict_proba(features))]
 
     def entropy(
         self, features: pd.DataFrame | np.ndarray, *, normalised: bool = True
@@ -432,7 +547,7 @@ class CellTypeClassifier:
         p = self.predict_proba(features)
         index = features.index if isinstance(features, pd.DataFrame) else None
         out = pd.DataFrame(
-            {"class": np.asarray(self.classes, dtype=object)[p.argmax(1)]}, index=index
+            {"class": np.asarray(self.classes, dtype=object)[self.call(p)]}, index=index
         )
         for j, c in enumerate(self.classes):
             out[f"P({c})"] = p[:, j]

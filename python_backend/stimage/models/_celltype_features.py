@@ -45,6 +45,7 @@ __all__ = [
     "default_feature_columns",
     "labels_from_qupath",
     "labels_from_xenium",
+    "morphology_anchors",
     "patch_features",
     "patch_features_image",
     "read_cell_type_table",
@@ -70,6 +71,61 @@ PATCH_COLUMNS = (
 PATCH_MPP = 1.0
 #: Columns never used as features: positions and bookkeeping.
 _NOT_FEATURES = {*CENTROID, "id", "nucleus_id", "label", "spot", "bag", "section", "tile"}
+
+
+#: Morphology rules of :func:`morphology_anchors`: class -> what a textbook nucleus of it is.
+ANCHOR_RULES: dict[str, str] = {
+    "stromal": "spindle: major/minor axis >= 2.5, area >= 15 µm², haematoxylin below the "
+    "section's 60th percentile (fibroblast nuclei in collagen)",
+    "immune": "lymphocyte: area <= 25 µm², eccentricity <= 0.75, haematoxylin at or above "
+    "the section's 60th percentile (small, round, dark)",
+    "epithelial": "large: area >= 60 µm², eccentricity <= 0.85 (carcinoma nuclei)",
+}
+_ANCHOR_COLUMNS = ("area_um2", "eccentricity", "major_axis_um", "minor_axis_um", "hematoxylin_mean")
+
+
+def morphology_anchors(
+    features: pd.DataFrame, classes: Sequence[str], groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Class index of the nuclei whose shape alone names their type (:data:`ANCHOR_RULES`).
+
+    Weak labels for training from spot proportions: only clear-cut nuclei get one (on
+    HER2ST about 8-10% each of spindle, lymphocyte-like and large nuclei), every other
+    nucleus gets -1, and so do nuclei matching two rules. Haematoxylin is ranked within each
+    group (a section: stain strength differs between slides); sizes are in µm. Classes
+    without a rule (endothelial) get no anchors.
+
+    Raises:
+        ConfigError: A column the rules read is missing.
+    """
+    missing = [c for c in _ANCHOR_COLUMNS if c not in features.columns]
+    if missing:
+        raise ConfigError(f"morphology anchors need the nucleus columns {missing}")
+    n = len(features)
+    g = np.zeros(n, np.int64) if groups is None else np.asarray(groups)
+    if g.shape != (n,):
+        raise ConfigError(f"groups has shape {g.shape}, expected ({n},)")
+    h = features["hematoxylin_mean"].to_numpy(np.float64)
+    hq = pd.Series(h).groupby(pd.Series(g)).rank(pct=True).to_numpy()
+    area = features["area_um2"].to_numpy(np.float64)
+    ecc = features["eccentricity"].to_numpy(np.float64)
+    ratio = features["major_axis_um"].to_numpy(np.float64) / np.maximum(
+        features["minor_axis_um"].to_numpy(np.float64), 1e-6
+    )
+    rules = {
+        "stromal": (ratio >= 2.5) & (area >= 15.0) & (hq < 0.6),
+        "immune": (area <= 25.0) & (ecc <= 0.75) & (hq >= 0.6),
+        "epithelial": (area >= 60.0) & (ecc <= 0.85),
+    }
+    out = np.full(n, -1, np.int64)
+    hits = np.zeros(n, np.int64)
+    for name, mask in rules.items():
+        if name in classes:
+            mask = mask & np.isfinite(h) & np.isfinite(area) & np.isfinite(ecc)
+            out[mask] = list(classes).index(name)
+            hits += mask
+    out[hits > 1] = -1
+    return out
 
 
 def default_feature_columns(features: pd.DataFrame) -> list[str]:

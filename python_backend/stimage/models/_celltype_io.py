@@ -77,6 +77,9 @@ def save_celltype_model(
             "weight_decay": model.weight_decay,
             "prior_weight": model.prior_weight,
             "entropy_weight": model.entropy_weight,
+            "anchor_weight": model.anchor_weight,
+            "calling": model.calling,
+            "call_bias": None if model.call_bias is None else model.call_bias.tolist(),
             "seed": model.seed,
         },
         "uncertainty": "entropy of the class probabilities divided by log(K)",
@@ -152,4 +155,14 @@ def load_celltype_model(folder: str | os.PathLike[str]) -> CellTypeClassifier:
     return model
 
 
-_OPTIONS = {"hidden", "max_iter", "weight_decay", "prior_weight", "entropy_weight", "seed"}
+_OPTIONS = {
+    "hidden",
+    "max_iter",
+    "weight_decay",
+    "prior_weight",
+    "entropy_weight",
+    "anchor_weight",
+    "calling",
+    "call_bias",
+    "seed",
+}

@@ -31,7 +31,12 @@ import pandas as pd
 from stimage.constants import Key
 from stimage.errors import ConfigError, InvalidSampleError
 from stimage.models._celltype import CellTypeClassifier
-from stimage.models._celltype_features import celltype_features, patch_features, spot_bags
+from stimage.models._celltype_features import (
+    celltype_features,
+    morphology_anchors,
+    patch_features,
+    spot_bags,
+)
 from stimage.models._celltype_mapping import DEFAULT_CELL_CLASSES, map_proportions
 
 if TYPE_CHECKING:
@@ -387,7 +392,11 @@ def train_celltypes_from_dataset(
     # Fail early, naming unknown proportion columns, before any fitting.
     map_proportions(data.proportions, model.classes, model.mapping)
     f = data.features
-    model.fit_proportions(f, data.bag_index, data.proportions)
+    anchors = None
+    if model.anchor_weight > 0:
+        groups = f["section"].to_numpy() if "section" in f.columns else None
+        anchors = morphology_anchors(f, model.classes, groups)
+    model.fit_proportions(f, data.bag_index, data.proportions, anchors=anchors)
     model.training.update(
         {
             "sections": data.sections,

@@ -90,8 +90,18 @@ def region_cell_features(
         ).features()
 
 
+#: Normalised entropy from which a cell's type is drawn as uncertain (dashed outline).
+UNCERTAIN_ENTROPY = 0.8
+
+
 def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> Any:
-    """Overlay PNG: the region's H&E with each nucleus outlined in its cell type's colour."""
+    """Overlay PNG: the region's H&E with each nucleus outlined in its cell type's colour.
+
+    Each cell's uncertainty shows in its outline: the more certain its type (lower
+    normalised entropy of the class probabilities), the thicker the line; cells at or above
+    :data:`UNCERTAIN_ENTROPY` are dashed. The legend gives the share of each class and of
+    uncertain cells.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -120,23 +130,42 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
         colours.append(np.asarray(class_color(c or "Nucleus")) / 255.0)
     fig, ax = plt.subplots(figsize=(8, 8 * out_h / out_w + 0.6))
     ax.imshow(rgb)
-    ax.add_collection(PolyCollection(polys, facecolor="none", edgecolor=colours, linewidth=0.8))
+    entropy = _entropy(cells)
+    sure = entropy < UNCERTAIN_ENTROPY
+    polys_a = np.array(polys, dtype=object)
+    colours_a = np.array(colours)
+    widths = 0.5 + 1.5 * (1.0 - entropy)
+    for mask, style in ((sure, "solid"), (~sure, (0, (2.0, 1.5)))):
+        if mask.any():
+            ax.add_collection(
+                PolyCollection(
+                    list(polys_a[mask]),
+                    facecolor="none",
+                    edgecolor=colours_a[mask],
+                    linewidth=widths[mask],
+                    linestyle=style,
+                )
+            )
     comp = cells.composition()
     if len(comp):
-        ax.legend(
-            handles=[
+        handles = [
+            Patch(edgecolor=_rgb01(class_color(str(k))), facecolor="none", label=f"{k} {v:.0%}")
+            for k, v in comp.items()
+        ]
+        if cells.types is not None and len(cells.types):
+            handles.append(
                 Patch(
-                    edgecolor=_rgb01(class_color(str(k))),
+                    edgecolor="black",
                     facecolor="none",
-                    label=f"{k} {v:.0%}",
+                    linestyle="--",
+                    label=f"dashed: uncertain {float((~sure).mean()):.0%}",
                 )
-                for k, v in comp.items()
-            ],
-            loc="upper right",
-            fontsize=8,
-            framealpha=0.8,
-        )
-    ax.set_title(f"{len(cells)} cells", fontsize=10)
+            )
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.8)
+    title = f"{len(cells)} cells"
+    if cells.types is not None and len(cells.types):
+        title += f"; line width = certainty of the type, dashed = entropy >= {UNCERTAIN_ENTROPY}"
+    ax.set_title(title, fontsize=10)
     ax.set_axis_off()
     fig.tight_layout()
     path = Path(path)
@@ -144,6 +173,15 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _entropy(cells: Cells) -> np.ndarray:
+    """Normalised entropy per cell (0 where cells have no types: drawn as certain)."""
+    t = cells.types
+    if t is None or "entropy" not in getattr(t, "columns", ()) or len(t) != len(cells):
+        return np.zeros(len(cells))
+    e = pd.to_numeric(t["entropy"], errors="coerce").to_numpy(np.float64)
+    return np.clip(np.nan_to_num(e, nan=1.0), 0.0, 1.0)
 
 
 def _rgb01(color: tuple[int, ...] | list[int]) -> tuple[float, float, float]:

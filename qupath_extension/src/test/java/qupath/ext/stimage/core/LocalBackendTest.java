@@ -1,9 +1,15 @@
 package qupath.ext.stimage.core;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.zeromq.ZMQ;
 import qupath.ext.stimage.client.ErrorCodes;
+import qupath.ext.stimage.client.HelloResult;
+import qupath.ext.stimage.client.Protocol;
 import qupath.ext.stimage.client.ServerException;
+import qupath.ext.stimage.client.StimageClient;
 
 import java.io.IOException;
 import java.net.InetAddress;
@@ -19,6 +25,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -323,5 +330,118 @@ class LocalBackendTest {
         assertEquals(LocalBackend.State.STARTING, states.get(0));
         assertTrue(progress.get(0).startsWith("Starting: " + exe + " serve"), progress.toString());
         assertTrue(b.stop(), "stopping a stopped backend is a no-op");
+    }
+
+    // -- versions, against a stand-in backend --------------------------------------------------
+
+    /**
+     * Starts a program that only sleeps, and once it runs answers ping and hello on its port
+     * from this JVM (a ROUTER socket, as the backend), with the fixture's hello changed by the test.
+     * Returns the running backend (the caller stops it), or the start's exception.
+     */
+    private Object startAgainstStandIn(JsonObject hello) throws Exception {
+        Path exe = program(tmp.resolve("env/bin/stimage"), "#!/bin/sh\necho \"pid $$\"\nexec sleep 120\n");
+        int port = freePort();
+        LocalBackend b = new LocalBackend(LocalBackend.Config.builder(exe.toString()).port(port)
+                .logFile(tmp.resolve("log.txt")).build());
+        CompletableFuture<Object> start = CompletableFuture.supplyAsync(() -> {
+            try {
+                return b.start(Duration.ofSeconds(60), null);
+            } catch (StimageException e) {
+                return e;
+            }
+        });
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (b.getPid().isEmpty() && !start.isDone() && System.nanoTime() < end) {
+            Thread.sleep(20);
+        }
+        long pid = b.getPid().orElseThrow();
+        AtomicBoolean stop = new AtomicBoolean();
+        ZMQ.Context ctx = ZMQ.context(1);
+        Thread server = new Thread(() -> {
+            try (ZMQ.Socket router = ctx.socket(ZMQ.ROUTER)) {
+                router.setReceiveTimeOut(100);
+                router.setLinger(0);
+                router.bind("tcp://127.0.0.1:" + port);
+                while (!stop.get()) {
+                    byte[] identity = router.recv(0);
+                    if (identity == null) {
+                        continue;
+                    }
+                    JsonObject request = null;
+                    while (router.hasReceiveMore()) {
+                        byte[] f = router.recv(0);
+                        if (request == null) {
+                            request = Protocol.decodeHeader(f);
+                        }
+                    }
+                    String op = request.get("op").getAsString();
+                    JsonObject reply = new JsonObject();
+                    reply.addProperty("protocol", 1);
+                    reply.addProperty("id", request.get("id").getAsString());
+                    reply.addProperty("kind", "result");
+                    reply.addProperty("op", op);
+                    JsonObject pong = new JsonObject();
+                    pong.addProperty("pong", true);
+                    reply.add("result", "hello".equals(op) ? hello : pong);
+                    router.send(identity, ZMQ.SNDMORE);
+                    router.send(Protocol.encodeHeader(reply), 0);
+                }
+            } catch (ServerException e) {
+                throw new IllegalStateException(e);
+            }
+        }, "stand-in backend");
+        server.start();
+        try {
+            Object r = start.get(60, TimeUnit.SECONDS);
+            if (r instanceof HelloResult) {
+                assertTrue(b.isRunning());
+                assertEquals(pid, b.getPid().orElseThrow());
+                return b;
+            }
+            assertTrue(gone(pid, Duration.ofSeconds(5)), "a backend it cannot use is stopped");
+            return r;
+        } finally {
+            stop.set(true);
+            server.join(5000);
+            ctx.term();
+        }
+    }
+
+    @Test
+    void aBackendOfAnotherReleaseRunsAndSaysWhatToInstall() throws Exception {
+        assumeFalse(LocalBackend.isWindows(), "the stand-in program is a shell script");
+        JsonObject hello = TestFixtures.header("reply_hello_result").getAsJsonObject("result");
+        hello.addProperty("version", "9.9.0");
+        Object r = startAgainstStandIn(hello);
+        assertInstanceOf(LocalBackend.class, r, String.valueOf(r));
+        LocalBackend b = (LocalBackend) r;
+        try {
+            String w = b.getVersionWarning();
+            assertTrue(w != null && w.contains("the backend is stimage 9.9.0, this extension is "
+                    + StimageClient.CLIENT_VERSION), w);
+            assertTrue(w.contains("pip install \"stimage==" + StimageClient.CLIENT_VERSION + "\""), w);
+            assertEquals("9.9.0", b.getHello().getVersion());
+        } finally {
+            long pid = b.getPid().orElseThrow();
+            assertTrue(b.stop());
+            assertTrue(gone(pid, Duration.ofSeconds(5)));
+        }
+    }
+
+    @Test
+    void aBackendOfAnotherProtocolIsStoppedWithWhatToInstall() throws Exception {
+        assumeFalse(LocalBackend.isWindows(), "the stand-in program is a shell script");
+        JsonObject hello = TestFixtures.header("reply_hello_result").getAsJsonObject("result");
+        hello.addProperty("protocol", Protocol.VERSION + 1);
+        JsonArray protocols = new JsonArray();
+        protocols.add(Protocol.VERSION + 1);
+        hello.add("protocols", protocols);
+        Object r = startAgainstStandIn(hello);
+        assertInstanceOf(StimageException.class, r, String.valueOf(r));
+        UserMessage m = ((StimageException) r).getUserMessage();
+        assertEquals("Protocol version mismatch", m.getTitle());
+        assertTrue(m.getText().contains("speaks protocol " + (Protocol.VERSION + 1)), m.getText());
+        assertEquals("pip install \"stimage==" + StimageClient.CLIENT_VERSION + "\"", m.getCommand());
     }
 }

@@ -8,23 +8,28 @@ slide fails alone after its retries with its reason in the summary, and the Slur
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pytest
+import shapely
 import torch
 from click.testing import CliRunner
 
 from _synth import make_legacy_st, render_he, write_pyramid_tiff
+from qupath._project_helpers import QpImage, make_qpproj, user_annotation
 from stimage.cli._main import cli
 from stimage.data import load_dataset
-from stimage.models import NBEnsembleConfig, NBGLMConfig
+from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
 from stimage.pipelines import (
     CohortProgress,
     CohortSettings,
@@ -32,9 +37,11 @@ from stimage.pipelines import (
     ModelSpec,
     RayRunner,
     SlideSpec,
+    annotate_project,
     cohort_slides,
     run_cohort,
 )
+from stimage.qupath import GeoJSONDirProject
 from stimage.tiles import TileSettings, TileStore, prepare_dataset
 from stimage.training import TrainConfig, train_model
 
@@ -252,9 +259,39 @@ def test_region_and_mpp_columns_reach_the_slide(
     assert 0 < n_region < len(json.loads((tmp_path / "w.geojson").read_text())["features"])
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread, as each Ray worker of 1 CPU: float sums add up the same way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real local Ray cluster (2 CPUs, no dashboard, on this machine), stopped afterwards.
+
+    Held under a lock shared by pytest-xdist's workers, so two clusters never run at once.
+    """
+    ray = pytest.importorskip("ray")
+    lock = tmp_path_factory.getbasetemp().parent / "stimage-ray-tests.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")  # fmt: skip
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
 @pytest.mark.timeout(300)
 def test_ray_cohort_matches_in_process_and_survives_a_killed_worker(
-    model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
+    ray_cluster: object, model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
 ) -> None:
     """A real local Ray cluster (2 CPUs, loopback, started and stopped here), 2 workers.
 
@@ -262,38 +299,27 @@ def test_ray_cohort_matches_in_process_and_survives_a_killed_worker(
     lost or redone, the slide it held is retried on a fresh worker, the cohort completes with
     outputs identical to the in-process run, and the corrupt slide fails alone.
     """
-    ray = pytest.importorskip("ray")
     specs = [*cohort_slides(slides), SlideSpec("BAD", corrupt, index=3)]
     genes = ModelSpec(model_dir).bundle().genes
     settings = CohortSettings(heatmaps=(genes[0],), batch_size=2, chunk_batches=1, retries=1)
     model = ModelSpec(model_dir, "cpu")
     ref = tmp_path / "in-process"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each Ray worker (1 CPU): float sums then add up the same way
-    try:
+    with one_thread():
         run_cohort(specs, ref, model, settings)
-    finally:
-        torch.set_num_threads(threads)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")  # fmt: skip
-    try:
-        runner = RayRunner(workers=2, startup_timeout=120)
-        killed: list[tuple[int, str]] = []
+    runner = RayRunner(workers=2, startup_timeout=120)
+    killed: list[tuple[int, str]] = []
 
-        def kill_a_worker(p: CohortProgress) -> None:
-            if killed or not p.done:
-                return
-            busy = runner.busy_pids()
-            pid = busy[0] if busy else next(q for q in runner.worker_pids() if q)
-            os.kill(pid, signal.SIGKILL)
-            killed.append((pid, p.last.id if p.last else ""))
+    def kill_a_worker(p: CohortProgress) -> None:
+        if killed or not p.done:
+            return
+        busy = runner.busy_pids()
+        pid = busy[0] if busy else next(q for q in runner.worker_pids() if q)
+        os.kill(pid, signal.SIGKILL)
+        killed.append((pid, p.last.id if p.last else ""))
 
-        out = tmp_path / "ray"
-        outcomes = run_cohort(specs, out, model, settings, runner=runner, on_progress=kill_a_worker)
-        assert runner.replaced >= 1 and not ray.util.list_named_actors()
-    finally:
-        ray.shutdown()
+    out = tmp_path / "ray"
+    outcomes = run_cohort(specs, out, model, settings, runner=runner, on_progress=kill_a_worker)
+    assert runner.replaced >= 1
     assert killed, "no worker was killed"
     status = {o.id: o.status for o in outcomes}
     assert status == {"s0": "done", "s1": "done", "s2": "done", "BAD": "failed"}, outcomes
@@ -306,3 +332,35 @@ def test_ray_cohort_matches_in_process_and_survives_a_killed_worker(
     rows = _summary(out)
     assert rows["BAD"]["status"] == "failed" and "broken.tif" in rows["BAD"]["error"]
     assert {rows[f"s{k}"]["status"] for k in range(3)} == {"done"}
+
+
+@pytest.mark.timeout(300)
+def test_annotate_project_on_ray_matches_in_process(
+    ray_cluster: object, model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
+) -> None:
+    """``annotate-project --ray``: the images' predictions on 2 Ray workers, objects as in-process."""
+    roi = user_annotation(shapely.box(250, 200, 650, 600))
+    regions = tmp_path / "regions"
+    regions.mkdir()
+    (regions / "s1.geojson").write_text(
+        json.dumps({"type": "FeatureCollection", "features": [roi]})
+    )
+    images = [QpImage(slides / f"s{k}.tif", mpp=1.0) for k in range(3)]
+    project = make_qpproj(tmp_path / "proj", [*images, QpImage(corrupt, mpp=1.0)])
+    predictor = Predictor(model_dir, device="cpu")
+    results = {}
+    for name, runner in (
+        ("local", None),
+        ("ray", (RayRunner(workers=2), ModelSpec(model_dir, "cpu"))),
+    ):
+        out = tmp_path / name
+        with one_thread():
+            res = annotate_project(GeoJSONDirProject(project, out, regions_dir=regions), predictor,
+                                   work_dir=out / ".jobs", batch_size=2, runner=runner)  # fmt: skip
+        results[name] = [(r.name, r.status, r.tiles) for r in res]
+    assert results["ray"] == results["local"]
+    assert [s for _, s, _ in results["ray"]] == ["done", "done", "done", "failed"]
+    for k in range(3):
+        a, b = (tmp_path / w / f"s{k}.geojson" for w in ("local", "ray"))
+        assert _without_ids(a) == _without_ids(b)
+    assert not (tmp_path / "ray" / ".jobs").exists()  # each store removed once its image is saved

@@ -20,10 +20,11 @@ from stimage.cli._options import (
     options,
     overwrite_option,
 )
+from stimage.cli.predict_slides import RAY_OPTIONS
 from stimage.constants import DEFAULT_GEOJSON_GENES
 
 if TYPE_CHECKING:
-    from stimage.pipelines import ImageResult
+    from stimage.pipelines import ImageResult, ModelSpec, Runner
     from stimage.qupath import GeoJSONDirProject, PaquoProject, ProjectImage
 
 
@@ -78,6 +79,7 @@ _FILE_OPTIONS = options(
 @batch_size_option()
 @device_option()
 @encoder_weights_option
+@RAY_OPTIONS
 @click.pass_context
 def annotate_project(
     ctx: click.Context,
@@ -97,6 +99,9 @@ def annotate_project(
     work_dir: Path | None,
     device: str | None,
     encoder_weights: tuple[str, ...],
+    ray_address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
 ) -> None:
     """Predict expression (and cells) over the images of a QuPath PROJECT (.qpproj or its folder).
 
@@ -108,7 +113,8 @@ def annotate_project(
     done with the same model and settings are skipped unless --overwrite. Writing into the
     project needs QuPath (paquo, PAQUO_QUPATH_DIR); --geojson-dir needs neither and writes
     files for File > Import objects. Ctrl-C stops; finished images stay saved and the next run
-    resumes.
+    resumes. With --ray the images' predictions run first on Ray workers (the work folder
+    must be on a file system they all see), then the objects go into the project here.
     """
     from stimage.cli._common import load_predictor, parse_genes
     from stimage.pipelines import annotate_project as run_batch
@@ -122,6 +128,7 @@ def annotate_project(
     predictor = load_predictor(
         model, device=device, encoder_weights=encoder_weights, genes=[gene_list], bars=report.bars
     )
+    runner = _ray_runner(ray_address, workers, gpus_per_worker, model, device, encoder_weights)
     try:
         run_batch(
             proj,
@@ -139,6 +146,7 @@ def annotate_project(
             progress=report.bars,
             on_image=report.started,
             on_result=report.finished,
+            runner=runner,
         )
     except KeyboardInterrupt:
         report.bars.close()
@@ -157,6 +165,30 @@ def annotate_project(
     if failed:
         click.echo(f"error: {failed} image(s) failed; see the table", err=True)
         ctx.exit(2)
+
+
+def _ray_runner(
+    address: str | None,
+    workers: int | None,
+    gpus: float | None,
+    model: Path | None,
+    device: str | None,
+    encoder_weights: tuple[str, ...],
+) -> tuple[Runner, ModelSpec] | None:
+    """``--ray``: Ray workers that each load the model once (None: in-process)."""
+    from stimage.cli._common import parse_encoder_weights
+    from stimage.errors import ConfigError
+    from stimage.pipelines import ModelSpec, RayRunner, import_ray
+
+    if address is None:
+        if workers is not None or gpus is not None:
+            raise ConfigError("--workers and --gpus-per-worker go with --ray")
+        return None
+    import_ray()  # a missing Ray is said before the model loads
+    weights = tuple(sorted(parse_encoder_weights(encoder_weights).items()))
+    return RayRunner(address, workers=workers, gpus_per_worker=gpus), ModelSpec(
+        model, device, weights
+    )
 
 
 def _open_project(

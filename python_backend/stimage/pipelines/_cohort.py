@@ -34,6 +34,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,9 +45,10 @@ from stimage.pipelines._cohort_slide import (
     CohortSettings,
     ModelSpec,
     RegionReader,
-    attempt_slide,
+    Work,
     bundle_fingerprint,
     cohort_paths,
+    cohort_work,
 )
 
 __all__ = [
@@ -68,60 +70,62 @@ SUMMARY_COLUMNS = (
 
 
 class Runner(Protocol):
-    """Runs attempts at slides: ``slots`` at a time, results in the order they finish."""
+    """Runs tasks (a slide, an image's job): ``slots`` at a time, results as they finish.
+
+    A task is any picklable object with an ``id``; ``work(predictor, task, progress)`` does
+    it and returns a dict, with ``error`` when it failed (it never raises for a task's
+    failure). The model is loaded once per worker in :meth:`start`.
+    """
 
     slots: int
 
-    def start(
-        self, model: ModelSpec, out: Path, settings: CohortSettings, read_region: Any
-    ) -> None:
-        """Load the model on every worker."""
+    def start(self, model: ModelSpec, work: Work) -> None:
+        """Load the model on every worker; ``work`` is what each task runs."""
 
-    def submit(self, spec: SlideSpec) -> None:
-        """Start an attempt at a slide (at most ``slots`` outstanding)."""
+    def submit(self, task: Any) -> None:
+        """Start a task (at most ``slots`` outstanding)."""
 
-    def next_result(self) -> tuple[SlideSpec, dict[str, Any]]:
-        """The next finished attempt: ``(slide, result)``, result with ``error`` on failure."""
+    def next_result(self) -> tuple[Any, dict[str, Any]]:
+        """The next finished task: ``(task, result)``, result with ``error`` on failure."""
 
     def close(self) -> None:
         """Stop the workers."""
 
 
 class InProcessRunner:
-    """One worker: this process, the model loaded once; slides one after another.
+    """One worker: this process, the model loaded once; tasks one after another.
 
     Args:
-        tile_progress: Called with (slide id, tiles done, tiles in all) while predicting.
+        tile_progress: Called with (task id, tiles done, tiles in all) while predicting.
     """
 
     slots = 1
 
     def __init__(self, tile_progress: Callable[[str, int, int], None] | None = None) -> None:
         self.tile_progress = tile_progress
-        self._queue: collections.deque[SlideSpec] = collections.deque()
-        self._args: tuple[Any, ...] = ()
+        self._queue: collections.deque[Any] = collections.deque()
+        self._predictor: Any = None
+        self._work: Work | None = None
 
-    def start(
-        self, model: ModelSpec, out: Path, settings: CohortSettings, read_region: Any
-    ) -> None:
-        """Load the model (once, for every slide)."""
-        self._args = (model.load(), out, settings, read_region)
+    def start(self, model: ModelSpec, work: Work) -> None:
+        """Load the model (once, for every task)."""
+        self._predictor, self._work = model.load(), work
 
-    def submit(self, spec: SlideSpec) -> None:
-        """Queue a slide (it runs in :meth:`next_result`)."""
-        self._queue.append(spec)
+    def submit(self, task: Any) -> None:
+        """Queue a task (it runs in :meth:`next_result`)."""
+        self._queue.append(task)
 
-    def next_result(self) -> tuple[SlideSpec, dict[str, Any]]:
-        """Run the queued slide here and now."""
-        spec = self._queue.popleft()
+    def next_result(self) -> tuple[Any, dict[str, Any]]:
+        """Run the queued task here and now."""
+        task = self._queue.popleft()
         tp = self.tile_progress
-        progress = None if tp is None else (lambda d, t: tp(spec.id, d, t))
-        predictor, out, settings, read_region = self._args
-        return spec, attempt_slide(predictor, spec, out, settings, read_region, progress)
+        progress = None if tp is None else (lambda d, t: tp(task.id, d, t))
+        assert self._work is not None, "start() first"
+        return task, self._work(self._predictor, task, progress)
 
     def close(self) -> None:
-        """Nothing to stop."""
-        self._args = ()
+        """Let the model go."""
+        self._predictor = self._work = None
 
 
 @dataclass
@@ -272,7 +276,9 @@ def run_cohort(
     prog = CohortProgress(total=len(slides), skipped=len(slides) - len(todo))
     if todo:
         runner = runner or InProcessRunner()
-        runner.start(model, out, settings, read_region)
+        runner.start(
+            model, partial(cohort_work, out=out, settings=settings, read_region=read_region)
+        )
         try:
             _schedule(todo, runner, ledger, (digest, settings.retries), prog, outcomes, on_progress)
         finally:

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stimage.errors import ConfigError, MissingDependencyError, StimageError
-from stimage.pipelines._cohort_manifest import SlideSpec
-from stimage.pipelines._cohort_slide import CohortSettings, ModelSpec, attempt_slide
+from stimage.pipelines._cohort_slide import ModelSpec, Work
 
 __all__ = ["RayRunner", "import_ray"]
 
@@ -44,21 +43,18 @@ def import_ray() -> Any:
     return ray
 
 
-class _SlideWorker:
-    """A Ray actor's body: the model loaded once, then one slide per call."""
+class _Worker:
+    """A Ray actor's body: the model loaded once, then one task (a slide) per call."""
 
-    def __init__(
-        self, model: ModelSpec, out: str, settings: CohortSettings, read_region: Any
-    ) -> None:
+    def __init__(self, model: ModelSpec, work: Work) -> None:
         self.predictor = model.load()
-        self.args = (Path(out), settings, read_region)
+        self.work = work
 
     def ready(self) -> int:
         return os.getpid()
 
-    def run(self, spec: SlideSpec) -> dict[str, Any]:
-        out, settings, read_region = self.args
-        return attempt_slide(self.predictor, spec, out, settings, read_region)
+    def run(self, task: Any) -> dict[str, Any]:
+        return self.work(self.predictor, task, None)
 
 
 class RayRunner:
@@ -100,8 +96,9 @@ class RayRunner:
         self._started_ray = False
         self._actors: list[Any] = []
         self._pids: list[int | None] = []
-        self._busy: dict[Any, tuple[int, SlideSpec]] = {}
+        self._busy: dict[Any, tuple[int, Any]] = {}
         self._make: Any = None
+        self._pending: dict[int, Any] = {}
         self.replaced = 0
 
     def _init(self) -> None:
@@ -144,17 +141,15 @@ class RayRunner:
             return max(1, int(gpus // gpw)), gpw
         return max(1, int(float(res.get("CPU", 1)) // self.cpus_per_worker)), gpw
 
-    def start(
-        self, model: ModelSpec, out: Path, settings: CohortSettings, read_region: Any
-    ) -> None:
+    def start(self, model: ModelSpec, work: Work) -> None:
         """Start Ray (or join the cluster) and load the model on every worker."""
         self._init()
         ray = self._ray
         n, gpw = self._worker_count(model)
-        actor = ray.remote(_SlideWorker).options(
+        actor = ray.remote(_Worker).options(
             num_cpus=self.cpus_per_worker, num_gpus=gpw, max_restarts=0
         )
-        self._make = lambda: actor.remote(model, str(out), settings, read_region)
+        self._make = lambda: actor.remote(model, work)
         self._actors = [self._make() for _ in range(n)]
         try:
             self._pids = list(
@@ -176,20 +171,29 @@ class RayRunner:
         logger.info("Ray: %d worker(s) ready (pids %s)", n, self._pids)
 
     def worker_pids(self) -> list[int | None]:
-        """Process ids of the workers (None for one being replaced)."""
+        """Process ids of the workers (None for a replacement not yet ready)."""
+        for i, ref in list(self._pending.items()):
+            done, _ = self._ray.wait([ref], timeout=0)
+            if done:
+                del self._pending[i]
+                try:
+                    self._pids[i] = self._ray.get(ref)
+                except self._ray.exceptions.RayError as e:
+                    logger.warning("Ray: a replacement worker failed to start (%s)", _cause(e))
         return list(self._pids)
 
     def busy_pids(self) -> list[int]:
         """Process ids of the workers holding a slide now."""
-        return [p for i, _ in self._busy.values() if (p := self._pids[i]) is not None]
+        pids = self.worker_pids()
+        return [p for i, _ in self._busy.values() if (p := pids[i]) is not None]
 
-    def submit(self, spec: SlideSpec) -> None:
-        """Give a slide to a free worker."""
+    def submit(self, task: Any) -> None:
+        """Give a task (a slide) to a free worker."""
         busy = {i for i, _ in self._busy.values()}
         i = next(k for k in range(len(self._actors)) if k not in busy)
-        self._busy[self._actors[i].run.remote(spec)] = (i, spec)
+        self._busy[self._actors[i].run.remote(task)] = (i, task)
 
-    def next_result(self) -> tuple[SlideSpec, dict[str, Any]]:
+    def next_result(self) -> tuple[Any, dict[str, Any]]:
         """Wait for the next slide to finish; a dead worker fails its slide and is replaced."""
         ray = self._ray
         ready, _ = ray.wait(list(self._busy), num_returns=1)
@@ -211,13 +215,8 @@ class RayRunner:
                 "see `ray status` and the worker logs in /tmp/ray/session_latest/logs)"
             )
         self._actors[i] = self._make()
-        self._pids[i] = None
-        try:
-            self._pids[i] = self._ray.get(
-                self._actors[i].ready.remote(), timeout=self.startup_timeout
-            )
-        except self._ray.exceptions.RayError as e:
-            logger.warning("Ray: a replacement worker failed to start (%s)", _cause(e))
+        self._pids[i] = None  # known once it is ready (see worker_pids); its tasks wait till then
+        self._pending[i] = self._actors[i].ready.remote()
 
     def close(self) -> None:
         """Stop the workers (and Ray, when this runner started it)."""
@@ -229,7 +228,7 @@ class RayRunner:
                 ray.kill(a)
             except ray.exceptions.RayError as e:  # already gone
                 logger.debug("Ray: %s", e)
-        self._actors, self._busy = [], {}
+        self._actors, self._busy, self._pending = [], {}, {}
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False

@@ -44,11 +44,14 @@ __all__ = [
     "attempt_slide",
     "bundle_fingerprint",
     "cohort_paths",
+    "cohort_work",
     "predict_cohort_slide",
 ]
 
 #: Reads a region GeoJSON into a shapely geometry (the CLI passes its reader).
 RegionReader = Callable[[Path], Any]
+#: A runner's work: ``(predictor, task, progress) -> result`` (``error`` in it on failure).
+Work = Callable[[Any, Any, Callable[[int, int], None] | None], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -258,3 +261,16 @@ def attempt_slide(
         at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
         return {"error": f"internal error {type(e).__name__}: {e}{at}", "worker": worker}
     return {**r, "worker": worker}
+
+
+def cohort_work(
+    predictor: Predictor,
+    spec: SlideSpec,
+    progress: Callable[[int, int], None] | None,
+    *,
+    out: Path,
+    settings: CohortSettings,
+    read_region: RegionReader | None,
+) -> dict[str, Any]:
+    """A cohort's :data:`Work`: :func:`attempt_slide` (bind the keywords with ``partial``)."""
+    return attempt_slide(predictor, spec, out, settings, read_region, progress)

@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from stimage._version import __version__
 from stimage.constants import DEFAULT_GEOJSON_GENES, ObjectMarker
 from stimage.errors import StimageError
 from stimage.pipelines._cells import region_cell_features
+from stimage.pipelines._project_jobs import ImageJob, run_image_jobs
 from stimage.pipelines._project_report import ImageResult
 from stimage.pipelines._slide_job import (
     SlideJob,
@@ -52,6 +53,8 @@ from stimage.qupath import (
 
 if TYPE_CHECKING:
     from stimage.models import Predictor
+    from stimage.pipelines._cohort import Runner
+    from stimage.pipelines._cohort_slide import ModelSpec
 
 __all__ = ["annotate_project"]
 
@@ -101,6 +104,10 @@ class _Run:
     progress: Callable[[str, int, int], None] | None
     cancel: threading.Event | None
     cell_model: Any = None
+    #: A planning pass (``runner``): each image's slide job is collected here, not run.
+    plans: list[ImageJob] | None = None
+    #: Images whose slide job failed on the runner: their reason (not tried again here).
+    lost: dict[str, str] = field(default_factory=dict)
 
 
 def annotate_project(
@@ -123,6 +130,7 @@ def annotate_project(
     on_image: Callable[[int, int, ProjectImage], None] | None = None,
     on_result: Callable[[ImageResult], None] | None = None,
     cancel: threading.Event | None = None,
+    runner: tuple[Runner, ModelSpec] | None = None,
 ) -> list[ImageResult]:
     """Predict expression (and cells) over the images of a QuPath project and add the objects.
 
@@ -147,6 +155,9 @@ def annotate_project(
         on_image: Called with (position, count, image) as each image starts.
         on_result: Called with each image's result as soon as it is known.
         cancel: Set to stop after the current batch; finished images stay saved.
+        runner: Predict the images' slide jobs first on this runner (e.g. Ray workers that
+            load the model once each) into ``work_dir``, then add each image's objects here
+            as without it (see :func:`run_image_jobs`).
 
     Returns:
         One result per selected image, in project order.
@@ -182,6 +193,8 @@ def annotate_project(
         cancel=cancel,
         cell_model=cell_model,
     )
+    if runner is not None and not dry_run:
+        _jobs_first(project, chosen, run, runner)
     results = []
     for k, image in enumerate(chosen):
         if on_image is not None:
@@ -193,6 +206,18 @@ def annotate_project(
     if run.work_dir.is_dir() and not any(run.work_dir.iterdir()):
         run.work_dir.rmdir()
     return results
+
+
+def _jobs_first(
+    project: ProjectLike, chosen: list[ProjectImage], run: _Run, runner: tuple[Runner, ModelSpec]
+) -> None:
+    """Plan every image's slide job (as the batch would run it) and run them on ``runner``."""
+    run.plans = []
+    for image in chosen:
+        _one_image(project, image, run, False)
+    plans, run.plans = run.plans, None
+    run.lost = run_image_jobs(runner[0], runner[1], plans, run.level, run.batch_size,
+                              run.chunk_batches, progress=run.progress)  # fmt: skip
 
 
 def _one_image(project: ProjectLike, image: ProjectImage, run: _Run, dry_run: bool) -> ImageResult:
@@ -284,10 +309,14 @@ def _predict_image(
                 f"holds {earlier} STImage objects from elsewhere; --overwrite to replace them"
             )
             return
+    area = unary_union([r.geometry for r in regions]) if regions else None
+    if run.plans is not None:  # a planning pass: the job is done elsewhere first
+        folder = run.work_dir / f"image-{image.id}"
+        run.plans.append(ImageJob(folder.name, image.path, area, mpp, folder))  # type: ignore[arg-type]
+        return
     if dry_run:
         res.status = "to do"
         return
-    area = unary_union([r.geometry for r in regions]) if regions else None
     job = _run_job(image, run, area, mpp)
     boxes = job.tiles()["boxes"]
     groups = _groups(image, run, job, boxes, regions, mpp, res)
@@ -317,6 +346,8 @@ def _label(
 
 def _run_job(image: ProjectImage, run: _Run, area: Any, mpp: float | None) -> SlideJob:
     folder = run.work_dir / f"image-{image.id}"
+    if folder.name in run.lost:
+        raise StimageError(run.lost[folder.name])
 
     def go(overwrite: bool) -> SlideJob:
         return run_slide_job(

@@ -10,7 +10,6 @@ import javafx.scene.control.Label;
 import javafx.scene.control.Spinner;
 import javafx.scene.control.TextArea;
 import javafx.scene.control.TextField;
-import javafx.scene.control.TitledPane;
 import javafx.scene.layout.GridPane;
 import javafx.scene.layout.HBox;
 import javafx.scene.layout.Priority;
@@ -35,9 +34,11 @@ import java.util.function.Consumer;
 import java.util.function.Supplier;
 
 /**
- * The "Local backend" part of Backend settings (also shown on its own by the Start button of the
- * "backend not running" message): the Python environment, model folder and CPU threads, Start and
- * Stop, one line of status, and the backend's output as it comes. Starting and stopping run off
+ * The local backend's controls: in a window of its own ({@link #showWindow}: the Python
+ * environment, model folder and CPU threads, Start and Stop, one line of status, and the
+ * backend's output as it comes), and as a row of Backend settings (Start, Stop, "Options and
+ * log..." which opens that window, and the status). The "backend not running" message's Start
+ * opens the window and starts. Starting and stopping run off
  * the JavaFX thread; a failed start opens a message with the log's last lines and the command to
  * run it in a terminal. The logic is {@link LocalBackend}'s.
  */
@@ -57,7 +58,8 @@ final class LocalBackendPane {
     private final Button stop = new Button("Stop");
     private final Label state = new Label();
     private final TextArea log = new TextArea();
-    private final TitledPane pane;
+    private final boolean row;
+    private final Node root;
     private final ArrayDeque<String> viewLines = new ArrayDeque<>();
     private final ConcurrentLinkedQueue<String> pending = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean flushScheduled = new AtomicBoolean();
@@ -70,12 +72,16 @@ final class LocalBackendPane {
     /**
      * @param address the server address to serve (the settings' address field)
      * @param onStarted called on the JavaFX thread with the hello of a backend that started, or null
+     * @param row only Start, Stop, "Options and log..." (which opens {@link #showWindow}) and the
+     *     status, for a row of Backend settings (which must still fit a laptop screen); else the
+     *     whole part: environment, model folder, threads, the buttons, status and log
      */
-    LocalBackendPane(Supplier<String> address, Consumer<HelloResult> onStarted) {
+    LocalBackendPane(Supplier<String> address, Consumer<HelloResult> onStarted, boolean row) {
         this.address = address;
         this.onStarted = onStarted;
+        this.row = row;
         environment.setId("localEnvironment");
-        environment.setPromptText("the folder 'stimage doctor --qupath' prints");
+        environment.setPromptText("the folder '" + LocalBackend.DOCTOR_COMMAND + "' prints");
         environment.setPrefColumnCount(26);
         model.setId("localModel");
         model.setPromptText("bundled model");
@@ -86,7 +92,7 @@ final class LocalBackendPane {
         stop.setId("localStop");
         state.setId("localState");
         state.setWrapText(true);
-        state.setMaxWidth(440);
+        state.setMaxWidth(row ? 300 : 440);
         state.setMinHeight(Region.USE_PREF_SIZE);
         start.setMinWidth(Region.USE_PREF_SIZE);
         stop.setMinWidth(Region.USE_PREF_SIZE);
@@ -94,35 +100,43 @@ final class LocalBackendPane {
         log.setEditable(false);
         log.setPrefRowCount(8);
         log.setStyle("-fx-font-family: monospace; -fx-font-size: 11px;");
-        Button browseEnv = browse("localBrowseEnvironment", environment, "Python environment (venv or conda env)");
-        Button browseModel = browse("localBrowseModel", model, "Model folder");
-        HBox.setHgrow(environment, Priority.ALWAYS);
-        HBox.setHgrow(model, Priority.ALWAYS);
-
-        GridPane g = new GridPane();
-        g.setHgap(10);
-        g.setVgap(6);
-        g.setPadding(new Insets(6));
-        int r = 0;
-        g.addRow(r++, new Label("Python environment"), new HBox(6, environment, browseEnv));
-        g.addRow(r++, new Label("Model folder"), new HBox(6, model, browseModel));
-        Label threadsHint = new Label("0 = all cores");
-        g.addRow(r++, new Label("CPU threads"), new HBox(6, threads, threadsHint));
-        g.add(new HBox(6, start, stop, state), 0, r++, 2, 1);
-        g.add(log, 0, r++, 2, 1);
-        Label hint = new Label("In a terminal of the environment where stimage is installed, "
-                + LocalBackend.DOCTOR_COMMAND + " prints what to paste here. The backend stops when QuPath closes.");
-        hint.setId("localHint");
-        hint.setWrapText(true);
-        hint.setMaxWidth(560);
-        hint.setMinHeight(Region.USE_PREF_SIZE);
-        g.add(hint, 0, r, 2, 1);
-        pane = new TitledPane("Local backend: start stimage serve on this computer", g);
-        pane.setId("localPane");
-        LocalBackend current = LocalBackends.current();
-        pane.setExpanded(current != null && current.getPid().isPresent());
         start.setOnAction(e -> start());
         stop.setOnAction(e -> stop());
+        if (row) {
+            Button more = new Button("Options and log...");
+            more.setId("localMore");
+            more.setMinWidth(Region.USE_PREF_SIZE);
+            more.setOnAction(e -> showWindow(window(), false));
+            HBox box = new HBox(6, start, stop, more, state);
+            box.setId("localPane");
+            root = box;
+        } else {
+            Button browseEnv = browse("localBrowseEnvironment", environment, "Python environment (venv or conda env)");
+            Button browseModel = browse("localBrowseModel", model, "Model folder");
+            HBox.setHgrow(environment, Priority.ALWAYS);
+            HBox.setHgrow(model, Priority.ALWAYS);
+            GridPane g = new GridPane();
+            g.setId("localPane");
+            g.setHgap(10);
+            g.setVgap(6);
+            g.setPadding(new Insets(6));
+            int r = 0;
+            g.addRow(r++, new Label("Python environment"), new HBox(6, environment, browseEnv));
+            g.addRow(r++, new Label("Model folder"), new HBox(6, model, browseModel));
+            g.addRow(r++, new Label("CPU threads"), new HBox(6, threads, new Label("0 = all cores")));
+            g.add(new HBox(6, start, stop, state), 0, r++, 2, 1);
+            g.add(log, 0, r++, 2, 1);
+            Label hint = new Label("In a terminal of the environment where stimage is installed, "
+                    + LocalBackend.DOCTOR_COMMAND + " prints what to paste here. The backend serves the server "
+                    + "address of Backend settings, on this computer only, and stops when QuPath closes.");
+            hint.setId("localHint");
+            hint.setWrapText(true);
+            hint.setMaxWidth(560);
+            hint.setMinHeight(Region.USE_PREF_SIZE);
+            g.add(hint, 0, r, 2, 1);
+            root = g;
+        }
+        LocalBackend current = LocalBackends.current();
         if (current != null) {
             attach(current);
             for (String line : current.getLog().tail(VIEW_LINES)) {
@@ -135,7 +149,11 @@ final class LocalBackendPane {
 
     /** @return the pane to put in a dialog */
     Node node() {
-        return pane;
+        return root;
+    }
+
+    private Window window() {
+        return root.getScene() == null ? null : root.getScene().getWindow();
     }
 
     /** @return the message of the last failed start (also shown in its own dialog), or null */
@@ -145,6 +163,12 @@ final class LocalBackendPane {
 
     /** Saves the fields in the preferences and starts the backend (the Start button). */
     void start() {
+        if (row) {
+            // the row shows no fields: start with what the preferences hold (the window may have changed them)
+            environment.setText(LocalBackends.environmentProperty().get());
+            model.setText(LocalBackends.modelProperty().get());
+            threads.getEditor().setText(String.valueOf(Math.max(0, LocalBackends.threadsProperty().get())));
+        }
         int n;
         try {
             n = OptionDialogs.intValue(threads, "CPU threads");
@@ -162,8 +186,12 @@ final class LocalBackendPane {
             fail(new UserMessage(UserMessage.Severity.WARNING, "Cannot start a local backend", e.getMessage(), null));
             return;
         }
+        if (row && LocalBackends.environmentProperty().get().isBlank() && b.getPid().isEmpty()) {
+            // first time: the window where the environment is typed, with the hint where to find it
+            showWindow(window(), false);
+            return;
+        }
         attach(b);
-        pane.setExpanded(true);
         failure = null;
         lastMessage = null;
         viewLines.clear();
@@ -228,8 +256,7 @@ final class LocalBackendPane {
         failure = m.getTitle();
         refresh();
         if (m.getSeverity() != UserMessage.Severity.INFO) {
-            Window owner = pane.getScene() == null ? null : pane.getScene().getWindow();
-            MessageDialogs.create(owner, m).show();
+            MessageDialogs.create(window(), m).show();
         }
     }
 
@@ -286,7 +313,7 @@ final class LocalBackendPane {
 
     /** Grows the window when a longer status needs more room than it has. */
     private void fit() {
-        javafx.scene.Scene scene = pane.getScene();
+        javafx.scene.Scene scene = root.getScene();
         if (scene != null && scene.getWindow() != null && scene.getWindow().isShowing()) {
             scene.getRoot().applyCss();
             scene.getRoot().layout();
@@ -333,7 +360,7 @@ final class LocalBackendPane {
             if (f != null && f.isDirectory()) {
                 c.setInitialDirectory(f);
             }
-            File chosen = c.showDialog(pane.getScene() == null ? null : pane.getScene().getWindow());
+            File chosen = c.showDialog(window());
             if (chosen != null) {
                 field.setText(chosen.getAbsolutePath());
             }
@@ -355,7 +382,7 @@ final class LocalBackendPane {
      * @return the dialog, shown (not waited for)
      */
     static Dialog<ButtonType> showWindow(Window owner, boolean startNow) {
-        LocalBackendPane p = new LocalBackendPane(StimagePrefs::server, null);
+        LocalBackendPane p = new LocalBackendPane(StimagePrefs::server, null, false);
         Dialog<ButtonType> d = new Dialog<>();
         if (owner != null) {
             d.initOwner(owner);
@@ -364,9 +391,7 @@ final class LocalBackendPane {
         d.setHeaderText("Start the STImage backend on this computer, at " + StimagePrefs.server());
         d.getDialogPane().getButtonTypes().setAll(ButtonType.CLOSE);
         d.setResizable(true);
-        p.pane.setExpanded(true);
-        p.pane.setCollapsible(false);
-        d.getDialogPane().setContent(new VBox(p.pane));
+        d.getDialogPane().setContent(new VBox(p.root));
         d.getDialogPane().setUserData(p);
         d.setOnHidden(e -> p.dispose());
         d.show();

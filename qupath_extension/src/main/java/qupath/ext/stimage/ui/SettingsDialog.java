@@ -59,7 +59,8 @@ final class SettingsDialog {
         Button test = new Button("Test connection");
         test.setId("test");
         TextArea status = new TextArea("Start the backend in a terminal with:  "
-                + UserMessages.serveCommand(StimagePrefs.server()) + "\nthen press 'Test connection'.");
+                + UserMessages.serveCommand(StimagePrefs.server()) + "\nthen press 'Test connection'. Or let QuPath "
+                + "start it: Local backend > Start.");
         status.setId("status");
         status.setEditable(false);
         status.setWrapText(true);
@@ -138,8 +139,8 @@ final class SettingsDialog {
         g.addRow(r++, new Label("Timeout per request (s)"), timeout);
         g.addRow(r++, new Label("Tiles per request"), batch);
         g.addRow(r++, new Label("Min. tissue per tile (%)"), minTissue);
-        LocalBackendPane local = new LocalBackendPane(address::getText, h -> status.setText(describe(h)));
-        g.add(local.node(), 0, r++, 2, 1);
+        LocalBackendPane local = new LocalBackendPane(address::getText, h -> status.setText(describe(h)), true);
+        g.addRow(r++, new Label("Local backend"), local.node());
         d.setOnHidden(e -> local.dispose());
         g.add(error, 0, r, 2, 1);
         d.getDialogPane().setContent(g);

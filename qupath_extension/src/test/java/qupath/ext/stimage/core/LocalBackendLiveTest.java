@@ -41,7 +41,8 @@ class LocalBackendLiveTest {
     void needsTheVenv() {
         assumeTrue(!"false".equals(System.getProperty("stimage.live")), "live tests off (-Dstimage.live=false)");
         venv = Path.of(System.getProperty("stimage.venv", TestFixtures.repo().resolve(".venv").toString()));
-        assumeTrue(Files.isExecutable(venv.resolve("bin/stimage")), "no stimage in " + venv + " (run scripts/setup.sh)");
+        assumeTrue(Files.isExecutable(venv.resolve("bin/stimage")),
+                "no stimage in " + venv + " (run scripts/setup.sh)");
     }
 
     private static int freePort() throws IOException {
@@ -68,12 +69,14 @@ class LocalBackendLiveTest {
         try {
             long t0 = System.nanoTime();
             HelloResult hello = b.start(LocalBackend.START_TIMEOUT, progress::add);
-            System.out.printf("BENCHMARK local backend: answered %.1f s after start%n", (System.nanoTime() - t0) / 1e9);
+            System.out.printf("BENCHMARK local backend: answered %.1f s after start%n",
+                    (System.nanoTime() - t0) / 1e9);
             assertTrue(b.isRunning());
             assertEquals(LocalBackend.State.RUNNING, b.getState());
             assertEquals("tcp://127.0.0.1:" + port, b.getAddress());
             assertFalse(hello.getModels().isEmpty(), "serves the bundled model");
-            assertNull(b.getVersionWarning(), "the venv's stimage " + hello.getVersion() + " is the extension's release");
+            assertNull(b.getVersionWarning(), "the venv's stimage " + hello.getVersion()
+                    + " is the extension's release");
             handle = b.getProcessHandle();
             assertNotNull(handle);
             assertTrue(handle.isAlive());

@@ -560,20 +560,46 @@ public final class UiCheck {
     private void localBackend() throws Exception {
         Path tmp = Files.createTempDirectory("uicheck-local");
         String savedServer = fx(() -> StimagePrefs.serverProperty().get());
-        fx(() -> LocalBackends.environmentProperty().set(tmp.resolve("no-such-env").toString()));
+        // Backend settings: a row with Start, Stop, "Options and log..." and the status
+        fx(() -> LocalBackends.environmentProperty().set(""));
         Dialog<ButtonType> d = fx(() -> SettingsDialog.create(null, executor));
         fx(() -> {
             d.show();
             DialogPane p = d.getDialogPane();
-            javafx.scene.control.TitledPane pane = node(p, "localPane", javafx.scene.control.TitledPane.class);
-            check("local: settings have a collapsed 'Local backend' part", !pane.isExpanded());
-            check("local: settings show the environment of the preferences", tmp.resolve("no-such-env").toString()
-                    .equals(node(p, "localEnvironment", TextField.class).getText()));
+            check("local: settings have a 'Local backend' row", hasText(p, "Local backend")
+                    && p.lookup("#localMore") instanceof Button);
             check("local: Start enabled, Stop disabled when nothing runs", !node(p, "localStart", Button.class)
                     .isDisabled() && node(p, "localStop", Button.class).isDisabled());
-            check("local: settings say how to find the environment (stimage doctor --qupath)",
-                    node(p, "localHint", Label.class).getText().contains("stimage doctor --qupath"));
-            button(p, ButtonType.CANCEL).fire();
+            check("local: status 'Not running.'", "Not running.".equals(node(p, "localState", Label.class).getText()));
+            node(p, "localStart", Button.class).fire();
+            Stage w = localWindow();
+            check("local: Start with no environment set opens the window to type it in", w != null);
+            if (w != null) {
+                Parent root = w.getScene().getRoot();
+                check("local: ... which says how to find it (stimage doctor --qupath)", node(root, "localHint",
+                        Label.class).getText().contains("stimage doctor --qupath") && node(root, "localEnvironment",
+                        TextField.class).getPromptText().contains("stimage doctor --qupath"));
+                w.close();
+            }
+            LocalBackends.environmentProperty().set(tmp.resolve("no-such-env").toString());
+            return null;
+        });
+        shoot("settings_local_backend", d.getDialogPane().getScene());
+        fx(() -> node(d.getDialogPane(), "localStart", Button.class).fire());
+        boolean refused = waitFx(() -> node(d.getDialogPane(), "localState", Label.class).getText()
+                .startsWith("Not running: Python environment not found"), Duration.ofSeconds(30));
+        check("local: Start from settings with a wrong path says so in the row", refused);
+        fx(() -> {
+            check("local: ... and in a message", closeAlert("Python environment not found"));
+            node(d.getDialogPane(), "localMore", Button.class).fire();
+            Stage w = localWindow();
+            check("local: 'Options and log...' opens the window with the environment of the preferences",
+                    w != null && tmp.resolve("no-such-env").toString().equals(node(w.getScene().getRoot(),
+                            "localEnvironment", TextField.class).getText()));
+            if (w != null) {
+                w.close();
+            }
+            button(d.getDialogPane(), ButtonType.CANCEL).fire();
             return null;
         });
 

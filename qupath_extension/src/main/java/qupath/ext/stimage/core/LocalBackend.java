@@ -67,7 +67,8 @@ public final class LocalBackend implements AutoCloseable {
 
     static final Duration PING_HEARTBEAT = Duration.ofSeconds(2);
     private static final Logger logger = LoggerFactory.getLogger(LocalBackend.class);
-    private static final String SETTINGS = "Extensions > STImage > Backend settings > Local backend";
+    private static final String SETTINGS = "Extensions > STImage > Backend settings > Local backend > "
+            + "Options and log...";
 
     /** Where the backend is in its life. */
     public enum State {
@@ -125,7 +126,7 @@ public final class LocalBackend implements AutoCloseable {
      */
     static Path resolveExecutable(String configured, boolean windows) throws StimageException {
         if (configured == null || configured.isBlank()) {
-            throw pathError("Python environment not set", "Set the Python environment in " + SETTINGS
+            throw pathError("Python environment not set", "Set 'Python environment' in " + SETTINGS
                     + ": the folder of the environment where stimage is installed (e.g. the .venv made by "
                     + "scripts/setup.sh). In a terminal of that environment, the command below prints it.");
         }
@@ -142,8 +143,8 @@ public final class LocalBackend implements AutoCloseable {
                     + "run in the environment where stimage is installed.");
         }
         if (!Files.exists(p)) {
-            throw pathError("Python environment not found", p + " does not exist. Set " + SETTINGS
-                    + " > Python environment to the folder that the command below prints, run in a terminal "
+            throw pathError("Python environment not found", p + " does not exist. Set 'Python environment' in "
+                    + SETTINGS + " to the folder that the command below prints, run in a terminal "
                     + "of the environment where stimage is installed.");
         }
         List<Path> candidates = new ArrayList<>();
@@ -171,14 +172,14 @@ public final class LocalBackend implements AutoCloseable {
         throw pathError("stimage not found in the Python environment", "No stimage program in " + p
                 + " (looked for " + candidates.stream().map(Path::toString).collect(Collectors.joining(", "))
                 + "). Install it there (pip install "
-                + "stimage, or bash scripts/setup.sh in the repository), or set " + SETTINGS
-                + " > Python environment to the folder that the command below prints in the right environment.");
+                + "stimage, or bash scripts/setup.sh in the repository), or set 'Python environment' in "
+                + SETTINGS + " to the folder that the command below prints in the right environment.");
     }
 
     private static Path checkRunnable(Path exe, boolean windows) throws StimageException {
         if (!Files.isRegularFile(exe)) {
-            throw pathError("stimage not found in the Python environment", exe + " is not a program. Set "
-                    + SETTINGS + " > Python environment to the folder the command below prints.");
+            throw pathError("stimage not found in the Python environment", exe + " is not a program. Set 'Python "
+                    + "environment' in " + SETTINGS + " to the folder the command below prints.");
         }
         if (!windows && !Files.isExecutable(exe)) {
             throw pathError("stimage is not executable", exe + " exists but may not be run (no execute "

@@ -347,19 +347,17 @@ def test_annotate_project_on_ray_matches_in_process(
     )
     images = [QpImage(slides / f"s{k}.tif", mpp=1.0) for k in range(3)]
     project = make_qpproj(tmp_path / "proj", [*images, QpImage(corrupt, mpp=1.0)])
-    predictor = Predictor(model_dir, device="cpu")
-    results = {}
-    for name, runner in (
-        ("local", None),
-        ("ray", (RayRunner(workers=2), ModelSpec(model_dir, "cpu"))),
-    ):
-        out = tmp_path / name
-        with one_thread():
-            res = annotate_project(GeoJSONDirProject(project, out, regions_dir=regions), predictor,
-                                   work_dir=out / ".jobs", batch_size=2, runner=runner)  # fmt: skip
-        results[name] = [(r.name, r.status, r.tiles) for r in res]
-    assert results["ray"] == results["local"]
-    assert [s for _, s, _ in results["ray"]] == ["done", "done", "done", "failed"]
+    local = tmp_path / "local"
+    with one_thread():
+        res = annotate_project(GeoJSONDirProject(project, local, regions_dir=regions),
+                               Predictor(model_dir, device="cpu"), work_dir=local / ".jobs",
+                               batch_size=2)  # fmt: skip
+    assert [r.status for r in res] == ["done", "done", "done", "failed"]
+    r = _cli("annotate-project", project, "--model", model_dir, "--device", "cpu",
+             "--batch-size", 2, "--geojson-dir", tmp_path / "ray", "--regions-dir", regions,
+             "--work-dir", tmp_path / "ray" / ".jobs", "--ray", "auto", "--workers", 2)  # fmt: skip
+    assert r.exit_code == 2, r.output  # the corrupt image failed, reported; the others done
+    assert "3 done, 0 skipped, 1 failed" in r.output and "broken.tif" in r.output
     for k in range(3):
         a, b = (tmp_path / w / f"s{k}.geojson" for w in ("local", "ray"))
         assert _without_ids(a) == _without_ids(b)

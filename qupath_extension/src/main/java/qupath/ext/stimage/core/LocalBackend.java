@@ -394,6 +394,7 @@ public final class LocalBackend implements AutoCloseable {
                 pump = startPump(p, file);
                 installHook(p);
             }
+            p.onExit().thenRun(() -> exitedOnItsOwn(p));
             HelloResult h = waitUntilReady(p, timeout, say, cmd);
             synchronized (lock) {
                 if (stopRequested || !p.isAlive()) {
@@ -517,6 +518,28 @@ public final class LocalBackend implements AutoCloseable {
                 throw new StimageException(m);
             }
         }
+    }
+
+    /** A running backend that exits without being asked (crashed, killed): FAILED, with a log line. */
+    private void exitedOnItsOwn(Process p) {
+        synchronized (lock) {
+            if (process != p || stopRequested || state != State.RUNNING) {
+                return;
+            }
+        }
+        drainLog();
+        synchronized (lock) {
+            if (process != p || stopRequested || state != State.RUNNING) {
+                return;
+            }
+            process = null;
+            hello = null;
+            removeHook();
+        }
+        String line = "(stimage serve exited by itself with code " + p.exitValue() + "; press Start to start it again)";
+        logger.warn("local backend at {}: {}", getAddress(), line);
+        addLine(line, null);
+        setState(State.FAILED);
     }
 
     private StimageException exited(Process p, List<String> cmd) {

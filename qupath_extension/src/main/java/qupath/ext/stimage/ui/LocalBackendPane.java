@@ -304,6 +304,9 @@ final class LocalBackendPane {
                 if (failure != null) {
                     state.setText("Not running: " + failure + " (see the message and the log)");
                     state.setStyle("-fx-text-fill: #c00000;");
+                } else if (s == LocalBackend.State.FAILED) {
+                    state.setText("Not running: it exited by itself (see the log)");
+                    state.setStyle("-fx-text-fill: #c00000;");
                 } else {
                     state.setText(b == null || b.getLog().lines().isEmpty() ? "Not running." : "Stopped.");
                 }

@@ -430,6 +430,26 @@ class LocalBackendTest {
     }
 
     @Test
+    void aBackendThatDiesWhileRunningIsReportedAndCanBeStartedAgain() throws Exception {
+        assumeFalse(LocalBackend.isWindows(), "the stand-in program is a shell script");
+        JsonObject hello = TestFixtures.header("reply_hello_result").getAsJsonObject("result");
+        hello.addProperty("version", StimageClient.CLIENT_VERSION);
+        Object r = startAgainstStandIn(hello);
+        assertInstanceOf(LocalBackend.class, r, String.valueOf(r));
+        LocalBackend b = (LocalBackend) r;
+        assertTrue(ProcessHandle.of(b.getPid().orElseThrow()).orElseThrow().destroyForcibly());
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (b.getState() == LocalBackend.State.RUNNING && System.nanoTime() < end) {
+            Thread.sleep(20);
+        }
+        assertEquals(LocalBackend.State.FAILED, b.getState());
+        assertFalse(b.isRunning());
+        assertTrue(b.getPid().isEmpty());
+        List<String> tail = b.getLog().tail(1);
+        assertTrue(tail.get(0).startsWith("(stimage serve exited by itself with code "), tail.toString());
+    }
+
+    @Test
     void aBackendOfAnotherProtocolIsStoppedWithWhatToInstall() throws Exception {
         assumeFalse(LocalBackend.isWindows(), "the stand-in program is a shell script");
         JsonObject hello = TestFixtures.header("reply_hello_result").getAsJsonObject("result");

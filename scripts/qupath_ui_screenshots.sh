@@ -69,6 +69,11 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD/classes"
 CP=$(printf "$JARS/%s:" "${NEED[@]}")
 CP=${CP%:}
+# the Maven Central set of scripts/java_test.sh (STIMAGE_JAVA_JARS=build/java-deps/lib) adds Gson's
+# annotations (needed by -Werror) and JeroMQ's jnacl (CURVE)
+for j in error_prone_annotations.jar jnacl.jar; do
+    [[ -f "$JARS/$j" ]] && CP="$CP:$JARS/$j"
+done
 RUN_CP="$CP"
 [[ -f "$JARS/slf4j-simple.jar" ]] && RUN_CP="$RUN_CP:$JARS/slf4j-simple.jar"
 # the extension's sources, the compile-only QuPath stand-ins except PathPrefs (the harness brings an

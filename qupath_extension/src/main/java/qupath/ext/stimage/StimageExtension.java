@@ -4,7 +4,9 @@ import javafx.scene.control.Menu;
 import javafx.scene.control.MenuItem;
 import javafx.scene.control.SeparatorMenuItem;
 import qupath.ext.stimage.client.StimageClient;
+import qupath.ext.stimage.core.Backend;
 import qupath.ext.stimage.ui.Commands;
+import qupath.ext.stimage.ui.StimagePrefs;
 import qupath.lib.common.Version;
 import qupath.lib.gui.QuPathGUI;
 import qupath.lib.gui.extensions.GitHubProject;
@@ -29,6 +31,7 @@ public class StimageExtension implements QuPathExtension, GitHubProject {
             return;
         }
         installed = true;
+        Backend.setCurveKeySource(StimagePrefs::curveKeys);
         commands = new Commands(qupath);
         Menu menu = qupath.getMenu(MENU, true);
         menu.getItems().addAll(

@@ -41,6 +41,11 @@ public final class ErrorCodes {
     public static final String INTERNAL = "internal";
     /** Never sent: no reply or heartbeat for the heartbeat timeout; the next request reconnects. */
     public static final String DISCONNECTED = "disconnected";
+    /**
+     * Never sent: the server closes every connection during the ZeroMQ handshake (CURVE keys refused
+     * or missing on one side); the message says which keys to check.
+     */
+    public static final String HANDSHAKE_FAILED = "handshake_failed";
 
     private ErrorCodes() {
     }

@@ -29,6 +29,12 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@link #cancel(String)} and {@link CancelToken#cancel()} may be called from any thread while
  * another waits. Cancel with a token, not by interrupting the waiting thread: JeroMQ sockets do
  * not survive interrupts (an interrupt is treated as a cancel, but may also drop the socket).
+ *
+ * <p>Security: with {@link CurveKeys} the connection uses ZeroMQ CURVE (encrypted, and let in only
+ * when the server, started with {@code stimage serve --curve-keys DIR}, has this client's public key
+ * in {@code DIR/authorized/}). A server that closes every connection during the handshake (this
+ * client's keys refused, the wrong server key, CURVE on one side only) is reported at once as
+ * {@link ErrorCodes#HANDSHAKE_FAILED} rather than after the heartbeat timeout.
  */
 public final class StimageClient implements AutoCloseable {
     /** The server's default address. */
@@ -42,15 +48,30 @@ public final class StimageClient implements AutoCloseable {
 
     private static final Logger logger = LoggerFactory.getLogger(StimageClient.class);
     private static final long POLL_MS = 50;
+    /** A connection closed this soon after it opened, before any reply, was closed in the handshake. */
+    private static final long HANDSHAKE_NS = 1_000_000_000L;
+    /** An open connection without the server's greeting for this long is dropped and made again. */
+    private static final long GREETING_NS = 2_000_000_000L;
+    /** The socket events watched (JeroMQ's zmq.ZMQ constants; org.zeromq.ZMQ lacks the handshake ones). */
+    private static final int MONITORED = zmq.ZMQ.ZMQ_EVENT_CONNECTED | zmq.ZMQ.ZMQ_EVENT_DISCONNECTED
+            | zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_PROTOCOL;
 
     private final String address;
     private final Duration timeout;
     private final Duration heartbeatTimeout;
-    private final ZMQ.Context context;
+    private final CurveKeys curve;
+    private ZMQ.Context context;
     private final Object ioLock = new Object();
     private final Map<String, CancelToken> inFlight = new ConcurrentHashMap<>();
     private ZMQ.Socket socket;
     private ZMQ.Poller poller;
+    private ZMQ.Socket monitor;
+    private long connectedAt;
+    private boolean dropped;
+    private boolean greeted;
+    private int authStatus;
+    private boolean answered;
     private volatile boolean closed;
 
     /**
@@ -69,6 +90,19 @@ public final class StimageClient implements AutoCloseable {
      *     for gone; keep it well above the server's {@code heartbeat_s} (1 s)
      */
     public StimageClient(String address, Duration timeout, Duration heartbeatTimeout) {
+        this(address, timeout, heartbeatTimeout, null);
+    }
+
+    /**
+     * @param address the server's endpoint, e.g. {@code tcp://gpu-server:5557}
+     * @param timeout how long a request may take (sent as its deadline)
+     * @param heartbeatTimeout silence (no reply, no heartbeat) after which the server is taken
+     *     for gone; keep it well above the server's {@code heartbeat_s} (1 s)
+     * @param curve the CURVE keys for a server started with {@code --curve-keys}, or null for a
+     *     server without them (only on 127.0.0.1, or one started with {@code --insecure})
+     */
+    public StimageClient(String address, Duration timeout, Duration heartbeatTimeout, CurveKeys curve) {
+        this.curve = curve;
         this.address = Objects.requireNonNull(address, "address must not be null");
         this.timeout = Objects.requireNonNull(timeout, "timeout must not be null");
         this.heartbeatTimeout = Objects.requireNonNull(heartbeatTimeout, "heartbeatTimeout must not be null");
@@ -91,6 +125,11 @@ public final class StimageClient implements AutoCloseable {
     /** @return the heartbeat timeout */
     public Duration getHeartbeatTimeout() {
         return heartbeatTimeout;
+    }
+
+    /** @return the CURVE keys, or null without CURVE */
+    public CurveKeys getCurveKeys() {
+        return curve;
     }
 
     // -- operations --------------------------------------------------------------------------
@@ -227,15 +266,38 @@ public final class StimageClient implements AutoCloseable {
                                 + requestTimeout.toMillis() / 1000.0 + " s");
                     }
                     if (now - last > heartbeatNs) {
+                        boolean handshake = !answered && handshakeFailing();
+                        if (handshake) {
+                            ServerException e = handshakeFailed();
+                            resetContext();
+                            throw e;
+                        }
                         reset();
                         throw disconnected("no reply or heartbeat from " + address + " for "
                                 + heartbeatTimeout.toMillis() / 1000.0 + " s: the server stopped, restarted or is "
-                                + "unreachable; the next request reconnects");
+                                + "unreachable" + (curve != null && !answered ? ", or it does not accept this "
+                                + "client's CURVE keys" : "") + "; the next request reconnects");
                     }
                     List<byte[]> reply = receive(sock);
                     if (reply == null) {
+                        if (!answered && handshakeFailing()) {
+                            ServerException e = handshakeFailed();
+                            resetContext();
+                            throw e;
+                        }
+                        if (!answered && greetingStalled()) {
+                            // nothing was delivered before the greeting: send again on a fresh connection
+                            logger.debug("No ZeroMQ greeting from {} on an open connection; connecting again", address);
+                            resetContext();
+                            sock = socket();
+                            if (!sendMultipart(sock, message)) {
+                                reset();
+                                throw disconnected("could not send to " + address);
+                            }
+                        }
                         continue;
                     }
+                    answered = true;
                     ReplyHeader h;
                     try {
                         h = Protocol.decodeReplyHeader(Protocol.decodeHeader(reply.get(0)));
@@ -292,6 +354,66 @@ public final class StimageClient implements AutoCloseable {
         return new ServerException(ErrorCodes.DISCONNECTED, message);
     }
 
+    private ServerException handshakeFailed() {
+        String why;
+        if (authStatus >= 0) {
+            why = "it refused this client's key (authentication status " + authStatus + "): add this client's public "
+                    + "key (" + (curve == null ? "?" : curve.getClientPublicKeyZ85()) + ", its client.key) to "
+                    + "DIR/authorized/ on the server (DIR: the server's --curve-keys folder), or use the key files "
+                    + "made with the server's keys";
+        } else if (curve == null) {
+            why = "it expects CURVE keys (started with --curve-keys DIR): give this client the server's server.key "
+                    + "and a client.key_secret whose client.key is in DIR/authorized/ on the server";
+        } else {
+            why = "the server key given is not this server's (give the server.key of the folder it was started "
+                    + "with, --curve-keys DIR), or the server runs without --curve-keys (then remove the keys here)";
+        }
+        return new ServerException(ErrorCodes.HANDSHAKE_FAILED, "the server at " + address
+                + " closed the connection during the handshake: " + why);
+    }
+
+    /**
+     * True when a connection opened but its ZeroMQ greeting has not come for a while: JeroMQ 0.6
+     * now and then leaves a CURVE connection there forever. Nothing was delivered on it.
+     */
+    private boolean greetingStalled() {
+        long wait = Math.min(GREETING_NS, heartbeatTimeout.toNanos() / 3);
+        return monitor != null && connectedAt != 0 && !greeted && System.nanoTime() - connectedAt > wait;
+    }
+
+    /** Reads the socket monitor's events; true once the server closed a connection in its handshake. */
+    @SuppressWarnings("deprecation") // ZMQ.Event: deprecated in JeroMQ 0.6 for ZMonitor, which needs a thread
+    private boolean handshakeFailing() {
+        if (monitor == null) {
+            return false;
+        }
+        try {
+            ZMQ.Event ev;
+            while ((ev = ZMQ.Event.recv(monitor, ZMQ.DONTWAIT)) != null) {
+                int e = ev.getEvent();
+                long now = System.nanoTime();
+                logger.debug("Socket event {} ({}) from {}", e, ev.getValue(), address);
+                if (e == zmq.ZMQ.ZMQ_EVENT_CONNECTED) {
+                    connectedAt = now;
+                } else if (e == zmq.ZMQ.ZMQ_EVENT_DISCONNECTED) {
+                    // closed right after connecting, before any reply: the handshake was refused
+                    dropped |= connectedAt != 0 && now - connectedAt < HANDSHAKE_NS;
+                    connectedAt = 0;
+                } else if (e == zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_PROTOCOL) {
+                    greeted = true;
+                } else if (e == zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                    authStatus = ev.getValue() instanceof Integer ? (Integer) ev.getValue() : 0;
+                } else {
+                    dropped = true;
+                }
+            }
+        } catch (RuntimeException e) {
+            logger.debug("Reading the socket monitor failed: {}", e.toString());
+            return false;
+        }
+        return dropped || authStatus >= 0;
+    }
+
     // -- socket ------------------------------------------------------------------------------
 
     @SuppressWarnings("deprecation") // Context.poller(int): deprecated in JeroMQ 0.3, current in 0.6
@@ -301,6 +423,25 @@ public final class StimageClient implements AutoCloseable {
             s.setLinger(0);
             s.setIdentity(("j-" + UUID.randomUUID()).getBytes(StandardCharsets.US_ASCII));
             s.setSendTimeOut((int) Math.min(Integer.MAX_VALUE, heartbeatTimeout.toMillis()));
+            if (curve != null) {
+                s.setCurveServerKey(curve.getServerPublicKey());
+                s.setCurvePublicKey(curve.getClientPublicKey());
+                s.setCurveSecretKey(curve.getClientSecretKey());
+            }
+            // connections and disconnections, to tell a refused handshake from a server that is not there
+            String mon = "inproc://stimage-monitor-" + UUID.randomUUID();
+            ZMQ.Socket m = null;
+            if (s.monitor(mon, MONITORED)) {
+                m = context.socket(ZMQ.PAIR);
+                m.setLinger(0);
+                m.connect(mon);
+            }
+            monitor = m;
+            connectedAt = 0;
+            dropped = false;
+            greeted = false;
+            authStatus = -1;
+            answered = false;
             s.connect(address);
             ZMQ.Poller p = context.poller(1);
             p.register(s, ZMQ.Poller.POLLIN);
@@ -309,6 +450,20 @@ public final class StimageClient implements AutoCloseable {
             logger.debug("Connected a DEALER socket to {}", address);
         }
         return socket;
+    }
+
+    /**
+     * Drops the socket and the ZeroMQ context: after a refused CURVE handshake, JeroMQ 0.6 sometimes
+     * leaves the next socket of the same context waiting for a handshake that never comes.
+     */
+    private void resetContext() {
+        reset();
+        try {
+            context.term();
+        } catch (RuntimeException e) {
+            logger.debug("Closing the ZeroMQ context failed: {}", e.toString());
+        }
+        context = ZMQ.context(1);
     }
 
     private void reset() {
@@ -321,6 +476,14 @@ public final class StimageClient implements AutoCloseable {
             }
             socket = null;
             poller = null;
+        }
+        if (monitor != null) {
+            try {
+                monitor.close();
+            } catch (RuntimeException e) {
+                logger.debug("Closing the monitor failed: {}", e.toString());
+            }
+            monitor = null;
         }
     }
 

@@ -3,6 +3,7 @@ package qupath.ext.stimage.core;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import qupath.ext.stimage.client.CancelToken;
+import qupath.ext.stimage.client.CurveKeys;
 import qupath.ext.stimage.client.ErrorCodes;
 import qupath.ext.stimage.client.HelloResult;
 import qupath.ext.stimage.client.ModelInfo;
@@ -16,6 +17,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
 
 /**
  * The extension's side of the conversation with the backend, above the protocol client: one
@@ -28,6 +30,7 @@ public final class Backend {
     public static final Duration HEARTBEAT_TIMEOUT = Duration.ofSeconds(10);
 
     private static final Map<String, StimageClient> CLIENTS = new ConcurrentHashMap<>();
+    private static volatile Supplier<CurveKeys> curveKeys = () -> null;
 
     private Backend() {
     }
@@ -41,8 +44,21 @@ public final class Backend {
      * @return the client
      */
     public static StimageClient client(String address, int timeoutS) {
-        return CLIENTS.computeIfAbsent(address + "|" + timeoutS,
-                k -> new StimageClient(address, Duration.ofSeconds(timeoutS), HEARTBEAT_TIMEOUT));
+        CurveKeys keys = curveKeys.get();
+        String id = keys == null ? "" : keys.getServerPublicKeyZ85() + keys.getClientPublicKeyZ85();
+        return CLIENTS.computeIfAbsent(address + "|" + timeoutS + "|" + id,
+                k -> new StimageClient(address, Duration.ofSeconds(timeoutS), HEARTBEAT_TIMEOUT, keys));
+    }
+
+    /**
+     * Where {@link #client} takes its CURVE keys from (the extension: its preferences); without a
+     * source, or when it gives null, clients connect without CURVE.
+     *
+     * @param source gives the keys, or null; it throws IllegalArgumentException for unusable key
+     *     settings, which {@link #client} passes on
+     */
+    public static void setCurveKeySource(Supplier<CurveKeys> source) {
+        curveKeys = source == null ? () -> null : source;
     }
 
     /** Closes every shared client (when QuPath closes, or the address changes). */

@@ -69,6 +69,12 @@ public final class UserMessages {
                                 + "environment where stimage is installed with the command below, wait for the "
                                 + "line 'stimage server on ...', then try again. The address is set in "
                                 + "Extensions > STImage > Backend settings.", serveCommand(address));
+            case ErrorCodes.HANDSHAKE_FAILED:
+                return new UserMessage(UserMessage.Severity.ERROR, "STImage backend refused the connection",
+                        said + " Set the CURVE keys in " + SETTINGS + ": the server key (server.key) and "
+                                + "this client's key file (client.key_secret) from the folder made with "
+                                + "`stimage serve --make-keys DIR` for the backend started with --curve-keys DIR.",
+                        null);
             case ErrorCodes.UNAVAILABLE:
                 return new UserMessage(UserMessage.Severity.ERROR, "STImage backend stopped",
                         "The STImage backend at " + address + " is shutting down. Start it again with the "

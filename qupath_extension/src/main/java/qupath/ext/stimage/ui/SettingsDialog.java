@@ -13,7 +13,9 @@ import javafx.scene.control.TextArea;
 import javafx.scene.control.TextField;
 import javafx.scene.layout.GridPane;
 import javafx.scene.layout.HBox;
+import javafx.stage.FileChooser;
 import javafx.stage.Window;
+import qupath.ext.stimage.client.CurveKeys;
 import qupath.ext.stimage.client.HelloResult;
 import qupath.ext.stimage.client.ModelInfo;
 import qupath.ext.stimage.client.StimageClient;
@@ -58,6 +60,15 @@ final class SettingsDialog {
         address.setPrefColumnCount(26);
         Button test = new Button("Test connection");
         test.setId("test");
+        // CURVE keys of a backend started with --curve-keys DIR (stimage serve --make-keys DIR makes them)
+        TextField serverKey = new TextField(StimagePrefs.curveServerKeyProperty().get());
+        serverKey.setId("serverKey");
+        serverKey.setPromptText("server.key file or its key; empty: no CURVE");
+        TextField clientKey = new TextField(StimagePrefs.curveClientKeyProperty().get());
+        clientKey.setId("clientKey");
+        clientKey.setPromptText("client.key_secret file; empty: no CURVE");
+        Button chooseServerKey = keyFileButton("chooseServerKey", serverKey, "server.key");
+        Button chooseClientKey = keyFileButton("chooseClientKey", clientKey, CurveKeys.CLIENT_SECRET_FILE);
         TextArea status = new TextArea("Start the backend in a terminal with:  "
                 + UserMessages.serveCommand(StimagePrefs.server()) + "\nthen press 'Test connection'. Or let QuPath "
                 + "start it: Local backend > Start.");
@@ -90,8 +101,10 @@ final class SettingsDialog {
 
         test.setOnAction(e -> {
             String a;
+            CurveKeys keys;
             try {
                 a = BackendOptions.checkAddress("settings", address.getText());
+                keys = StimagePrefs.curveKeys(serverKey.getText(), clientKey.getText());
             } catch (IllegalArgumentException ex) {
                 status.setText(ex.getMessage());
                 return;
@@ -102,7 +115,7 @@ final class SettingsDialog {
                 String text;
                 HelloResult hello = null;
                 try (StimageClient c = new StimageClient(a, java.time.Duration.ofSeconds(30),
-                        Backend.HEARTBEAT_TIMEOUT)) {
+                        Backend.HEARTBEAT_TIMEOUT, keys)) {
                     hello = c.hello();
                     text = describe(hello);
                 } catch (Exception ex) {
@@ -134,6 +147,8 @@ final class SettingsDialog {
         int r = 0;
         g.addRow(r++, new Label("Server address"), new HBox(6, address, test));
         g.add(status, 0, r++, 2, 1);
+        g.addRow(r++, new Label("Server key (CURVE)"), new HBox(6, serverKey, chooseServerKey));
+        g.addRow(r++, new Label("Client key file"), new HBox(6, clientKey, chooseClientKey));
         g.addRow(r++, new Label("Default model"), model);
         g.addRow(r++, new Label("Default genes"), genes);
         g.addRow(r++, new Label("Timeout per request (s)"), timeout);
@@ -149,6 +164,7 @@ final class SettingsDialog {
         ok.addEventFilter(ActionEvent.ACTION, e -> {
             try {
                 BackendOptions.checkAddress("settings", address.getText());
+                StimagePrefs.curveKeys(serverKey.getText(), clientKey.getText());
                 OptionDialogs.intValue(timeout, "Timeout per request (s)");
                 OptionDialogs.intValue(batch, "Tiles per request");
                 OptionDialogs.intValue(minTissue, "Min. tissue per tile (%)");
@@ -160,6 +176,8 @@ final class SettingsDialog {
         d.setResultConverter(b -> {
             if (b == ButtonType.OK) {
                 StimagePrefs.serverProperty().set(address.getText().trim());
+                StimagePrefs.curveServerKeyProperty().set(serverKey.getText().trim());
+                StimagePrefs.curveClientKeyProperty().set(clientKey.getText().trim());
                 String m = model.getEditor().getText();
                 StimagePrefs.modelProperty().set(m == null ? "" : m.trim());
                 StimagePrefs.genesProperty().set(genes.getText().trim());
@@ -170,6 +188,21 @@ final class SettingsDialog {
             return b;
         });
         return d;
+    }
+
+    /** A "Choose..." button that puts the path of a chosen key file into {@code field}. */
+    private static Button keyFileButton(String id, TextField field, String name) {
+        Button b = new Button("Choose...");
+        b.setId(id);
+        b.setOnAction(e -> {
+            FileChooser fc = new FileChooser();
+            fc.setTitle("STImage: choose " + name + " (from stimage serve --make-keys DIR)");
+            java.io.File f = fc.showOpenDialog(b.getScene() == null ? null : b.getScene().getWindow());
+            if (f != null) {
+                field.setText(f.getAbsolutePath());
+            }
+        });
+        return b;
     }
 
     private static String describe(HelloResult h) {

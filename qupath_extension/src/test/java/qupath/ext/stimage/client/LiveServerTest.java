@@ -48,7 +48,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class LiveServerTest {
     /** µm per pixel of the bundled example image (HER2ST B4 crop). */
-    private static final double IMAGE_MPP = 0.69;
+    static final double IMAGE_MPP = 0.69;
     private static final Duration START_TIMEOUT = Duration.ofSeconds(240);
 
     private Path repo;
@@ -134,6 +134,13 @@ class LiveServerTest {
 
     /** Tiles of the model's physical size cut from the bundled example image, encoded as PNG. */
     private void cutTiles() throws IOException {
+        tiles = new ArrayList<>();
+        boxes = new ArrayList<>();
+        cutTiles(repo, model, tiles, boxes);
+    }
+
+    /** Up to 64 PNG tiles of the model's size (at {@link #IMAGE_MPP}) and their boxes; at least 48. */
+    static void cutTiles(Path repo, ModelInfo model, List<byte[]> tiles, List<double[]> boxes) throws IOException {
         Path dir = repo.resolve("python_backend/stimage/examples/her2st_B4_crop/ST-imgs/B/B4");
         Path jpg;
         try (var s = Files.list(dir)) {
@@ -141,8 +148,6 @@ class LiveServerTest {
         }
         BufferedImage img = ImageIO.read(jpg.toFile());
         int side = (int) Math.round(model.getTileUm() / IMAGE_MPP);
-        tiles = new ArrayList<>();
-        boxes = new ArrayList<>();
         // a 8 x 8 grid from the centre outwards is tissue in this crop
         int x0 = Math.max(0, img.getWidth() / 2 - 4 * side);
         int y0 = Math.max(0, img.getHeight() / 2 - 4 * side);
@@ -386,5 +391,23 @@ class LiveServerTest {
         JsonElement mean = r.getGeoJson().getAsJsonArray("features").get(0).getAsJsonObject()
                 .getAsJsonObject("properties").getAsJsonObject("measurements").get(twoGenes().get(0) + ": mean");
         assertTrue(Double.isFinite(mean.getAsDouble()));
+    }
+
+    @Test
+    @Order(12)
+    void aClientWithCurveKeysIsRefusedByAServerWithout() {
+        org.zeromq.ZMQ.Curve.KeyPair server = org.zeromq.ZMQ.Curve.generateKeyPair();
+        org.zeromq.ZMQ.Curve.KeyPair mine = org.zeromq.ZMQ.Curve.generateKeyPair();
+        CurveKeys keys = CurveKeys.of(server.publicKey, mine.publicKey, mine.secretKey);
+        Duration heartbeat = Duration.ofSeconds(5);
+        try (StimageClient c = new StimageClient("tcp://127.0.0.1:" + port, Duration.ofSeconds(60), heartbeat, keys)) {
+            long t0 = System.nanoTime();
+            ServerException e = assertThrows(ServerException.class, c::hello);
+            double s = (System.nanoTime() - t0) / 1e9;
+            assertEquals(ErrorCodes.HANDSHAKE_FAILED, e.getCode(), e.getMessage());
+            assertTrue(e.getMessage().contains("without --curve-keys"), e.getMessage());
+            assertTrue(s < heartbeat.toSeconds() + 2, "took " + s + " s");
+            System.out.printf("CURVE client vs plain server: %s after %.2f s%n", e.getCode(), s);
+        }
     }
 }

@@ -142,5 +142,10 @@ def test_demo_runs_the_pipeline_on_the_bundled_example(tmp_path: Path) -> None:
     assert store.spots("B4").n_obs >= 80  # of the 100 spots in the crop
     report = (out / "report.html").read_text()
     # The report says which model, how far to trust it, and that B4 was in its training data.
-    assert "The model" in report and "Held-out accuracy" in report and "Caution" in report
+    assert "The model" in report and "Held-out accuracy" in report
+    assert "Read with care" in report and "(B4) was in the model" in report
     assert "<td>COX6C</td>" in report and "paper_panel" in report
+    # Self-contained: every picture embedded, nothing loaded from elsewhere.
+    assert report.count("<img src='data:image/") >= 4 and "src='http" not in report
+    assert "<h2>Cells</h2>" in report and "nuclei segmented" in report
+    assert "<th>tiles kept</th>" in report

@@ -119,6 +119,11 @@ def test_geojson_h5ad_heatmaps_and_skip(model_dir: Path, slide: Path, tmp_path: 
     assert np.isfinite(a.X).all() and (a.layers["epistemic_sd"] >= 0).all()
     png = tmp_path / "res.heatmaps" / f"{genes[0]}.png"
     assert Image.open(png).size[0] > 100
+    # The run's report: numbers, the model's per-gene reliability, the heatmap embedded.
+    page = (tmp_path / "res.report.html").read_text()
+    assert f"<th>tiles predicted</th><td class='n'>{n_tiles}</td>" in page
+    assert page.count("<img src='data:image/") == 1 and f"<td>{genes[0]}</td>" in page
+    assert "wrote " + str(tmp_path / "res.report.html") in r.output
     mtime = out.stat().st_mtime_ns
     r2 = _run(
         slide,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from stimage.data import Dataset
     from stimage.models import Predictor
+    from stimage.pipelines import RunReport
 
 #: Marker genes shown by the demo (those of the paper's panel that the model predicts).
 DEMO_GENES = ("COX6C", "FASN", "CD74", "SPARC", "B2M", "TFF3")
@@ -99,12 +100,42 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         (out / "tiles_raw_vs_normalised.png", "8 tiles before (top) and after stain normalisation"),
     ]
     predictor = _default_predictor(bars)
+    from stimage.pipelines import RunReport
+
+    page = RunReport(
+        title="STImage demo: HER2ST section B4 (crop)",
+        intro=(
+            "Predicted expression with aleatoric and epistemic uncertainty from the bundled "
+            "default model, cells with types, and a LIME explanation by nuclei. Data: Andersson "
+            "et al., Nat Commun 12, 6012 (2021). Open qupath_objects.geojson in QuPath by "
+            "dragging it onto the image; Measure > Show measurement maps draws the genes."
+        ),
+        numbers=[
+            ("µm per pixel", f"{meta[Key.MPP]:.4f} (from the {meta[Key.MPP_SOURCE]})"),
+            ("tissue (mm²)", f"{mask.area_mm2:.1f}"),
+            ("spots", r.tiles),
+            ("tiles kept", r.kept),
+            ("tile size", f"{meta['tile_um']:g} µm -> {settings.tile_px} px"),
+            ("stain normalisation", str(settings.stain)),
+        ],
+        settings=dict(ctx.params),
+    )
     if predictor is not None:
-        wrote += _expression(ds, out, predictor, overwrite, bars)
-        wrote += _cells_and_explanation(ds, out, predictor, bars)
+        wrote += _expression(ds, out, predictor, overwrite, bars, page)
+        wrote += _cells_and_explanation(ds, out, predictor, bars, page)
     if (out / "expression_maps.png").exists():
-        model = _model_section(predictor) if predictor is not None else ""
-        wrote.append((_html_report(out, wrote, model), "one-page report of all the above"))
+        page.numbers.append(("seconds", f"{time.perf_counter() - t0:.1f}"))
+        first = ("expression_maps", "cells", "explanation_lime")
+        pngs = [(p, what) for p, what in wrote if p.suffix == ".png"]
+        page.figures = sorted(
+            pngs,
+            key=lambda f: (
+                f[0].stem not in first,
+                first.index(f[0].stem) if f[0].stem in first else 0,
+            ),
+        )
+        page.files = [(p, what) for p, what in wrote if p.suffix != ".png"]
+        wrote.append((page.write(out / "report.html"), "self-contained report of all the above"))
     write_run_metadata(out, "demo", ctx.params)
     click.echo("wrote:")
     for p, what in wrote:
@@ -126,7 +157,12 @@ def _default_predictor(bars: ProgressBars) -> Predictor | None:
 
 
 def _expression(
-    ds: Dataset, out: Path, predictor: Predictor, overwrite: bool, bars: ProgressBars
+    ds: Dataset,
+    out: Path,
+    predictor: Predictor,
+    overwrite: bool,
+    bars: ProgressBars,
+    report: RunReport,
 ) -> list[tuple[Path, str]]:
     """Predict marker genes with the default model; maps and tables."""
     import anndata as ad
@@ -169,8 +205,20 @@ def _expression(
         um_per_px=um_per_px,
         path=out / "expression_maps.png",
     )
-    trained_on = predictor.bundle.training.get("samples", [])
-    note = " (this section was in its training data)" if spec.sample_id in trained_on else ""
+    from stimage.data import sample_info
+    from stimage.pipelines import model_section, training_overlap
+
+    slide_path = str(sample_info(sample).get(Key.SLIDE_PATH, ""))
+    seen = training_overlap(predictor.bundle, slide_path, spec.sample_id)
+    note = " (this section was in its training data)" if seen else ""
+    if seen:
+        report.warnings.append(
+            f"This section ({seen}) was in the model's training data: the maps show what the "
+            "model learnt, not how it does on new tissue; the held-out accuracy in the model "
+            "section is the honest measure."
+        )
+    report.numbers.append(("spots predicted", a.n_obs))
+    report.add(model_section(predictor.bundle, [*genes, *EXPLAIN_GENES]))
     click.echo(
         f"expression: {len(predictor.bundle.genes)} genes predicted per spot by {predictor.bundle.name}{note}; "
         f"log1p(counts per 10k) with aleatoric and epistemic sd, 90% intervals, P(high)"
@@ -198,7 +246,7 @@ EXPLAIN_GENES = ("ERBB2", "COX6C")
 
 
 def _cells_and_explanation(
-    ds: Dataset, out: Path, predictor: Predictor, bars: ProgressBars
+    ds: Dataset, out: Path, predictor: Predictor, bars: ProgressBars, report: RunReport
 ) -> list[tuple[Path, str]]:
     """Cells around the most epithelial spot, LIME for its tile, one GeoJSON for QuPath."""
     import itertools
@@ -256,6 +304,9 @@ def _cells_and_explanation(
         bars.close()
     comp = ", ".join(f"{k} {v:.0%}" for k, v in cells.composition().items())
     click.echo(f"cells: {len(cells)} in the tile of spot {a.obs_names[spot]} ({comp})")
+    from stimage.pipelines import cells_section, explanation_warnings
+
+    report.add(cells_section(cells, f"in the tile of spot {a.obs_names[spot]}"))
     # One file for QuPath: every spot tile with its measurements, the cells, the explained nuclei.
     meas = _spot_measurements(a)
     boxes = np.asarray(a.obsm["tile_box"]) if "tile_box" in a.obsm else _boxes(a, predictor.tile_um)
@@ -273,6 +324,12 @@ def _cells_and_explanation(
         )
         parts.append(polygon_features(lime.nuclei.polygons, scores, classifications="LIME nucleus"))
         plot_explanation(lime, out / "explanation_lime.png")
+        r2 = dict(zip(expl.targets, (float(v) for v in expl.fit_r2), strict=True))
+        for w in explanation_warnings(r2):
+            report.warnings.append(w)
+        report.numbers.append(
+            ("LIME: nuclei, samples, seconds", f"{len(lime.nuclei)}, 300, {expl.seconds:.0f}")
+        )
         top = int(np.argmax(expl.scores[:, 0]))
         click.echo(
             f"explanation: LIME over {len(lime.nuclei)} nuclei of that tile for {', '.join(genes)} "
@@ -312,75 +369,3 @@ def _spot_measurements(a: ad.AnnData) -> pd.DataFrame:
     keep = [g for g in a.var_names if g in DEMO_GENES or g in EXPLAIN_GENES]
     level = float(a.uns["stimage"]["interval_level"])
     return pd.DataFrame(measurement_columns(keep, level, anndata_values(a[:, keep])))
-
-
-def _model_section(predictor: Predictor) -> str:
-    """HTML: the model, its held-out accuracy, and how far to trust each gene shown."""
-    import html
-
-    b = predictor.bundle
-    cv = (b.metrics.get("cv") or {}).get("by_gene_set") or {}
-    sets = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v.get('mean_pcc', float('nan')):.3f}</td></tr>"
-        for k, v in sorted(cv.items())
-    )
-    rel = b.gene_reliability()
-    genes = [g for g in (*DEMO_GENES, *EXPLAIN_GENES) if g in rel]
-    rows = "".join(
-        f"<tr><td>{html.escape(g)}</td><td>{_fmt(rel[g]['pcc'])}</td><td>{_fmt(rel[g]['coverage'])}</td>"
-        f"<td>{'yes' if rel[g]['reliable'] else '<b>no: read with caution</b>'}</td></tr>"
-        for g in dict.fromkeys(genes)
-    )
-    unreliable = b.unreliable_genes()
-    trained = b.training.get("samples", [])
-    warn = (
-        f"<p><b>Caution:</b> this section (B4) was in the model's training data ({', '.join(trained)}): "
-        "the maps show what the model learnt, not how it does on new tissue; the held-out numbers "
-        "below are the honest ones.</p>"
-        if "B4" in trained
-        else ""
-    )
-    return (
-        f"<h2>The model</h2><p><code>{html.escape(b.name)}</code>: {html.escape(b.description)}</p>"
-        f"{warn}<p>Held-out accuracy (leave one section out; mean Pearson correlation per gene "
-        f"set):</p><table border='1' cellpadding='4'><tr><th>gene set</th><th>mean PCC</th></tr>{sets}</table>"
-        f"<p>The genes shown here (held-out PCC and 90% interval coverage inside training; "
-        f"genes under PCC 0.1 are unreliable: {len(unreliable)} of {len(b.genes)} in this model):</p>"
-        "<table border='1' cellpadding='4'><tr><th>gene</th><th>held-out PCC</th>"
-        f"<th>coverage</th><th>reliable</th></tr>{rows}</table>"
-    )
-
-
-def _fmt(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
-
-
-def _html_report(out: Path, wrote: list[tuple[Path, str]], model: str = "") -> Path:
-    """A one-page HTML report linking every output, with the images inline."""
-    import html
-
-    rows, images = [], []
-    for p, what in wrote:
-        rel = p.relative_to(out) if p.is_relative_to(out) else p
-        rows.append(
-            f"<li><a href='{html.escape(str(rel))}'>{html.escape(str(rel))}</a>: {html.escape(what)}</li>"
-        )
-        if p.suffix == ".png":
-            images.append(
-                f"<figure><img src='{html.escape(str(rel))}' style='max-width:100%'>"
-                f"<figcaption>{html.escape(what)}</figcaption></figure>"
-            )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>STImage demo</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
-        "figure{margin:1.5em 0}figcaption{color:#555}</style></head><body>"
-        "<h1>STImage demo: HER2ST section B4 (crop)</h1>"
-        "<p>Predicted expression with aleatoric and epistemic uncertainty from the bundled default "
-        "model, cells with types, and a LIME explanation by nuclei. Data: Andersson et al., Nat "
-        "Commun 12, 6012 (2021). Open <code>qupath_objects.geojson</code> in QuPath by dragging it "
-        "onto the image; Measure &gt; Show measurement maps draws the genes.</p>"
-        f"{model}<h2>Outputs</h2><ul>{''.join(rows)}</ul>{''.join(images)}</body></html>"
-    )
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path

@@ -50,6 +50,13 @@ from stimage.pipelines._explain import (
 from stimage.pipelines._predict import predict_slide, predict_spots, write_predictions
 from stimage.pipelines._project import annotate_project
 from stimage.pipelines._project_report import ImageResult, format_summary
+from stimage.pipelines._run_report import (
+    RunReport,
+    cells_section,
+    explanation_warnings,
+    model_section,
+    training_overlap,
+)
 from stimage.pipelines._slide_files import SlideFiles, output_paths, predict_slide_files
 from stimage.pipelines._slide_job import (
     SlideJob,
@@ -70,6 +77,7 @@ __all__ = [
     "Ledger",
     "ModelSpec",
     "RayRunner",
+    "RunReport",
     "Runner",
     "SlideFiles",
     "SlideJob",
@@ -79,14 +87,17 @@ __all__ = [
     "TileExplanation",
     "annotate_project",
     "cells_in_image",
+    "cells_section",
     "cohort_slides",
     "cohort_status",
     "detect_cells",
     "explain_tile",
+    "explanation_warnings",
     "format_summary",
     "import_ray",
     "model_fingerprint",
     "model_id",
+    "model_section",
     "output_paths",
     "plot_cells",
     "plot_explanation",
@@ -102,6 +113,7 @@ __all__ = [
     "slide_job_features",
     "target_function",
     "tile_box",
+    "training_overlap",
     "write_explanation_geojson",
     "write_predictions",
     "write_summary",

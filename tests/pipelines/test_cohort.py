@@ -12,6 +12,7 @@ import contextlib
 import csv
 import fcntl
 import json
+import logging
 import os
 import signal
 import sys
@@ -33,6 +34,7 @@ from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
 from stimage.pipelines import (
     CohortProgress,
     CohortSettings,
+    InProcessRunner,
     Ledger,
     ModelSpec,
     RayRunner,
@@ -159,23 +161,29 @@ def test_in_process_cohort_equals_predict_slide(
 
 
 def test_interrupted_cohort_resumes_without_redoing_finished_slides(
-    model_dir: Path, slides: Path, tmp_path: Path
+    model_dir: Path, slides: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = tmp_path / "cohort"
     specs = cohort_slides(slides)
     settings = CohortSettings(batch_size=2, chunk_batches=1)
     model = ModelSpec(model_dir, "cpu")
 
-    def stop_after_first(p: object) -> None:
-        raise KeyboardInterrupt  # Ctrl-C once the first slide is done
+    def ctrl_c_in_second_slide(slide_id: str, done: int, total: int) -> None:
+        if slide_id == "s1" and done >= 4:
+            raise KeyboardInterrupt  # Ctrl-C with s0 done and two chunks of s1 written
 
     with pytest.raises(KeyboardInterrupt):
-        run_cohort(specs, out, model, settings, on_progress=stop_after_first)
+        run_cohort(specs, out, model, settings, runner=InProcessRunner(ctrl_c_in_second_slide))
     first = out / "slides" / "s0" / "s0.geojson"
     assert first.is_file() and not (out / "slides" / "s1").exists()
+    assert len(list((out / "work" / "s1" / "s1.parts").glob("chunk_*.npz"))) == 2
+    rows = _summary(out)  # written on the way out
+    assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done", "started", "pending"]
     mtime = first.stat().st_mtime_ns
-    outcomes = run_cohort(specs, out, model, settings)
+    with caplog.at_level(logging.INFO, logger="stimage.pipelines"):
+        outcomes = run_cohort(specs, out, model, settings)
     assert [o.status for o in outcomes] == ["skipped", "done", "done"]
+    assert "resuming at chunk 3" in caplog.text  # s1 went on from its store
     assert first.stat().st_mtime_ns == mtime
     done = [e["slide"] for e in _ledger(out) if e["event"] == "done"]
     assert sorted(done) == ["s0", "s1", "s2"]  # each once: s0 was not redone
@@ -199,14 +207,14 @@ def test_a_corrupt_slide_fails_alone_after_its_retries(
     assert rows["A"]["status"] == rows["B"]["status"] == "done"
     assert rows["BAD"]["status"] == "failed" and rows["BAD"]["attempts"] == "3"
     assert "broken.tif" in rows["BAD"]["error"] and "Error" in rows["BAD"]["error"]
-    tries = [e for e in _ledger(out) if e["slide"] == "BAD"]
+    tries = [e for e in _ledger(out) if e["slide"] == "BAD" and e["event"] == "failed"]
     assert [e["attempt"] for e in tries] == [1, 2, 3]  # --retries 2: three attempts, no more
     assert [e["final"] for e in tries] == [False, False, True]
     assert not (out / "slides" / "BAD").exists()
     # retries 0: one attempt only; a rerun tries the failed slide again (it may be fixed)
     r0 = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--retries", 0)
     assert r0.exit_code == 2 and "0 done, 2 done before, 1 failed" in r0.output, r0.output
-    assert len([e for e in _ledger(out) if e["slide"] == "BAD"]) == 4
+    assert len([e for e in _ledger(out) if e["slide"] == "BAD" and e["event"] == "failed"]) == 4
 
 
 def test_slurm_array_tasks_share_one_ledger(model_dir: Path, slides: Path, tmp_path: Path) -> None:
@@ -222,7 +230,7 @@ def test_slurm_array_tasks_share_one_ledger(model_dir: Path, slides: Path, tmp_p
     rows = _summary(out)
     assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done", "pending", "done"]
     st = _cli("predict-slides", manifest, "--out", out, "--status")
-    assert st.exit_code == 0 and "2 done, 0 failed, 1 pending" in st.output, st.output
+    assert st.exit_code == 0 and "2 done, 0 failed, 0 started, 1 pending" in st.output, st.output
     r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 1)
     assert r.exit_code == 0
     assert {r["status"] for r in _summary(out).values()} == {"done"}

@@ -251,7 +251,9 @@ def _print_status(out: Path, specs: list[SlideSpec]) -> None:
 
     rows = cohort_status(out, specs)
     counts = Counter(r["status"] for r in rows)
-    click.echo(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "pending")))
+    click.echo(
+        ", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "started", "pending"))
+    )
     for r in rows:
         if r["status"] == "failed":
             click.echo(f"failed: {r['id']}: {r.get('error')}")

@@ -274,16 +274,18 @@ def run_cohort(
         else:
             todo.append(s)
     prog = CohortProgress(total=len(slides), skipped=len(slides) - len(todo))
-    if todo:
-        runner = runner or InProcessRunner()
-        runner.start(
-            model, partial(cohort_work, out=out, settings=settings, read_region=read_region)
-        )
-        try:
-            _schedule(todo, runner, ledger, (digest, settings.retries), prog, outcomes, on_progress)
-        finally:
-            runner.close()
-    write_summary(out, cohort if cohort is not None else slides)
+    try:
+        if todo:
+            runner = runner or InProcessRunner()
+            work = partial(cohort_work, out=out, settings=settings, read_region=read_region)
+            runner.start(model, work)
+            try:
+                _schedule(todo, runner, ledger, (digest, settings.retries), prog, outcomes,
+                          on_progress)  # fmt: skip
+            finally:
+                runner.close()
+    finally:  # also when interrupted: the summary says what is done so far
+        write_summary(out, cohort if cohort is not None else slides)
     return [outcomes[s.id] for s in slides if s.id in outcomes]
 
 
@@ -307,6 +309,8 @@ def _schedule(
         while queue and outstanding < runner.slots:
             spec = queue.popleft()
             attempts[spec.id] += 1
+            ledger.append({"slide": spec.id, "event": "started", "attempt": attempts[spec.id],
+                           "settings": digest})  # fmt: skip
             runner.submit(spec)
             outstanding += 1
         spec, res = runner.next_result()
@@ -342,8 +346,8 @@ def _schedule(
 def cohort_status(out: str | os.PathLike[str], slides: Sequence[SlideSpec]) -> list[dict[str, Any]]:
     """Per slide, what the ledger says (for the current settings of ``OUT/cohort.json``).
 
-    Status ``done``, ``failed`` (its last attempt failed), ``running`` (started, no outcome) or
-    ``pending``.
+    Status ``done``, ``failed`` (its last attempt failed), ``started`` (an attempt began and has
+    no outcome yet: running now, or cut off by an interruption) or ``pending``.
     """
     out = Path(out)
     try:
@@ -365,6 +369,8 @@ def cohort_status(out: str | os.PathLike[str], slides: Sequence[SlideSpec]) -> l
                        tiles_per_s=round(float(d.get("tiles") or 0) / secs, 2) if secs else "")  # fmt: skip
             if not cohort_paths(out, s.id)["folder"].is_dir():
                 row.update(status="pending", error="outputs missing; run again to redo")
+        elif r is not None and r.started:
+            row.update(status="started", attempts=r.attempts + 1, error=r.last_error)
         elif r is not None and r.attempts:
             last = [e for e in r.events if e["event"] == "failed"][-1]
             row.update(status="failed", attempts=r.attempts, error=r.last_error,

@@ -2,6 +2,7 @@
 
 ``OUT/ledger.jsonl`` records every attempt at a slide::
 
+    {"slide": "A1", "event": "started", "attempt": 1, "settings": "3f1c...", ...}
     {"slide": "A1", "event": "done", "attempt": 1, "settings": "3f1c...", "tiles": 412, ...}
     {"slide": "A2", "event": "failed", "attempt": 1, "error": "...", "final": false, ...}
 
@@ -45,12 +46,14 @@ class SlideRecord:
         attempts: Failed attempts since the last ``done`` or run start (all runs).
         last_error: The error of the last failed attempt.
         final: Whether the last failure ended the slide's tries in its run.
+        started: Whether the last event is a ``started`` one (no outcome since).
     """
 
     done: dict[str, Any] | None = None
     attempts: int = 0
     last_error: str | None = None
     final: bool = False
+    started: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -125,6 +128,7 @@ class Ledger:
         for ev in self.events():
             r = recs.setdefault(ev["slide"], SlideRecord())
             r.events.append(ev)
+            r.started = ev["event"] == "started"
             if ev["event"] == "done":
                 r.done = ev if ev.get("settings") == settings else None
                 r.attempts, r.last_error, r.final = 0, None, False

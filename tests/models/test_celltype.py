@@ -373,7 +373,7 @@ def _ambiguous_proba(n: int = 4000, seed: int = 3) -> tuple[np.ndarray, np.ndarr
 
 
 def test_call_bias_reproduces_expected_composition() -> None:
-    from stimage.models._celltype import CALL_BIAS_ROUNDS, fit_call_bias
+    from stimage.models._celltype_calls import CALL_BIAS_ROUNDS, fit_call_bias
 
     p, truth = _ambiguous_proba()
     argmax_share = np.bincount(p.argmax(1), minlength=4) / len(p)

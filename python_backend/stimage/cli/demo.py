@@ -10,7 +10,7 @@ GeoJSON, PNGs and a one-page HTML report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -100,9 +100,26 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         (out / "tiles_raw_vs_normalised.png", "8 tiles before (top) and after stain normalisation"),
     ]
     predictor = _default_predictor(bars)
+    page = _page(ctx, meta, mask.area_mm2, r, settings)
+    if predictor is not None:
+        wrote += _expression(ds, out, predictor, overwrite, bars, page)
+        wrote += _cells_and_explanation(ds, out, predictor, bars, page)
+    if (out / "expression_maps.png").exists():
+        page.numbers.append(("seconds", f"{time.perf_counter() - t0:.1f}"))
+        wrote.append((_write_page(page, out, wrote), "self-contained report of all the above"))
+    write_run_metadata(out, "demo", ctx.params)
+    click.echo("wrote:")
+    for p, what in wrote:
+        click.echo(f"  {p}  {what}")
+    click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _page(ctx: click.Context, meta: dict, tissue_mm2: float, r: Any, settings: Any) -> RunReport:
+    """The demo's report, with the numbers of its tiling."""
+    from stimage.constants import Key
     from stimage.pipelines import RunReport
 
-    page = RunReport(
+    return RunReport(
         title="STImage demo: HER2ST section B4 (crop)",
         intro=(
             "Predicted expression with aleatoric and epistemic uncertainty from the bundled "
@@ -112,7 +129,7 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         ),
         numbers=[
             ("µm per pixel", f"{meta[Key.MPP]:.4f} (from the {meta[Key.MPP_SOURCE]})"),
-            ("tissue (mm²)", f"{mask.area_mm2:.1f}"),
+            ("tissue (mm²)", f"{tissue_mm2:.1f}"),
             ("spots", r.tiles),
             ("tiles kept", r.kept),
             ("tile size", f"{meta['tile_um']:g} µm -> {settings.tile_px} px"),
@@ -120,27 +137,19 @@ def demo(ctx: click.Context, out: Path, overwrite: bool) -> None:
         ],
         settings=dict(ctx.params),
     )
-    if predictor is not None:
-        wrote += _expression(ds, out, predictor, overwrite, bars, page)
-        wrote += _cells_and_explanation(ds, out, predictor, bars, page)
-    if (out / "expression_maps.png").exists():
-        page.numbers.append(("seconds", f"{time.perf_counter() - t0:.1f}"))
-        first = ("expression_maps", "cells", "explanation_lime")
-        pngs = [(p, what) for p, what in wrote if p.suffix == ".png"]
-        page.figures = sorted(
-            pngs,
-            key=lambda f: (
-                f[0].stem not in first,
-                first.index(f[0].stem) if f[0].stem in first else 0,
-            ),
-        )
-        page.files = [(p, what) for p, what in wrote if p.suffix != ".png"]
-        wrote.append((page.write(out / "report.html"), "self-contained report of all the above"))
-    write_run_metadata(out, "demo", ctx.params)
-    click.echo("wrote:")
-    for p, what in wrote:
-        click.echo(f"  {p}  {what}")
-    click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _write_page(page: RunReport, out: Path, wrote: list[tuple[Path, str]]) -> Path:
+    """The report with the maps, cells and explanation first, then the tiling pictures."""
+    first = ("expression_maps", "cells", "explanation_lime")
+
+    def order(f: tuple[Path, str]) -> tuple[bool, int]:
+        stem = f[0].stem
+        return (stem not in first, first.index(stem) if stem in first else 0)
+
+    page.figures = sorted([(p, w) for p, w in wrote if p.suffix == ".png"], key=order)
+    page.files = [(p, w) for p, w in wrote if p.suffix != ".png"]
+    return page.write(out / "report.html")
 
 
 def _default_predictor(bars: ProgressBars) -> Predictor | None:
@@ -262,11 +271,9 @@ def _cells_and_explanation(
         detect_cells,
         explain_tile,
         plot_cells,
-        plot_explanation,
-        score_name,
         tile_box,
     )
-    from stimage.qupath import polygon_features, tile_features, write_geojson
+    from stimage.qupath import tile_features, write_geojson
 
     spec = ds.samples[0]
     h5 = out / f"{spec.sample_id}.h5ad"
@@ -304,7 +311,7 @@ def _cells_and_explanation(
         bars.close()
     comp = ", ".join(f"{k} {v:.0%}" for k, v in cells.composition().items())
     click.echo(f"cells: {len(cells)} in the tile of spot {a.obs_names[spot]} ({comp})")
-    from stimage.pipelines import cells_section, explanation_warnings
+    from stimage.pipelines import cells_section
 
     report.add(cells_section(cells, f"in the tile of spot {a.obs_names[spot]}"))
     # One file for QuPath: every spot tile with its measurements, the cells, the explained nuclei.
@@ -316,27 +323,7 @@ def _cells_and_explanation(
     ]
     wrote = [(out / "cells.png", "cells of that tile, outlined by type")]
     if lime is not None:
-        import pandas as pd
-
-        expl = lime.explanation
-        scores = pd.DataFrame(
-            {score_name("lime", t): expl.scores[:, j] for j, t in enumerate(expl.targets)}
-        )
-        parts.append(polygon_features(lime.nuclei.polygons, scores, classifications="LIME nucleus"))
-        plot_explanation(lime, out / "explanation_lime.png")
-        r2 = dict(zip(expl.targets, (float(v) for v in expl.fit_r2), strict=True))
-        for w in explanation_warnings(r2):
-            report.warnings.append(w)
-        report.numbers.append(
-            ("LIME: nuclei, samples, seconds", f"{len(lime.nuclei)}, 300, {expl.seconds:.0f}")
-        )
-        top = int(np.argmax(expl.scores[:, 0]))
-        click.echo(
-            f"explanation: LIME over {len(lime.nuclei)} nuclei of that tile for {', '.join(genes)} "
-            f"(300 samples, {expl.seconds:.0f} s); the nucleus adding most to {genes[0]}: "
-            f"+{expl.scores[top, 0]:.3f} at ({lime.nuclei.features['centroid_x'].iloc[top]:.0f}, "
-            f"{lime.nuclei.features['centroid_y'].iloc[top]:.0f}) px"
-        )
+        parts.append(_lime_outputs(lime, genes, out, report))
         wrote.append(
             (out / "explanation_lime.png", f"LIME score of each nucleus for {', '.join(genes)}")
         )
@@ -348,6 +335,35 @@ def _cells_and_explanation(
         )
     )
     return wrote
+
+
+def _lime_outputs(lime: Any, genes: list[str], out: Path, report: RunReport) -> Any:
+    """The LIME figure, its warnings and numbers in the report; the nuclei as QuPath objects."""
+    import numpy as np
+    import pandas as pd
+
+    from stimage.pipelines import explanation_warnings, plot_explanation, score_name
+    from stimage.qupath import polygon_features
+
+    expl = lime.explanation
+    scores = pd.DataFrame(
+        {score_name("lime", t): expl.scores[:, j] for j, t in enumerate(expl.targets)}
+    )
+    plot_explanation(lime, out / "explanation_lime.png")
+    r2 = dict(zip(expl.targets, (float(v) for v in expl.fit_r2), strict=True))
+    for w in explanation_warnings(r2):
+        report.warnings.append(w)
+    report.numbers.append(
+        ("LIME: nuclei, samples, seconds", f"{len(lime.nuclei)}, 300, {expl.seconds:.0f}")
+    )
+    top = int(np.argmax(expl.scores[:, 0]))
+    click.echo(
+        f"explanation: LIME over {len(lime.nuclei)} nuclei of that tile for {', '.join(genes)} "
+        f"(300 samples, {expl.seconds:.0f} s); the nucleus adding most to {genes[0]}: "
+        f"+{expl.scores[top, 0]:.3f} at ({lime.nuclei.features['centroid_x'].iloc[top]:.0f}, "
+        f"{lime.nuclei.features['centroid_y'].iloc[top]:.0f}) px"
+    )
+    return polygon_features(lime.nuclei.polygons, scores, classifications="LIME nucleus")
 
 
 def _boxes(a: ad.AnnData, tile_um: float) -> np.ndarray:

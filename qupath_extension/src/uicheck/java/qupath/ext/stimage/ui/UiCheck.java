@@ -408,6 +408,31 @@ public final class UiCheck {
         rejectsDialog(d, "settings: non-numeric timeout", () -> text(p, "timeout", "ten"),
                 "Timeout per request (s) must be a whole number");
         fx(() -> text(p, "timeout", "600"));
+        // CURVE keys: empty by default; one without the other, or the server's secret key file, is refused
+        fx(() -> {
+            check("settings: no CURVE keys by default", node(p, "serverKey", TextField.class).getText().isEmpty()
+                    && node(p, "clientKey", TextField.class).getText().isEmpty());
+            return null;
+        });
+        java.nio.file.Path keyDir = java.nio.file.Files.createTempDirectory("uicheck-keys");
+        java.nio.file.Path secret = keyDir.resolve("server.key_secret");
+        org.zeromq.ZMQ.Curve.KeyPair pair = org.zeromq.ZMQ.Curve.generateKeyPair();
+        java.nio.file.Files.writeString(secret, "metadata\ncurve\n    public-key = \"" + pair.publicKey
+                + "\"\n    secret-key = \"" + pair.secretKey + "\"\n");
+        rejectsDialog(d, "settings: a server key without the client key file", () -> text(p, "serverKey",
+                pair.publicKey), "CURVE needs both the server key (server.key) and this client's key file");
+        rejectsDialog(d, "settings: the server's secret key file as the server key", () -> {
+            text(p, "serverKey", secret.toString());
+            text(p, "clientKey", secret.toString());
+        }, "holds the server's SECRET key");
+        fx(() -> {
+            node(p, "test", Button.class).fire();
+            check("settings: Test with unusable keys says what is wrong", node(p, "status", TextArea.class)
+                    .getText().contains("SECRET"));
+            text(p, "serverKey", "");
+            text(p, "clientKey", "");
+            return null;
+        });
         fx(() -> {
             text(p, "batch", "64");
             button(p, ButtonType.OK).fire();

@@ -162,6 +162,7 @@ def main() -> int:
     c = res["called"]
     if len(c):
         c = c[c["truth"] != "unknown"]
+        print("matched labelled nuclei:", c["truth"].value_counts().to_dict(), "\n")
         for rule in ("called", "argmax"):
             print(f"## Cell types of matched labelled nuclei: {rule}\n")
             print(_md(pd.crosstab(c["truth"], c[rule], normalize="index")))

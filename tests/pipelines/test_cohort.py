@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from _synth import make_legacy_st, render_he, write_pyramid_tiff
 from qupath._project_helpers import QpImage, make_qpproj, user_annotation
 from stimage.cli._main import cli
 from stimage.data import load_dataset
+from stimage.errors import StimageError
 from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
 from stimage.pipelines import (
     CohortProgress,
@@ -43,6 +45,7 @@ from stimage.pipelines import (
     cohort_slides,
     run_cohort,
 )
+from stimage.pipelines._cohort_ray import _check_reachable
 from stimage.qupath import GeoJSONDirProject
 from stimage.tiles import TileSettings, TileStore, prepare_dataset
 from stimage.training import TrainConfig, train_model
@@ -245,6 +248,18 @@ def test_ray_missing_is_one_line_naming_the_fix(
     r = _cli("predict-slides", slides, "--out", tmp_path / "o", "--ray", "auto")
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "pip install 'stimage[ray]'" in r.output and "leave out --ray" in r.output
+
+
+def test_ray_addresses_are_checked_before_anything_waits(slides: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    r = _cli("predict-slides", slides, "--out", tmp_path / "o", "--ray", "headnode")
+    assert r.exit_code == 2 and "give auto, local, or the head's HOST:PORT" in r.output
+    assert not (tmp_path / "o").exists()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StimageError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:"):
+        _check_reachable(f"127.0.0.1:{port}", timeout=5)  # Ray alone would retry for minutes
 
 
 def test_region_and_mpp_columns_reach_the_slide(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ class RayRunner:
     ) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"workers must be at least 1, not {workers}")
+        if address not in ("auto", "local"):
+            _host_port(address)  # a malformed address is refused before anything starts
         self.address = address
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker
@@ -108,6 +111,7 @@ class RayRunner:
             return
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.address not in ("auto", "local"):
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **kw)
             except (ConnectionError, ValueError, RuntimeError) as e:
@@ -232,6 +236,29 @@ class RayRunner:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """The host and port of a cluster address (``HOST:PORT`` or ``ray://HOST:PORT``)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(
+            f"--ray {address!r}: give auto, local, or the head's HOST:PORT (e.g. head:6379, "
+            "or ray://head:10001 for Ray Client)"
+        )
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse at once an address nothing listens on (Ray itself would retry for minutes)."""
+    try:
+        socket.create_connection(_host_port(address), timeout=timeout).close()
+    except OSError as e:
+        raise StimageError(
+            f"cannot reach the Ray cluster at {address} ({e}); check that its head runs "
+            "(`ray status` on it) and the address and port, or use --ray local"
+        ) from None
 
 
 def _cause(e: BaseException) -> str:

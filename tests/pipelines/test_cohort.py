@@ -234,11 +234,15 @@ def test_slurm_array_tasks_share_one_ledger(model_dir: Path, slides: Path, tmp_p
     assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done", "pending", "done"]
     st = _cli("predict-slides", manifest, "--out", out, "--status")
     assert st.exit_code == 0 and "2 done, 0 failed, 0 started, 1 pending" in st.output, st.output
-    r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 1)
-    assert r.exit_code == 0
+    # two slides a task: task 0 is s0 (done before) and s1
+    r = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 0,
+             "--slides-per-task", 2)  # fmt: skip
+    assert r.exit_code == 0 and "1 done, 1 done before" in r.output, r.output
     assert {r["status"] for r in _summary(out).values()} == {"done"}
     bad = _cli("predict-slides", manifest, "--out", out, *_base(model_dir), "--only-index", 3)
     assert bad.exit_code == 2 and "--array=0-2" in bad.output
+    bad = _cli("predict-slides", manifest, "--out", out, "--only-index", 2, "--slides-per-task", 2)
+    assert bad.exit_code == 2 and "tasks 0 to 1" in bad.output and "--array=0-1" in bad.output
 
 
 def test_ray_missing_is_one_line_naming_the_fix(

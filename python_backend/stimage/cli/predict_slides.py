@@ -90,6 +90,13 @@ RAY_OPTIONS = options(
     "--only-index $SLURM_ARRAY_TASK_ID); the ledger in --out is shared.",
 )
 @click.option(
+    "--slides-per-task",
+    type=click.IntRange(1, 100000),
+    default=1,
+    show_default=True,
+    help="With --only-index N: slides N*K to N*K+K-1 (fewer array tasks for many small slides).",
+)
+@click.option(
     "--status", "status_only", is_flag=True, help="Only report the cohort from its ledger."
 )
 @click.option("--keep-stores", is_flag=True, help="Keep each slide's store (OUT/work/<id>/).")
@@ -112,6 +119,7 @@ def predict_slides(
     workers: int | None,
     gpus_per_worker: float | None,
     only_index: int | None,
+    slides_per_task: int,
     status_only: bool,
     keep_stores: bool,
     device: str | None,
@@ -140,7 +148,7 @@ def predict_slides(
     if status_only:
         _print_status(out, specs)
         return
-    chosen = _select(specs, only_index)
+    chosen = _select(specs, only_index, slides_per_task)
     settings = CohortSettings(
         genes=tuple(parse_genes(genes)) if genes else None,
         heatmaps=tuple(parse_genes(heatmaps)) if heatmaps else (),
@@ -204,18 +212,22 @@ def _runner(
     return RayRunner(ray_address, workers=workers, gpus_per_worker=gpus)
 
 
-def _select(specs: list[SlideSpec], only_index: int | None) -> list[SlideSpec]:
-    """All slides, or the one at ``--only-index``."""
+def _select(specs: list[SlideSpec], only_index: int | None, per_task: int) -> list[SlideSpec]:
+    """All slides, or the ``per_task`` slides of array task ``--only-index``."""
     from stimage.errors import ConfigError
 
     if only_index is None:
+        if per_task != 1:
+            raise ConfigError("--slides-per-task goes with --only-index (a Slurm array task)")
         return specs
-    if only_index >= len(specs):
+    tasks = -(-len(specs) // per_task)
+    if only_index >= tasks:
         raise ConfigError(
-            f"--only-index {only_index}: the manifest has {len(specs)} slides (0 to "
-            f"{len(specs) - 1}); size the Slurm array as --array=0-{len(specs) - 1}"
+            f"--only-index {only_index}: the manifest has {len(specs)} slides, "
+            f"{per_task} a task, so tasks 0 to {tasks - 1}; size the Slurm array as "
+            f"--array=0-{tasks - 1}"
         )
-    return [specs[only_index]]
+    return specs[only_index * per_task : (only_index + 1) * per_task]
 
 
 def _echo_progress(p: CohortProgress, bars: ProgressBars) -> None:

@@ -395,9 +395,12 @@ public final class StimageClient implements AutoCloseable {
                 logger.debug("Socket event {} ({}) from {}", e, ev.getValue(), address);
                 if (e == zmq.ZMQ.ZMQ_EVENT_CONNECTED) {
                     connectedAt = now;
+                    greeted = false;
                 } else if (e == zmq.ZMQ.ZMQ_EVENT_DISCONNECTED) {
-                    // closed right after connecting, before any reply: the handshake was refused
-                    dropped |= connectedAt != 0 && now - connectedAt < HANDSHAKE_NS;
+                    // closed right after connecting, before any reply: the handshake was refused (without
+                    // keys: before the greeting ended; after it, a plain server drops a connection only
+                    // for a message over its size limits, which is not a key problem)
+                    dropped |= connectedAt != 0 && now - connectedAt < HANDSHAKE_NS && (curve != null || !greeted);
                     connectedAt = 0;
                 } else if (e == zmq.ZMQ.ZMQ_EVENT_HANDSHAKE_PROTOCOL) {
                     greeted = true;

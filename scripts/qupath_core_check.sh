@@ -26,13 +26,19 @@
 #   STIMAGE_QUPATH_GIT        optional QuPath git dir (bare or .git); STIMAGE_QUPATH_TAG (v0.7.0):
 #                             also check the GUI stand-ins (qupath.lib.gui.*) against its sources
 #   STIMAGE_JAVA_LIVE=0       compile and check only (no server, no end-to-end run)
-#   STIMAGE_JAVA_JARS         Debian's jars (jeromq.jar, junit-platform-console-standalone.jar);
-#                             default /usr/share/java
+#   STIMAGE_JAVA_JARS         where jeromq.jar and junit-platform-console-standalone.jar are
+#                             (default: build/java-deps/lib, filled from Maven Central with the
+#                             versions of qupath_extension/java-deps.txt by scripts/_java_deps.sh)
 # Exits 0 with a loud SKIPPED line without a QuPath core; non-zero when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-JARS="${STIMAGE_JAVA_JARS:-/usr/share/java}"
+if [[ -z "${STIMAGE_JAVA_JARS:-}" ]]; then
+    # shellcheck source=scripts/_java_deps.sh
+    source scripts/_java_deps.sh
+    java_deps_fetch "$REPO/build/java-deps/lib" || true  # a missing jar is reported below
+fi
+JARS="${STIMAGE_JAVA_JARS:-$REPO/build/java-deps/lib}"
 
 skip() {
     echo "=====================================================================" >&2
@@ -58,7 +64,7 @@ else
 fi
 command -v "$JAVAC" >/dev/null 2>&1 || skip "no javac ($JAVAC)"
 for j in jeromq.jar junit-platform-console-standalone.jar; do
-    [[ -f "$JARS/$j" ]] || skip "missing $JARS/$j (apt-get install libjeromq-java junit5)"
+    [[ -f "$JARS/$j" ]] || skip "missing $JARS/$j (scripts/_java_deps.sh downloads it from Maven Central: see above)"
 done
 QP_CP="$STIMAGE_QUPATH_CORE_CP"
 "$JAVA" -cp "$QP_CP" qupath.lib.objects.utils.Tiler 2>&1 | grep -q "main method\|Main method" \

@@ -9,14 +9,16 @@
 # The dialogs are filled from a live backend's hello: the script's harness starts
 # `.venv/bin/stimage serve` on a free port (about 15 s on a CPU) and stops it at the end; without
 # the venv, or with STIMAGE_UI_LIVE=0, the hello comes from tests/fixtures/protocol.
-# Needs javac 17+, Debian's jars (libjeromq-java, libgoogle-gson-java, libslf4j-java, OpenJFX:
-# libopenjfx-java) and xvfb-run (xvfb); installs the missing ones with apt-get unless
+# Needs javac 17+, the jars of qupath_extension/java-deps.txt (JeroMQ 0.6 + jnacl, Gson, SLF4J,
+# OpenJFX; downloaded from Maven Central into a checked cache by scripts/_java_deps.sh, as
+# scripts/java_test.sh does) and xvfb-run (xvfb); installs xvfb with apt-get unless
 # STIMAGE_JAVA_NO_INSTALL=1. Exits 0 with a loud SKIPPED line when they cannot be had; non-zero
 # when a check fails.
 #
 # Environment:
 #   JAVA_HOME                the JDK to use (default: javac on PATH)
-#   STIMAGE_JAVA_JARS=DIR    where the jars are (default /usr/share/java)
+#   STIMAGE_JAVA_JARS=DIR    where the jars are, by artifact name (default: build/java-deps/lib,
+#                            filled from Maven Central)
 #   STIMAGE_UI_LIVE=0        hello from the fixture even when .venv has stimage
 #   STIMAGE_UI_OUT=DIR       where the PNGs go (default docs/images/qupath)
 set -euo pipefail
@@ -24,7 +26,12 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/_apt.sh
 source scripts/_apt.sh
 REPO=$PWD
-JARS="${STIMAGE_JAVA_JARS:-/usr/share/java}"
+if [[ -z "${STIMAGE_JAVA_JARS:-}" ]]; then
+    # shellcheck source=scripts/_java_deps.sh
+    source scripts/_java_deps.sh
+    java_deps_fetch "$REPO/build/java-deps/lib" || true  # a missing jar is reported below
+fi
+JARS="${STIMAGE_JAVA_JARS:-$REPO/build/java-deps/lib}"
 MODE=shots
 [[ "${1:-}" == "--check" ]] && MODE=check
 
@@ -52,13 +59,12 @@ missing_jars() {
 }
 pkgs=()
 command -v "$JAVAC" >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
-missing_jars && pkgs+=(libjeromq-java libgoogle-gson-java libslf4j-java libopenjfx-java)
 command -v xvfb-run >/dev/null 2>&1 || pkgs+=(xvfb xauth)
 if ((${#pkgs[@]})); then
     apt_install qupath_ui_screenshots.sh "${pkgs[@]}" || skip "could not install ${pkgs[*]}"
 fi
 command -v "$JAVAC" >/dev/null 2>&1 || skip "no javac ($JAVAC)"
-missing_jars && skip "jars missing under $JARS: need ${NEED[*]}"
+missing_jars && skip "jars missing under $JARS: need ${NEED[*]} (downloaded from Maven Central by scripts/_java_deps.sh: see above)"
 command -v xvfb-run >/dev/null 2>&1 || skip "no xvfb-run (apt-get install xvfb)"
 major=$("$JAVAC" -version 2>&1 | sed -E 's/^javac ([0-9]+).*/\1/')
 [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] || skip "javac $major is older than 17"

@@ -330,7 +330,7 @@ def _schedule(
             o.status, o.error = ("failed" if final else "retrying"), str(res["error"])
             ledger.append({"slide": spec.id, "event": "failed", "attempt": n, "settings": digest,
                            "error": o.error, "final": final, "worker": o.worker})  # fmt: skip
-            logger.warning("%s: attempt %d failed: %s", spec.id, n, o.error)
+            logger.info("%s: attempt %d failed: %s", spec.id, n, o.error)  # on_progress says it
             if final:
                 prog.failed += 1
             else:

@@ -320,6 +320,17 @@ def test_train_from_dataset_end_to_end(tmp_path: Path) -> None:
     assert set(PATCH_COLUMNS) <= set(model.feature_names)
     again = collect_spot_nuclei(root, context_um=25.0, cache_dir=cache)  # from the cache
     pd.testing.assert_frame_equal(again.features, data.features)
+    # Segmenter defaults are part of the cache key: changed settings segment anew.
+    import stimage.explain
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            stimage.explain,
+            "create_segmenter",
+            lambda name: stimage.explain.ClassicalSegmenter(local_fraction=0.3),
+        )
+        collect_spot_nuclei(root, context_um=25.0, cache_dir=cache)
+    assert len(list(cache.glob("S1-classical-*.parquet"))) == 2
     bare = data.features.drop(columns=[c for c in data.features if c.startswith("ctx_")])
     with pytest.raises(ConfigError, match="slide="):
         classify_nuclei(model, bare, mpp=2.0)

@@ -78,6 +78,7 @@ def _cache_path(
             "spots": hashlib.sha256(np.round(spots, 2).tobytes()).hexdigest()[:16],
             "diameter": float(meta.get(Key.SPOT_DIAMETER_UM, 0.0)),
             "segmenter": segmenter,
+            "settings": _segmenter_settings(segmenter),
             "target_mpp": float(target_mpp),
             "margin_um": float(margin_um),
         },
@@ -85,6 +86,22 @@ def _cache_path(
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return cache_dir / f"{meta.get(Key.SECTION, 'sample')}-{segmenter}-{digest}.parquet"
+
+
+def _segmenter_settings(name: str) -> str:
+    """The named segmenter's settings, so that changed defaults do not reuse old caches."""
+    import dataclasses
+
+    from stimage.errors import StimageError
+    from stimage.explain import create_segmenter
+
+    try:
+        seg = create_segmenter(name)
+    except (StimageError, ImportError, ValueError):  # fails later, where it is used
+        return ""
+    if dataclasses.is_dataclass(seg):
+        return repr(sorted((f.name, repr(getattr(seg, f.name))) for f in dataclasses.fields(seg)))
+    return type(seg).__name__
 
 
 def spot_nuclei(

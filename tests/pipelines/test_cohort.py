@@ -301,7 +301,9 @@ def one_thread() -> Iterator[None]:
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real local Ray cluster (2 CPUs, no dashboard, on this machine), stopped afterwards.
 
-    Held under a lock shared by pytest-xdist's workers, so two clusters never run at once.
+    Asked for 127.0.0.1; Ray 2.60 still binds its daemons to the machine's address (with its
+    token authentication). Held under a lock shared by pytest-xdist's workers, so two
+    clusters never run at once.
     """
     ray = pytest.importorskip("ray")
     lock = tmp_path_factory.getbasetemp().parent / "stimage-ray-tests.lock"
@@ -320,7 +322,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def test_ray_cohort_matches_in_process_and_survives_a_killed_worker(
     ray_cluster: object, model_dir: Path, slides: Path, corrupt: Path, tmp_path: Path
 ) -> None:
-    """A real local Ray cluster (2 CPUs, loopback, started and stopped here), 2 workers.
+    """A real local Ray cluster (2 CPUs, started and stopped here), 2 workers.
 
     One worker process is killed (SIGKILL) once the first slide is done: no finished slide is
     lost or redone, the slide it held is retried on a fresh worker, the cohort completes with

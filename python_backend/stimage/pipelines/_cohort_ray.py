@@ -10,7 +10,10 @@ held: the driver records the attempt, starts a fresh actor in its place and the 
 back in the queue; the slide's store keeps its finished chunks, so the next attempt resumes.
 
 Nothing is sent anywhere: usage statistics are switched off before Ray starts
-(``RAY_USAGE_STATS_ENABLED=0``), and a local cluster listens on this machine only.
+(``RAY_USAGE_STATS_ENABLED=0``) and a local cluster starts without its dashboard. Its
+processes are Ray's own: they listen on this machine's interfaces, not only on loopback (Ray
+2.60 turns 127.0.0.1 into the machine's address so that other nodes could join), guarded by
+Ray's token authentication (on by default; the token is in ``~/.ray/auth_token``).
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class RayRunner:
                 except ConnectionError:
                     logger.info("no running Ray cluster found; starting a local one")
             if not connected:
-                ray.init(num_cpus=self.num_cpus, _node_ip_address="127.0.0.1", **kw)
+                ray.init(num_cpus=self.num_cpus, **kw)
         self._started_ray = True
 
     def _worker_count(self, model: ModelSpec) -> tuple[int, float]:

@@ -190,6 +190,15 @@ def test_interrupted_cohort_resumes_without_redoing_finished_slides(
     assert first.stat().st_mtime_ns == mtime
     done = [e["slide"] for e in _ledger(out) if e["event"] == "done"]
     assert sorted(done) == ["s0", "s1", "s2"]  # each once: s0 was not redone
+    # cut off again, then redone with other settings: the stale store is started again
+    with pytest.raises(KeyboardInterrupt):
+        run_cohort(specs, out, model, settings, overwrite=True,
+                   runner=InProcessRunner(ctrl_c_in_second_slide))  # fmt: skip
+    other = CohortSettings(batch_size=4, chunk_batches=1)
+    outcomes = run_cohort(specs, out, model, other, overwrite=True)
+    assert [o.status for o in outcomes] == ["done"] * 3, outcomes
+    meta = json.loads((out / "slides" / "s1" / "run_metadata.json").read_text())
+    assert meta["job"]["batch_size"] == 4
 
 
 def test_a_corrupt_slide_fails_alone_after_its_retries(

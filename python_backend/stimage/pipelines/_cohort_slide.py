@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -32,8 +33,8 @@ from typing import TYPE_CHECKING, Any, cast
 from stimage._version import __version__
 from stimage.errors import ConfigError, StimageError
 from stimage.pipelines._cohort_manifest import SlideSpec
-from stimage.pipelines._slide_files import output_paths, predict_slide_files
-from stimage.pipelines._slide_job import model_fingerprint, model_id
+from stimage.pipelines._slide_files import SlideFiles, output_paths, predict_slide_files
+from stimage.pipelines._slide_job import SlideJobChangedError, model_fingerprint, model_id
 
 if TYPE_CHECKING:
     from stimage.models import ModelBundle, Predictor
@@ -47,6 +48,8 @@ __all__ = [
     "cohort_work",
     "predict_cohort_slide",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Reads a region GeoJSON into a shapely geometry (the CLI passes its reader).
 RegionReader = Callable[[Path], Any]
@@ -172,19 +175,30 @@ def predict_cohort_slide(
             raise ConfigError(f"{spec.id}: a region is given but no region reader")
         region = read_region(spec.region)
     paths["work"].mkdir(parents=True, exist_ok=True)
-    res = predict_slide_files(
-        predictor,
-        spec.slide,
-        paths["staged"],
-        region=region,
-        genes=list(settings.genes) if settings.genes else None,
-        heatmaps=list(settings.heatmaps),
-        mpp=spec.mpp,
-        level=settings.level,
-        batch_size=settings.batch_size,
-        chunk_batches=settings.chunk_batches,
-        progress=progress,
-    )
+
+    def predict(overwrite: bool) -> SlideFiles:
+        return predict_slide_files(
+            predictor,
+            spec.slide,
+            paths["staged"],
+            region=region,
+            genes=list(settings.genes) if settings.genes else None,
+            heatmaps=list(settings.heatmaps),
+            mpp=spec.mpp,
+            level=settings.level,
+            batch_size=settings.batch_size,
+            chunk_batches=settings.chunk_batches,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+    try:
+        res = predict(False)
+    except SlideJobChangedError:
+        # A store left by a run with other settings (the cohort's digest already decided
+        # that this run's settings hold): start the slide again.
+        logger.info("%s: the stored predictions are for other settings; starting again", spec.id)
+        res = predict(True)
     parts, h5ad, heat_dir = output_paths(paths["staged"])
     tiles = int(res.job.state["n_tiles"])
     meta = {

@@ -38,9 +38,15 @@ _java_dep_download() {
     local url=$1 file=$2 want256=${3:-} tmp got sum
     tmp="$file.part.$$"
     mkdir -p "$(dirname "$file")"
-    if ! curl -fsSL --retry 3 --connect-timeout 20 --max-time 300 -o "$tmp" "$url"; then
+    local code
+    code=$(curl -sSL --retry 3 --connect-timeout 20 --max-time 300 -o "$tmp" -w '%{http_code}' "$url") || code=000
+    if [[ "$code" != 200 ]]; then
         rm -f "$tmp"
-        echo "java deps: cannot download $url (is Maven Central reachable? set STIMAGE_MAVEN to a mirror)" >&2
+        if [[ "$code" == 404 ]]; then
+            echo "java deps: $url is not on Maven Central (404): check the coordinates in $JAVA_DEPS_FILE" >&2
+        else
+            echo "java deps: cannot download $url (HTTP $code; is Maven Central reachable? set STIMAGE_MAVEN to a mirror)" >&2
+        fi
         return 1
     fi
     # .sha1 is published for every artifact; .sha256 for most recent ones

@@ -162,3 +162,18 @@ def test_ledger_skips_a_torn_line(tmp_path: Path) -> None:
     recs = led.records("d")
     assert recs["a"].done is not None and recs["b"].attempts == 1
     assert len(recs["b"].last_error or "") < 20_000  # cut to fit a line
+
+
+def test_paths_are_absolute_for_workers_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray worker or a Slurm task may run in another folder: paths do not depend on ours."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.csv").write_text("slide,region\na.tif,r.geojson\n")
+    (tmp_path / "sub" / "b.svs").write_bytes(b"x")
+    spec = read_manifest("sub/m.csv")[0]
+    assert (
+        spec.slide == tmp_path / "sub" / "a.tif" and spec.region == tmp_path / "sub" / "r.geojson"
+    )
+    assert cohort_slides("sub")[0].slide == tmp_path / "sub" / "b.svs"

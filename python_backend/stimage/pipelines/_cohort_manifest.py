@@ -188,7 +188,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[SlideSpec]:
     text = _read_text(path)
     first = text.split("\n", 1)[0]
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in first else ","
-    base = path.parent
+    base = path.parent.absolute()  # workers elsewhere (Ray, Slurm) may not share our cwd
     reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
     specs: list[SlideSpec] = []
     try:
@@ -273,7 +273,7 @@ def slides_in_folder(folder: str | os.PathLike[str]) -> list[SlideSpec]:
     Raises:
         ConfigError: No slide files, too many, or two with the same id.
     """
-    folder = Path(folder)
+    folder = Path(folder).absolute()
     found = []
     with os.scandir(folder) as it:
         for entry in it:

@@ -229,6 +229,93 @@ public final class Backend {
         return new ExplainResult(r.getResult());
     }
 
+    /**
+     * The params of a {@code predict} request for tiles the client sends, frame i for tile i, a
+     * tile flagged {@link TilePipeline.Tile#isContextOnly()} sent with {@code "context_only": true}
+     * (the spatial context of a model with context; not predicted, not returned).
+     *
+     * @param batch the tiles (at least one not context only); their images are the frames
+     * @param model the model, or null for the server's default
+     * @param genes genes to return, or null for all
+     * @param level the predictive interval's level, or null for the server's default
+     * @param imageId the image's id (stain normalisation), or null
+     * @param deadline the request's deadline
+     * @return the params
+     */
+    public static JsonObject predictParams(List<TilePipeline.Tile> batch, String model, List<String> genes,
+            Double level, String imageId, Duration deadline) {
+        JsonObject p = new JsonObject();
+        JsonArray tiles = new JsonArray();
+        for (int i = 0; i < batch.size(); i++) {
+            TilePipeline.Tile t = batch.get(i);
+            JsonObject tile = new JsonObject();
+            tile.addProperty("frame", i);
+            JsonArray box = new JsonArray();
+            for (double v : t.getBox()) {
+                box.add(v);
+            }
+            tile.add("box", box);
+            if (t.getName() != null) {
+                tile.addProperty("name", t.getName());
+            }
+            if (t.isContextOnly()) {
+                tile.addProperty("context_only", true);
+            }
+            tiles.add(tile);
+        }
+        p.add("tiles", tiles);
+        p.addProperty("mpp", batch.get(0).getMpp());
+        if (model != null) {
+            p.addProperty("model", model);
+        }
+        if (genes != null) {
+            JsonArray g = new JsonArray();
+            for (String s : genes) {
+                g.add(s);
+            }
+            p.add("genes", g);
+        }
+        if (level != null) {
+            p.addProperty("level", level);
+        }
+        if (imageId != null) {
+            p.addProperty("image_id", imageId);
+        }
+        p.addProperty("deadline_ms", Math.max(1L, deadline.toMillis()));
+        return p;
+    }
+
+    /**
+     * Sends a {@code predict} request of tiles (see {@link #predictParams}) and returns the
+     * GeoJSON features of the tiles predicted, in the order sent (context-only tiles return none).
+     *
+     * @param client the client
+     * @param batch the tiles, in the order of {@link #predictParams}
+     * @param params from {@link #predictParams}
+     * @param listener progress, or null
+     * @param cancel cancel token, or null
+     * @return the features
+     * @throws ServerException the backend's error, or a reply whose objects do not match the tiles predicted
+     */
+    public static JsonArray predictTiles(StimageClient client, List<TilePipeline.Tile> batch, JsonObject params,
+            ProgressListener listener, CancelToken cancel) throws ServerException {
+        List<byte[]> frames = new ArrayList<>(batch.size());
+        int predicted = 0;
+        for (TilePipeline.Tile t : batch) {
+            frames.add(t.getImage());
+            predicted += t.isContextOnly() ? 0 : 1;
+        }
+        Reply r = client.request("predict", params, frames, listener, cancel, deadlineOf(params, client));
+        JsonObject result = r.getResult();
+        JsonArray features = result != null && result.has("geojson") && result.get("geojson").isJsonObject()
+                ? Features.features(result.getAsJsonObject("geojson")) : new JsonArray();
+        if (features.size() != predicted) {
+            throw new ServerException(ErrorCodes.INTERNAL, "the backend returned " + features.size()
+                    + " objects for " + predicted + " tiles predicted");
+        }
+        return features;
+    }
+
     private static Duration deadlineOf(JsonObject params, StimageClient client) {
         return params.has("deadline_ms") ? Duration.ofMillis(params.get("deadline_ms").getAsLong())
                 : client.getTimeout();

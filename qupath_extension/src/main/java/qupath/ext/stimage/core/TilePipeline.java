@@ -11,7 +11,9 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -48,6 +50,7 @@ public final class TilePipeline {
         private final byte[] image;
         private final double mpp;
         private final double tissue;
+        private final boolean contextOnly;
 
         /**
          * @param index the tile's position in the run
@@ -58,12 +61,31 @@ public final class TilePipeline {
          * @param tissue tissue fraction 0-1
          */
         public Tile(int index, double[] box, String name, byte[] image, double mpp, double tissue) {
+            this(index, box, name, image, mpp, tissue, false);
+        }
+
+        private Tile(int index, double[] box, String name, byte[] image, double mpp, double tissue,
+                boolean contextOnly) {
             this.index = index;
             this.box = box.clone();
             this.name = name;
             this.image = Objects.requireNonNull(image, "image");
             this.mpp = mpp;
             this.tissue = tissue;
+            this.contextOnly = contextOnly;
+        }
+
+        /**
+         * @return this tile flagged {@code context_only}: sent as spatial context of the others
+         *     (a model with context reads it), never predicted
+         */
+        public Tile asContextOnly() {
+            return contextOnly ? this : new Tile(index, box, name, image, mpp, tissue, true);
+        }
+
+        /** @return whether the tile is sent only as context of the others */
+        public boolean isContextOnly() {
+            return contextOnly;
         }
 
         /** @return the tile's position in the run */
@@ -149,9 +171,10 @@ public final class TilePipeline {
         private final int deferred;
         private final List<Long> batchNanos;
         private final long elapsedNanos;
+        private final int contextSent;
 
         Result(List<R> results, int sent, int skipped, int requests, int deferred, List<Long> batchNanos,
-                long elapsedNanos) {
+                long elapsedNanos, int contextSent) {
             this.results = Collections.unmodifiableList(results);
             this.sent = sent;
             this.skipped = skipped;
@@ -159,6 +182,15 @@ public final class TilePipeline {
             this.deferred = deferred;
             this.batchNanos = Collections.unmodifiableList(batchNanos);
             this.elapsedNanos = elapsedNanos;
+            this.contextSent = contextSent;
+        }
+
+        /**
+         * @return tiles sent as context only (a {@link ContextPlan}'s margin, and region tiles sent
+         *     as context of another request's tiles), counted in every successful request
+         */
+        public int getContextSent() {
+            return contextSent;
         }
 
         /** @return the results of the successful requests, in the order they completed */
@@ -166,7 +198,7 @@ public final class TilePipeline {
             return results;
         }
 
-        /** @return tiles sent and predicted */
+        /** @return tiles sent and predicted (context-only tiles not counted) */
         public int getSent() {
             return sent;
         }
@@ -210,9 +242,18 @@ public final class TilePipeline {
     private final CancelToken cancel;
     private final Progress progress;
     private final String verb;
+    private final ContextPlan plan;
+    /** tiles predicted or skipped over the run (progress): count, or a plan's region tiles */
+    private final int total;
 
     private TilePipeline(Builder b) {
         count = b.count;
+        plan = b.plan;
+        if (plan != null && plan.getTiles().size() != count) {
+            throw new IllegalArgumentException("the plan has " + plan.getTiles().size() + " tiles, the reader "
+                    + count);
+        }
+        total = plan != null ? plan.getRegionCount() : count;
         reader = Objects.requireNonNull(b.reader, "reader");
         if (b.batchSize < 1) {
             throw new IllegalArgumentException("batch size must be at least 1; got " + b.batchSize);
@@ -253,6 +294,10 @@ public final class TilePipeline {
             return t;
         });
         try {
+            if (plan != null) {
+                runPlan(s, pool);
+                return finish(s, t0);
+            }
             Deque<Future<Tile>> ahead = new ArrayDeque<>();
             int submitted = 0;
             int lookAhead = Math.max(threads, 2 * batchSize);
@@ -280,19 +325,78 @@ public final class TilePipeline {
             if (!s.batch.isEmpty()) {
                 s.send(batchStart);
             }
-            if (!s.deferredBatches.isEmpty()) {
-                throw s.lastNoTissue;
-            }
-            if (s.sent == 0) {
-                throw new StimageException("No tissue", "None of the " + count + " tiles has "
-                        + Math.round(minTissue * 100) + "% tissue or more, so nothing was sent. Select a region "
-                        + "on tissue, or lower the minimum tissue fraction (option 'minTissue').");
-            }
-            return new Result<>(s.results, s.sent, s.skipped, s.requests, s.deferredCount, s.batchNanos,
-                    System.nanoTime() - t0);
+            return finish(s, t0);
         } finally {
             pool.shutdownNow();
         }
+    }
+
+    private <R> Result<R> finish(State<R> s, long t0) throws ServerException, StimageException {
+        if (!s.deferredBatches.isEmpty()) {
+            throw s.lastNoTissue;
+        }
+        if (s.sent == 0) {
+            throw new StimageException("No tissue", "None of the " + total + " tiles has "
+                    + Math.round(minTissue * 100) + "% tissue or more, so nothing was sent. Select a region "
+                    + "on tissue, or lower the minimum tissue fraction (option 'minTissue').");
+        }
+        return new Result<>(s.results, s.sent, s.skipped, s.requests, s.deferredCount, s.batchNanos,
+                System.nanoTime() - t0, s.contextSent);
+    }
+
+    /**
+     * A {@link ContextPlan}'s requests in order: each request's tiles are read (those of the next
+     * request meanwhile, a tile shared by both read once); its tiles under the minimum tissue
+     * are not sent (a region tile among them counts as skipped); a request left without a tile
+     * to predict is not sent.
+     */
+    private <R> void runPlan(State<R> s, ExecutorService pool) throws ServerException, IOException {
+        List<ContextPlan.Request> qs = plan.getRequests();
+        if (qs.isEmpty()) {
+            return;
+        }
+        Map<Integer, Future<Tile>> current = submit(qs.get(0), Map.of(), pool);
+        for (int k = 0; k < qs.size(); k++) {
+            ContextPlan.Request q = qs.get(k);
+            Map<Integer, Future<Tile>> next = k + 1 < qs.size() ? submit(qs.get(k + 1), current, pool) : Map.of();
+            long batchStart = System.nanoTime();
+            for (int i : q.getPredicted()) {
+                checkCancelled();
+                Tile t = take(current.get(i));
+                if (t == null || t.getTissue() < minTissue) {
+                    s.skipped++;
+                    report(s, 0);
+                } else {
+                    s.batch.add(t);
+                }
+            }
+            boolean any = !s.batch.isEmpty();
+            for (int i : q.getContext()) {
+                checkCancelled();
+                Tile t = take(current.get(i));
+                if (any && t != null && t.getTissue() >= minTissue) {
+                    s.batch.add(t.asContextOnly());
+                }
+            }
+            if (any) {
+                s.send(batchStart);
+            }
+            s.batch.clear();
+            current = next;
+        }
+    }
+
+    /** Reads of a request's tiles: those already under way for the previous request are reused. */
+    private Map<Integer, Future<Tile>> submit(ContextPlan.Request q, Map<Integer, Future<Tile>> reuse,
+            ExecutorService pool) {
+        Map<Integer, Future<Tile>> out = new HashMap<>();
+        for (int[] part : new int[][] {q.getPredicted(), q.getContext()}) {
+            for (int i : part) {
+                Future<Tile> f = reuse.get(i);
+                out.put(i, f != null ? f : pool.submit(() -> reader.read(i)));
+            }
+        }
+        return out;
     }
 
     private static final AtomicInteger READER_THREADS = new AtomicInteger();
@@ -334,13 +438,16 @@ public final class TilePipeline {
 
     private void report(State<?> s, int inFlight) {
         int done = s.sent + s.skipped + inFlight;
-        StringBuilder m = new StringBuilder(verb).append(": ").append(Math.min(done, count)).append(" of ")
-                .append(count).append(" tiles");
+        StringBuilder m = new StringBuilder(verb).append(": ").append(Math.min(done, total)).append(" of ")
+                .append(total).append(" tiles");
         if (s.skipped > 0) {
             m.append(" (").append(s.skipped).append(" skipped: under ").append(Math.round(minTissue * 100))
                     .append("% tissue)");
         }
-        progress.update(Math.min(done, count), count, m.toString());
+        if (s.contextSent > 0) {
+            m.append(", with ").append(s.contextSent).append(" context tiles around them");
+        }
+        progress.update(Math.min(done, total), total, m.toString());
     }
 
     /** The mutable state of one run. */
@@ -355,6 +462,7 @@ public final class TilePipeline {
         int skipped;
         int requests;
         int deferredCount;
+        int contextSent;
 
         State(Sender<R> sender) {
             this.sender = sender;
@@ -382,11 +490,18 @@ public final class TilePipeline {
             while (true) {
                 checkCancelled();
                 requests++;
+                int context = 0;
+                for (Tile t : b) {
+                    context += t.isContextOnly() ? 1 : 0;
+                }
+                int predicted = b.size() - context;
                 try {
                     R r = sender.send(Collections.unmodifiableList(b),
-                            (stage, done, total) -> report(this, Math.min(done, b.size())), cancel);
+                            (stage, done, all) -> report(this, (int) ((long) Math.min(done, all) * predicted
+                                    / Math.max(1, all))), cancel);
                     results.add(r);
-                    sent += b.size();
+                    sent += predicted;
+                    contextSent += context;
                     report(this, 0);
                     return true;
                 } catch (ServerException e) {
@@ -443,6 +558,7 @@ public final class TilePipeline {
         private CancelToken cancel;
         private Progress progress;
         private String verb = "Predicting";
+        private ContextPlan plan;
 
         private Builder(int count, Reader reader) {
             if (count < 0) {
@@ -503,6 +619,19 @@ public final class TilePipeline {
          */
         public Builder verb(String verb) {
             this.verb = verb;
+            return this;
+        }
+
+        /**
+         * Sends a model with spatial context its tiles as planned: each request of the plan holds
+         * the tiles it predicts and the tiles around them, flagged context only. The reader reads
+         * the plan's tiles (region tiles, then margin tiles); the batch size is not used.
+         *
+         * @param plan the plan, or null for batches of consecutive tiles
+         * @return this
+         */
+        public Builder plan(ContextPlan plan) {
+            this.plan = plan;
             return this;
         }
 

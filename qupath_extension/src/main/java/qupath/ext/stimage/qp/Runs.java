@@ -15,7 +15,9 @@ import qupath.ext.stimage.client.ServerException;
 import qupath.ext.stimage.client.StimageClient;
 import qupath.ext.stimage.core.Backend;
 import qupath.ext.stimage.core.CellsOptions;
+import qupath.ext.stimage.core.BoxTileReader;
 import qupath.ext.stimage.core.CellsResult;
+import qupath.ext.stimage.core.ContextPlan;
 import qupath.ext.stimage.core.ExplainOptions;
 import qupath.ext.stimage.core.ExplainResult;
 import qupath.ext.stimage.core.Features;
@@ -90,12 +92,6 @@ public final class Runs {
         int batchSize = options.getBatchSize();
         int maxTiles = hello.getLimits() != null && hello.getLimits().getMaxTiles() > 0
                 ? hello.getLimits().getMaxTiles() : Integer.MAX_VALUE;
-        if (model.getContextUm() > 0) {
-            // A model with spatial context joins each tile with its neighbours among the tiles
-            // of one request: send as many together as the backend takes, so that a region's
-            // tiles give each other their context (Tile: context tiles counts them).
-            batchSize = maxTiles == Integer.MAX_VALUE ? 512 : maxTiles;
-        }
         batchSize = Math.min(batchSize, maxTiles);
 
         ImageServer<BufferedImage> server = imageData.getServer();
@@ -131,8 +127,35 @@ public final class Runs {
 
         int[] background = QuPathImages.background(server);
         String imageId = QuPathImages.imageId(imageData);
-        ServerTileReader reader = new ServerTileReader(server, tiles, geom, background, options.getMinTissue());
-        TilePipeline pipeline = TilePipeline.builder(tiles.size(), reader)
+        TilePipeline.Reader reader = new ServerTileReader(server, tiles, geom, background, options.getMinTissue());
+        ContextPlan plan = null;
+        if (model.getContextUm() > 0) {
+            // A model with spatial context joins each tile with its neighbours among the tiles of
+            // one request: each request holds a block of a region's tiles and every tile within
+            // the context's reach (the margin around the annotation flagged context_only), so each
+            // tile has the neighbours predict-slide --region gives it (Tile: context tiles).
+            List<List<double[]>> boxes = new ArrayList<>();
+            for (int i = 0; i < tiles.size(); i++) {
+                while (boxes.size() <= owner.get(i)) {
+                    boxes.add(new ArrayList<>());
+                }
+                ROI r = tiles.get(i);
+                boxes.get(owner.get(i)).add(new double[] {r.getBoundsX(), r.getBoundsY(), r.getBoundsWidth(),
+                    r.getBoundsHeight()});
+            }
+            plan = ContextPlan.build(boxes, geom.getTileUm(), model.getContextUm(), server.getWidth(),
+                    server.getHeight(), maxTiles == Integer.MAX_VALUE ? 512 : maxTiles);
+            final ContextPlan p = plan;
+            reader = new BoxTileReader(plan.getTiles(), geom, background, options.getMinTissue(),
+                    (i, x, y, w, h, ds) -> {
+                        ROI parent = parents.get(p.getParent(i)).getROI();
+                        return server.readRegion(RegionRequest.createInstance(server.getPath(), ds, x, y, w, h,
+                                parent.getZ(), parent.getT()));
+                    });
+            logger.info("STImage predict: spatial context of {} µm: {}", fmt(model.getContextUm()), plan);
+        }
+        TilePipeline pipeline = TilePipeline.builder(plan != null ? plan.getTiles().size() : tiles.size(), reader)
+                .plan(plan)
                 .batchSize(batchSize)
                 .minTissue(options.getMinTissue())
                 .threads(2)
@@ -141,7 +164,20 @@ public final class Runs {
                 .build();
         String modelName = model.getName();
         Duration deadline = Duration.ofSeconds(options.getTimeoutS());
+        final boolean withContext = plan != null;
         TilePipeline.Result<TileFeatures> result = pipeline.run((batch, listener, token) -> {
+            if (withContext) {
+                List<Integer> index = new ArrayList<>();
+                for (TilePipeline.Tile t : batch) {
+                    if (!t.isContextOnly()) {
+                        index.add(t.getIndex());
+                    }
+                }
+                JsonObject params = Backend.predictParams(batch, modelName, options.getGenes(), options.getLevel(),
+                        imageId, deadline);
+                return new TileFeatures(index.stream().mapToInt(Integer::intValue).toArray(),
+                        Backend.predictTiles(client, batch, params, listener, token));
+            }
             PredictRequest.Builder b = PredictRequest.builder()
                     .mpp(batch.get(0).getMpp())
                     .imageId(imageId)

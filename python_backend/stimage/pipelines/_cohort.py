@@ -249,7 +249,7 @@ def run_cohort(
         ConfigError: ``out`` holds a cohort with other settings (and not ``overwrite``).
         KeyboardInterrupt: Interrupted (finished slides stay; run again to resume).
     """
-    out = Path(out)
+    out = Path(out).absolute()  # workers elsewhere write here: no path relative to our cwd
     bundle = model.bundle()
     bundle.check_genes(list(settings.genes) if settings.genes else None)
     bundle.check_genes(list(settings.heatmaps) or None)

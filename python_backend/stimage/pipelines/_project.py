@@ -311,7 +311,7 @@ def _predict_image(
             return
     area = unary_union([r.geometry for r in regions]) if regions else None
     if run.plans is not None:  # a planning pass: the job is done elsewhere first
-        folder = run.work_dir / f"image-{image.id}"
+        folder = (run.work_dir / f"image-{image.id}").absolute()  # as workers elsewhere see it
         run.plans.append(ImageJob(folder.name, image.path, area, mpp, folder))  # type: ignore[arg-type]
         return
     if dry_run:

@@ -221,6 +221,10 @@ public final class Runs {
             removed += ObjectTools.replaceChildren(hierarchy, parents.get(p), Operation.PREDICT, objects);
         }
         String note = outside > 0 ? outside + " tiles reaching outside the image were left out." : null;
+        if (result.getContextSent() > 0) {
+            String ctx = result.getContextSent() + " tiles were sent as spatial context only (around the annotations, and between blocks of a large one).";
+            note = note == null ? ctx : note + " " + ctx;
+        }
         RunSummary s = new RunSummary(Operation.PREDICT, parents.size(), added, removed, result.getSkipped(),
                 result.getRequests(), System.nanoTime() - t0, null, note);
         logger.info("STImage: {} ({} tiles/s)", s.describe(), String.format("%.1f", result.getTilesPerSecond()));

@@ -32,11 +32,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _store(her2st: str, work: Path):  # type: ignore[no-untyped-def]
+def _store(her2st: str, work: Path, tile_px: int | None = None):  # type: ignore[no-untyped-def]
     from stimage.data import load_dataset
     from stimage.tiles import TileSettings, TileStore, prepare_dataset
 
-    prepare_dataset(load_dataset(her2st), work / "store", TileSettings())
+    settings = TileSettings() if tile_px is None else TileSettings(tile_px=tile_px)
+    prepare_dataset(load_dataset(her2st), work / "store", settings)
     return TileStore(work / "store")
 
 
@@ -82,7 +83,7 @@ def part_cv(args: argparse.Namespace) -> None:
     from stimage.models import NBEnsembleConfig, SpatialContext
     from stimage.training import TrainConfig, load_spot_set
 
-    store = _store(args.her2st, args.work)
+    store = _store(args.her2st, args.work, args.tile_px)
     ctx = SpatialContext(args.context) if args.context else None
     spots = load_spot_set(store, [create_encoder(args.encoder, device="cpu")], context=ctx)
     config = TrainConfig(
@@ -243,7 +244,7 @@ def _child(fn, *a):  # type: ignore[no-untyped-def]
 
 
 def part_speed(args: argparse.Namespace) -> None:
-    store = _store(args.her2st, args.work)
+    store = _store(args.her2st, args.work, args.tile_px)
     r = _child(_extract_speed, str(store.path))
     print(
         f"feature extraction ({r['tiles']} tiles, EfficientNet-Lite0 {r['precision']}, 2 threads): "
@@ -275,6 +276,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / ".bench" / "her2st")
     ap.add_argument("--part", choices=["cv", "speed", "all"], default="all")
     ap.add_argument("--members", type=int, default=5)
+    ap.add_argument(
+        "--tile-px",
+        type=int,
+        default=None,
+        help="tile side in px of the store (default 224; e.g. 260 for Lite2 at its own size)",
+    )
     ap.add_argument(
         "--encoder",
         default="efficientnet_lite0",

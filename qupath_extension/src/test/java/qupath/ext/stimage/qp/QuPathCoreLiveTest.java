@@ -211,6 +211,25 @@ class QuPathCoreLiveTest {
             assertEquals(290, t.getROI().getBoundsWidth(), 0.01);
             assertTrue(annotation.getROI().contains(t.getROI().getCentroidX(), t.getROI().getCentroidY()));
         }
+        if (model.getContextUm() > 0) {
+            // spatial context: the margin around the annotation (tissue tiles of the same grid within
+            // the reach, sent context_only) gives its edge tiles neighbours outside it
+            StringBuilder counts = new StringBuilder();
+            for (PathObject t : tiles) {
+                int alone = 0;
+                for (PathObject u : tiles) {
+                    double d = Math.hypot(u.getROI().getCentroidX() - t.getROI().getCentroidX(),
+                            u.getROI().getCentroidY() - t.getROI().getCentroidY()) * model.getTileUm() / 290;
+                    alone += u != t && d <= model.getContextUm() * (1 + 1e-9) ? 1 : 0;
+                }
+                int n = t.getMeasurements().get("Tile: context tiles").intValue();
+                counts.append(' ').append(n).append('/').append(alone);
+                assertTrue(n >= alone && n <= 20, "context tiles " + n + ", " + alone + " from the annotation alone");
+            }
+            System.out.println("predict: Tile: context tiles / from the annotation's tiles alone:" + counts);
+            assertTrue(tiles.stream().mapToInt(t -> t.getMeasurements().get("Tile: context tiles").intValue()).sum()
+                    > 7 * 4 + 10 * 8 + 14 * 4, "the margin adds neighbours: " + counts);
+        }
         assertTrue(annotation.getChildObjects().contains(userDetection), "the user's detection stays");
         assertTrue(annotation.getChildObjects().contains(userTile), "the user's tile stays");
         firstIds = tiles.stream().map(PathObject::getID).collect(Collectors.toSet());

@@ -204,8 +204,9 @@ public final class ContextPlan {
     @Override
     public String toString() {
         return "ContextPlan[" + regionCount + " region tiles + " + getMarginCount() + " margin tiles, "
-                + requests.size() + " requests, blocks of " + blockSide + " x " + blockSide + " tiles"
-                + (truncated ? ", context truncated" : "") + "]";
+                + requests.size() + (requests.size() == 1 ? " request" : " requests in blocks of " + blockSide + " x "
+                + blockSide + " tiles, " + getTilesSent() + " tiles sent") + (truncated ? ", context truncated" : "")
+                + "]";
     }
 
     // -- one region's grid ---------------------------------------------------------------------

@@ -89,6 +89,15 @@ final class OptionDialogs {
         genes.setId("genes");
         genes.setPromptText("all genes of the model");
         genes.setTooltip(new Tooltip("Genes separated by commas, e.g. ERBB2, GATA3; empty for all"));
+        Label geneInfo = new Label();
+        geneInfo.setId("geneReliability");
+        geneInfo.setWrapText(true);
+        geneInfo.setMaxWidth(440);
+        Runnable showGenes = () -> geneInfo.setText(geneReliability(modelOf(hello, model.getValue()),
+                genes.getText()));
+        genes.textProperty().addListener((o, a, b) -> showGenes.run());
+        model.valueProperty().addListener((o, a, b) -> showGenes.run());
+        showGenes.run();
         ChoiceBox<Region> region = regionBox(image);
         TextField mpp = new TextField();
         Spinner<Integer> minTissue = spinner("minTissue", 0, 100,
@@ -98,6 +107,7 @@ final class OptionDialogs {
         g.addRow(r++, new Label("Model"), model);
         g.add(modelInfo, 1, r++);
         g.addRow(r++, new Label("Genes"), genes);
+        g.add(geneInfo, 1, r++);
         g.addRow(r++, new Label("Region"), region);
         r = pixelSizeRow(g, r, image, mpp);
         g.addRow(r++, new Label("Min. tissue per tile (%)"), minTissue);
@@ -430,6 +440,37 @@ final class OptionDialogs {
         }
         f.setValue(v);
         return v;
+    }
+
+    /** Most genes whose held-out reliability the predict dialog lists under the genes typed. */
+    static final int GENES_DESCRIBED = 6;
+
+    /**
+     * The held-out reliability of the genes typed, as the predict dialog shows it under them:
+     * each known gene with its held-out PCC (marked unreliable under the model's threshold), or
+     * for all genes how many are unreliable. Unknown names are left to {@link #checkGenes}.
+     */
+    static String geneReliability(ModelInfo m, String text) {
+        if (m == null) {
+            return "";
+        }
+        List<String> typed = new ArrayList<>();
+        for (String s : (text == null ? "" : text).split("[,;\\s]+")) {
+            if (!s.isBlank() && m.getGenes().contains(s.trim()) && !typed.contains(s.trim())) {
+                typed.add(s.trim());
+            }
+        }
+        if (typed.isEmpty()) {
+            long weak = m.getGenes().stream().filter(m::isUnreliable).count();
+            return weak == 0 ? "" : weak + " of the model's " + m.getGenes().size()
+                    + " genes are unreliable (predicted poorly on held-out sections)";
+        }
+        List<String> shown = new ArrayList<>();
+        for (String gene : typed.subList(0, Math.min(GENES_DESCRIBED, typed.size()))) {
+            shown.add(m.describeGene(gene));
+        }
+        String more = typed.size() > GENES_DESCRIBED ? ", ... (" + typed.size() + " genes)" : "";
+        return String.join("; ", shown) + more;
     }
 
     /** The genes typed, or null for all; names the model lacks are refused here, not after the run starts. */

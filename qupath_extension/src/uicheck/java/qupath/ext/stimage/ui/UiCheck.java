@@ -200,6 +200,12 @@ public final class UiCheck {
                     == PredictOptions.DEFAULT_BATCH_SIZE && (hello.getLimits() == null
                     || PredictOptions.DEFAULT_BATCH_SIZE <= hello.getLimits().getMaxTiles()));
             genes.setText(String.join(", ", demo));
+            Label rel = node(p, "geneReliability", Label.class);
+            ModelInfo dm = hello.getDefaultModel();
+            check("predict: each gene typed is shown with its held-out reliability: " + rel.getText(),
+                    rel.getText().equals(OptionDialogs.geneReliability(dm, genes.getText()))
+                    && (dm.getGenePcc() == null || dm.getGenePcc().isEmpty()
+                    || rel.getText().contains(demo.get(0) + " (held-out PCC ")));
             return null;
         });
         shoot("predict", f.dialog.getDialogPane().getScene());

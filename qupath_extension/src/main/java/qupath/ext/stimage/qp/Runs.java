@@ -430,8 +430,7 @@ public final class Runs {
                         }
                     }, token);
             nuclei.add(ObjectTools.parse(res.getGeoJson()));
-            notes.add(res.getTargets() + " predicted " + res.getPrediction()
-                    + (res.getFitR2().isEmpty() ? "" : ", LIME fit R² " + res.getFitR2()));
+            notes.add(explainNote(res, model.getContextUm()));
         }
         PathObjectHierarchy hierarchy = imageData.getHierarchy();
         int added = 0;
@@ -444,6 +443,32 @@ public final class Runs {
                 System.nanoTime() - t0, null, selected.size() == 1 ? "Tile: " + notes.get(0) + "." : null);
         logger.info("STImage: {}", s.describe());
         return s;
+    }
+
+    /**
+     * The explained tile's line of the summary, e.g. "COX6C predicted 2.21, LIME fit R² 0.884", numbers to 3
+     * significant digits. For a model with spatial context it says that the value is the tile's alone: explain
+     * scores the tile without its neighbours, so it can differ from the tile's "gene: mean" measurement.
+     */
+    static String explainNote(ExplainResult res, double contextUm) {
+        List<String> targets = res.getTargets();
+        List<Double> prediction = res.getPrediction();
+        List<Double> r2 = res.getFitR2();
+        StringBuilder sb = new StringBuilder();
+        for (int g = 0; g < targets.size(); g++) {
+            sb.append(g == 0 ? "" : "; ").append(targets.get(g));
+            if (g < prediction.size() && prediction.get(g) != null) {
+                sb.append(" predicted ").append(String.format("%.3g", prediction.get(g)));
+            }
+            if (g < r2.size() && r2.get(g) != null) {
+                sb.append(", LIME fit R² ").append(String.format("%.3g", r2.get(g)));
+            }
+        }
+        if (contextUm > 0) {
+            sb.append(" (for the tile alone: explaining does not use the model's ").append(fmt(contextUm))
+                    .append(" µm spatial context, so this can differ from the tile's measurement)");
+        }
+        return sb.toString();
     }
 
     private static JsonObject collection(JsonArray features) {

@@ -151,6 +151,10 @@ def test_in_process_cohort_equals_predict_slide(
         meta = json.loads((folder / "run_metadata.json").read_text())
         assert meta["model_id"].startswith("tiny sha256:") and meta["tiles"] > 0
         assert meta["job"]["batch_size"] == 2 and meta["settings"]["heatmaps"] == [genes[0]]
+        # Each slide has predict-slide's report too, its links pointing inside the folder.
+        page = (folder / f"s{k}.report.html").read_text()
+        assert f"<th>tiles predicted</th><td class='n'>{meta['tiles']}</td>" in page
+        assert f"href='s{k}.h5ad'" in page and page.count("<img src='data:image/") == 1
     assert not (out / "work").exists() or not any((out / "work").iterdir())  # stores removed
     rows = _summary(out)
     assert [rows[f"s{k}"]["status"] for k in range(3)] == ["done"] * 3

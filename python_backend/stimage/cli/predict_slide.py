@@ -196,57 +196,10 @@ def _html_report(
     ctx: click.Context, slide: Path, predictor: Predictor, res: SlideFiles, seconds: float
 ) -> Path:
     """``OUT.report.html`` beside the GeoJSON: model, numbers, heatmaps, warnings, settings."""
-    from stimage.pipelines import RunReport, model_section, training_overlap
+    from stimage.pipelines import slide_report
 
-    state = res.job.state
-    b = predictor.bundle
-    heat_genes = [p.stem for p in res.heatmaps]
-    area = "the region given" if ctx.params.get("region") else "the tissue"
-    report = RunReport(
-        title=f"STImage: predicted expression on {slide.name}",
-        intro=(
-            f"Expression of {len(b.genes)} genes predicted with aleatoric and epistemic "
-            f"uncertainty on {predictor.tile_um:g} µm grid tiles over {area} of {slide.name}, "
-            f"by the model {b.name}. The GeoJSON holds {len(res.geojson_genes)} of them "
-            "(drag it onto the image in QuPath); the AnnData holds all."
-        ),
-        numbers=[
-            ("tiles predicted", int(state.get("n_tiles", 0))),
-            ("QuPath objects", res.n_objects),
-            ("genes predicted (in the GeoJSON)", f"{len(b.genes)} ({len(res.geojson_genes)})"),
-            ("µm per pixel", f"{float(state.get('mpp', float('nan'))):.4g}"),
-            ("tile size (µm)", f"{predictor.tile_um:g}"),
-            ("seconds (this run)", f"{seconds:.1f}"),
-            (
-                "status",
-                {
-                    "predicted": "predicted",
-                    "rewritten": "outputs rewritten from the stored predictions",
-                }.get(res.status, res.status),
-            ),
-        ],
-        settings={"slide": str(slide), **{k: v for k, v in ctx.params.items() if k != "slide"}},
-        figures=[
-            (p, f"{p.stem}: predicted mean and epistemic sd (log1p counts per 10k)")
-            for p in res.heatmaps
-        ],
-        files=[
-            (res.geojson, "QuPath objects: tiles with measurements"),
-            (res.h5ad, "every gene, as AnnData"),
-            *[(p, f"heatmap of {p.stem}") for p in res.heatmaps],
-        ],
+    settings = {"slide": str(slide), **{k: v for k, v in ctx.params.items() if k != "slide"}}
+    report = slide_report(
+        predictor, slide, res, seconds, settings, region_given=bool(ctx.params.get("region"))
     )
-    seen = training_overlap(b, slide)
-    if seen is not None:
-        report.warnings.append(
-            f"This slide looks like the training sample {seen} of the model (by its name): the "
-            "maps show what the model learnt there, not how it does on new tissue; the "
-            "held-out accuracy below is the honest measure."
-        )
-    report.add(model_section(b, [*res.geojson_genes, *heat_genes]))
-    if res.default_genes and len(b.genes) > len(res.geojson_genes):
-        report.warnings.append(
-            f"The GeoJSON holds the model's first {len(res.geojson_genes)} genes only (--genes "
-            "chooses them); the AnnData holds all."
-        )
     return report.write(res.h5ad.with_suffix(".report.html"))

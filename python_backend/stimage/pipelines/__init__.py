@@ -55,6 +55,7 @@ from stimage.pipelines._run_report import (
     cells_section,
     explanation_warnings,
     model_section,
+    slide_report,
     training_overlap,
 )
 from stimage.pipelines._slide_files import SlideFiles, output_paths, predict_slide_files
@@ -111,6 +112,7 @@ __all__ = [
     "run_slide_job",
     "score_name",
     "slide_job_features",
+    "slide_report",
     "target_function",
     "tile_box",
     "training_overlap",

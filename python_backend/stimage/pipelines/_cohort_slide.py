@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 from stimage._version import __version__
 from stimage.errors import ConfigError, StimageError
 from stimage.pipelines._cohort_manifest import SlideSpec
+from stimage.pipelines._run_report import slide_report
 from stimage.pipelines._slide_files import SlideFiles, output_paths, predict_slide_files
 from stimage.pipelines._slide_job import SlideJobChangedError, model_fingerprint, model_id
 
@@ -219,7 +220,15 @@ def predict_cohort_slide(
         "platform": platform.platform(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    moved = [paths["staged"], h5ad] + ([heat_dir] if heat_dir.is_dir() else [])
+    report = slide_report(
+        predictor,
+        spec.slide,
+        res,
+        time.perf_counter() - t0,
+        {"slide": str(spec.slide), "region": spec.region, "mpp": spec.mpp, **meta["settings"]},
+        region_given=spec.region is not None,
+    ).write(h5ad.with_suffix(".report.html"))
+    moved = [paths["staged"], h5ad, report] + ([heat_dir] if heat_dir.is_dir() else [])
     _publish(paths["folder"], moved, meta)
     if not settings.keep_stores:
         shutil.rmtree(paths["work"], ignore_errors=True)

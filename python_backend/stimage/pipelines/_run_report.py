@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stimage.models import Cells, ModelBundle
+    from stimage.models import Cells, ModelBundle, Predictor
+    from stimage.pipelines._slide_files import SlideFiles
 
 __all__ = [
     "MAX_EMBED_BYTES",
@@ -38,6 +39,7 @@ __all__ = [
     "cells_section",
     "explanation_warnings",
     "model_section",
+    "slide_report",
     "training_overlap",
 ]
 
@@ -313,3 +315,70 @@ def explanation_warnings(r2: Mapping[str, float] | Iterable[tuple[str, float]]) 
         "its nucleus scores are a rough guide only."
         for g, v in low
     ]
+
+
+def slide_report(
+    predictor: Predictor,
+    slide: str | os.PathLike[str],
+    res: SlideFiles,
+    seconds: float,
+    settings: Mapping[str, Any],
+    *,
+    region_given: bool,
+) -> RunReport:
+    """The report of one slide predicted by ``predict-slide`` (or one slide of a cohort).
+
+    Write it with ``report.write(res.h5ad.with_suffix(".report.html"))``: beside the GeoJSON,
+    so that its links to the outputs hold wherever the folder is moved.
+    """
+    state = res.job.state
+    b = predictor.bundle
+    name = Path(slide).name
+    heat_genes = [p.stem for p in res.heatmaps]
+    area = "the region given" if region_given else "the tissue"
+    status = {
+        "predicted": "predicted",
+        "rewritten": "outputs rewritten from the stored predictions",
+    }.get(res.status, res.status)
+    report = RunReport(
+        title=f"STImage: predicted expression on {name}",
+        intro=(
+            f"Expression of {len(b.genes)} genes predicted with aleatoric and epistemic "
+            f"uncertainty on {predictor.tile_um:g} µm grid tiles over {area} of {name}, by "
+            f"the model {b.name}. The GeoJSON holds {len(res.geojson_genes)} of them (drag it "
+            "onto the image in QuPath); the AnnData holds all."
+        ),
+        numbers=[
+            ("tiles predicted", int(state.get("n_tiles", 0))),
+            ("QuPath objects", res.n_objects),
+            ("genes predicted (in the GeoJSON)", f"{len(b.genes)} ({len(res.geojson_genes)})"),
+            ("µm per pixel", f"{float(state.get('mpp', float('nan'))):.4g}"),
+            ("tile size (µm)", f"{predictor.tile_um:g}"),
+            ("seconds (this run)", f"{seconds:.1f}"),
+            ("status", status),
+        ],
+        settings=dict(settings),
+        figures=[
+            (p, f"{p.stem}: predicted mean and epistemic sd (log1p counts per 10k)")
+            for p in res.heatmaps
+        ],
+        files=[
+            (res.geojson, "QuPath objects: tiles with measurements"),
+            (res.h5ad, "every gene, as AnnData"),
+            *[(p, f"heatmap of {p.stem}") for p in res.heatmaps],
+        ],
+    )
+    seen = training_overlap(b, slide)
+    if seen is not None:
+        report.warnings.append(
+            f"This slide looks like the training sample {seen} of the model (by its name): the "
+            "maps show what the model learnt there, not how it does on new tissue; the "
+            "held-out accuracy below is the honest measure."
+        )
+    report.add(model_section(b, [*res.geojson_genes, *heat_genes]))
+    if res.default_genes and len(b.genes) > len(res.geojson_genes):
+        report.warnings.append(
+            f"The GeoJSON holds the model's first {len(res.geojson_genes)} genes only (--genes "
+            "chooses them); the AnnData holds all."
+        )
+    return report

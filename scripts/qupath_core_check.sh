@@ -78,7 +78,7 @@ mkdir -p "$OUT/main" "$OUT/test" "$OUT/stubs"
 echo "qupath_core_check.sh: $("$JAVAC" -version 2>&1), --release 17, against: ${QP_CP%%:*}" >&2
 
 # 1. the layer against QuPath core
-"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all,-classfile -Werror -cp "$QP_CP:$JARS/jeromq.jar" \
+"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all,-classfile,-path -Werror -cp "$QP_CP:$JARS/jeromq.jar" \
     -d "$OUT/main" \
     $(find "$SRC/main/java/qupath/ext/stimage/client" "$SRC/main/java/qupath/ext/stimage/core" \
         "$SRC/main/java/qupath/ext/stimage/qp" -name '*.java' | sort) \

@@ -148,3 +148,27 @@ def test_trained_bundles_carry_held_out_accuracy_per_gene(bundle, tmp_path) -> N
     assert back.metrics["genes"] == m["genes"]
     members = back.components[0].ensemble.members
     assert all(mm.theta_scale is not None for mm in members)
+
+
+def test_one_section_is_split_into_spatial_blocks_for_held_out_fits(store3) -> None:
+    """Trained on one section, the penalty and intervals are chosen on its spatial blocks."""
+    from conftest import FAST
+    from stimage.training import train_model
+    from stimage.training._data import SPATIAL_BLOCKS
+
+    enc = create_encoder("test_tiny_cnn", random_init=True, device="cpu")
+    spots = load_spot_set(store3, [enc], ["S1", "S2"])
+    two = spots.cv_groups(["S1", "S2"])
+    assert set(two) == {"S1", "S2"}  # two sections: the sections themselves
+    one = spots.cv_groups(["S1"])
+    names, sizes = np.unique(one, return_counts=True)
+    assert list(names) == [f"S1/block{k}" for k in range(SPATIAL_BLOCKS)]
+    assert sizes.min() >= len(one) // SPATIAL_BLOCKS - 2  # quadrants at the medians
+    xy = np.asarray(spots.adatas["S1"].obsm["spatial"])
+    for k in range(SPATIAL_BLOCKS):  # each block is one contiguous quadrant
+        right, low = xy[one == f"S1/block{k}"].T
+        assert len(set(right > np.median(xy[:, 0]))) == 1 == len(set(low > np.median(xy[:, 1])))
+    bundle = train_model(store3, FAST, ["S1"])
+    held = bundle.components[0].ensemble.held_out
+    assert held is not None and held.sections == [f"S1/block{k}" for k in range(SPATIAL_BLOCKS)]
+    assert np.isfinite(held.coverage).any() and (held.theta_scale > 0).all()

@@ -289,8 +289,13 @@ class NBEnsemble:
         library_size: np.ndarray,
         genes: list[str],
         groups: np.ndarray | None = None,
+        cv_groups: np.ndarray | None = None,
     ) -> NBEnsemble:
         """Fit the members on features already projected by :attr:`pipeline`.
+
+        ``groups`` are the spots' sections (bootstrap and depth model within them);
+        ``cv_groups`` (default ``groups``) what the penalty search and the interval
+        calibration leave out in turn, e.g. spatial blocks of a single section.
 
         Genes are independent problems, fitted in chunks small enough that the chunk's
         spots-by-genes arrays fit in about :data:`FIT_BYTES` (one chunk for a few thousand
@@ -306,7 +311,8 @@ class NBEnsemble:
         if c.hidden:
             return self._fit_mlp(z, _dense(counts[:, : len(genes)]), library_size, groups)
         chunk = gene_chunk(len(z), len(genes))
-        folds = None if groups is None else section_folds(np.asarray(groups), SELECT_FOLDS)
+        left_out = groups if cv_groups is None else cv_groups
+        folds = None if left_out is None else section_folds(np.asarray(left_out), SELECT_FOLDS)
         sub = select_rows(folds, SELECT_SPOTS, c.seed)
         weights = _bootstrap_weights(len(z), groups, c.members - (0 if c.bootstrap else 1), c.seed)
         per_chunk: list[list[NBGLM]] = []

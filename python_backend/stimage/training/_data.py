@@ -153,6 +153,31 @@ class SpotSet:
         """``(N,)`` sample id of each spot."""
         return np.concatenate([np.full(self.adatas[s].n_obs, s, dtype=object) for s in sample_ids])
 
+    def cv_groups(self, sample_ids: list[str]) -> np.ndarray:
+        """``(N,)`` what held-out fits leave out: each spot's sample, or with one sample its block.
+
+        With two or more samples, the samples (:meth:`groups`). With one, its spots split into
+        :data:`SPATIAL_BLOCKS` contiguous blocks at the median x and y of the spot centres
+        (``"<sample>/block<k>"``), so that the penalty and the intervals are still chosen on
+        tissue the fit did not see. A block of tissue is a milder shift than another section
+        or patient: intervals calibrated on blocks are narrower than on sections.
+        """
+        if len(sample_ids) != 1:
+            return self.groups(sample_ids)
+        s = sample_ids[0]
+        xy = np.asarray(self.adatas[s].obsm[Key.SPATIAL], np.float64)
+        if len(xy) < 2 * SPATIAL_BLOCKS:
+            return self.groups(sample_ids)
+        right = xy[:, 0] > np.median(xy[:, 0])
+        low = xy[:, 1] > np.median(xy[:, 1])
+        block = right.astype(int) + 2 * low.astype(int)
+        names = np.array([f"{s}/block{k}" for k in range(SPATIAL_BLOCKS)], dtype=object)
+        return names[block]
+
+
+#: Blocks a single sample is split into for held-out fits (quadrants at the median x, y).
+SPATIAL_BLOCKS = 4
+
 
 def load_spot_set(
     store: TileStore,

@@ -125,6 +125,13 @@ def fit_bundle(
     counts = spots.sparse_counts(sample_ids, genes)
     lib = spots.library_size(sample_ids)
     groups = spots.groups(sample_ids)
+    cv_groups = spots.cv_groups(sample_ids)
+    if len(sample_ids) == 1 and len(set(cv_groups)) > 1:
+        logger.info(
+            "one sample (%s): its spatial blocks stand in for held-out sections when the "
+            "penalty and the intervals are chosen",
+            sample_ids[0],
+        )
     comps = []
     z0 = None
     for enc in config.encoders:
@@ -132,7 +139,7 @@ def fit_bundle(
         ens.pipeline, z = fit_pipeline(
             spots.feature_blocks(enc, sample_ids), config.ensemble.pca_dim, config.ensemble.seed
         )
-        ens.fit_projected(z, counts, lib, genes, groups=groups)
+        ens.fit_projected(z, counts, lib, genes, groups=groups, cv_groups=cv_groups)
         comps.append(Component(encoder_specs[enc], ens))
         z0 = z if z0 is None else z0
     clf = None

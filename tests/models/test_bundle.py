@@ -172,3 +172,4 @@ def test_one_section_is_split_into_spatial_blocks_for_held_out_fits(store3) -> N
     held = bundle.components[0].ensemble.held_out
     assert held is not None and held.sections == [f"S1/block{k}" for k in range(SPATIAL_BLOCKS)]
     assert np.isfinite(held.coverage).any() and (held.theta_scale > 0).all()
+    assert "four spatial blocks" in bundle.metrics["held_out"]["scheme"]

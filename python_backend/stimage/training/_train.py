@@ -177,8 +177,13 @@ def held_out_metrics(held: HeldOut | None, genes: list[str]) -> dict[str, Any]:
         return {}
     return {
         "held_out": {
-            "scheme": "leave-one-section-out within the training sections; each section's "
-            "penalty chosen on the other sections",
+            "scheme": (
+                "leave-one-block-out within the single training section (four spatial "
+                "blocks); each block's penalty chosen on the other blocks"
+                if any("/block" in str(s) for s in held.sections)
+                else "leave-one-section-out within the training sections; each section's "
+                "penalty chosen on the other sections"
+            ),
             "sections": held.sections,
             "level": LEVEL,
             "mean_pcc": float(np.nanmean(held.pcc)),

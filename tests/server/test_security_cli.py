@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from stimage.errors import ConfigError, StimageError
 from stimage.models import Predictor
 from stimage.qupath import validate_geojson
 from stimage.server import ErrorCode, Server, ServerConfig, ServerError, is_loopback, make_keys
+from stimage.server._config import load_key_pair
 from stimage.server.client import Client
 
 ClientOf = Callable[..., Client]
@@ -68,16 +71,40 @@ def test_curve_lets_in_only_authorised_clients(
         assert ok.hello()["models"]
         tiles, mpp = model_tiles(predictor, 2)
         assert ok.predict(tiles, boxes_for(2), mpp)["n_tiles"] == 2
-        for c in (
-            client_of(server.address, heartbeat_timeout=1.0),  # plain text
-            client_of(
-                server.address, heartbeat_timeout=1.0, curve_keys=tmp_path / "other"
-            ),  # unknown key
+        theirs = load_key_pair(tmp_path / "other" / "server.key")[0]
+        for c, says in (
+            (client_of(server.address), "expects CURVE keys"),  # plain text
+            (
+                client_of(
+                    server.address,
+                    server_public_key=load_key_pair(tmp_path / "keys" / "server.key")[0],
+                    client_keys=load_key_pair(tmp_path / "other" / "client.key_secret"),
+                ),
+                "refused this client's",
+            ),
+            (client_of(server.address, curve_keys=tmp_path / "other"), "not this server's"),
+            (
+                client_of(
+                    server.address,
+                    server_public_key=theirs,
+                    client_keys=load_key_pair(tmp_path / "keys" / "client.key_secret"),
+                ),
+                "server key given is not this server's",
+            ),
         ):
-            with pytest.raises(ServerError) as e:
+            t0 = time.monotonic()
+            with pytest.raises(ServerError, match=says) as e:
                 c.ping()
-            assert e.value.code == ErrorCode.DISCONNECTED
+            # Told at once from the handshake, not after the connect timeout.
+            assert e.value.code == ErrorCode.DISCONNECTED and time.monotonic() - t0 < 2.0
         assert ok.ping() > 0
+    # Keys against a server without CURVE: said so, at once.
+    plain_cfg = replace(cfg, curve_keys=None)
+    with (
+        Server([predictor], plain_cfg) as plain,
+        pytest.raises(ServerError, match="runs without --curve-keys"),
+    ):
+        client_of(plain.address, curve_keys=tmp_path / "keys").ping()
 
 
 def test_client_commands(server: Server, slide_root: Path, tmp_path: Path) -> None:

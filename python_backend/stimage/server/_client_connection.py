@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = f"tcp://127.0.0.1:{DEFAULT_PORT}"
 _POLL_MS = 50
+#: ZeroMQ monitor events of a handshake that failed (bad or missing keys on one side).
+_HANDSHAKE_FAILED = (
+    0x0800  # EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | 0x2000  # EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | 0x4000  # EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 def _attach_arrays(result: dict[str, Any], frames: Sequence[bytes]) -> dict[str, Any]:
@@ -152,21 +158,60 @@ class Connection:
             ServerError: ``disconnected``: nothing answered.
         """
         import zmq
+        from zmq.utils.monitor import recv_monitor_message
 
         rid = uuid.uuid4().hex
-        sock.send_multipart([encode_header(request_header(rid, "ping", None))])
-        wait = min(self.connect_timeout, self.heartbeat_timeout)
-        until = time.monotonic() + wait
-        while time.monotonic() < until:
-            if sock.poll(_POLL_MS, zmq.POLLIN):
-                msg = _parse(sock.recv_multipart())
-                if msg is not None and msg.get("id") == rid:
-                    return
+        mon = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+        try:
+            sock.send_multipart([encode_header(request_header(rid, "ping", None))])
+            wait = min(self.connect_timeout, self.heartbeat_timeout)
+            until = time.monotonic() + wait
+            while time.monotonic() < until:
+                if mon.poll(0, zmq.POLLIN):
+                    event = recv_monitor_message(mon)["event"]
+                    raise ServerError(ErrorCode.DISCONNECTED, self._handshake_message(event))
+                if sock.poll(_POLL_MS, zmq.POLLIN):
+                    msg = _parse(sock.recv_multipart())
+                    if msg is not None and msg.get("id") == rid:
+                        return
+        finally:
+            sock.disable_monitor()
+            mon.close(linger=0)
         keys = " (or it does not accept this client's keys)" if self._curve is not None else ""
         raise ServerError(
             ErrorCode.DISCONNECTED,
             f"no stimage server answers at {self.address}{keys} within {wait:g} s; start one "
             "with `stimage serve`, or check the address",
+        )
+
+    def _handshake_message(self, event: int) -> str:
+        """What a failed ZeroMQ handshake means, and what to do about it."""
+        import zmq
+
+        at = f"the server at {self.address}"
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (
+                f"{at} refused this client's key: add its public key (client.key, beside the "
+                "client.key_secret given) to the server's --curve-keys folder, authorized/, "
+                "or use the key files made with the server's keys"
+            )
+        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            if self._curve is None:
+                return (
+                    f"{at} expects CURVE keys (it was started with --curve-keys DIR): give "
+                    "this client DIR's server.key and a client.key_secret (curve_keys=DIR, or "
+                    "`stimage client --curve-keys DIR`)"
+                )
+            return (
+                f"{at} does not use CURVE (it was started without --curve-keys): connect "
+                "without keys, or restart it with --curve-keys"
+            )
+        if self._curve is None:
+            return f"the handshake with {at} failed: check that a stimage server listens there"
+        return (
+            f"the CURVE handshake with {at} failed: the server key given is not this "
+            "server's (use the server.key of the folder it was started with, --curve-keys "
+            "DIR), or the server runs without --curve-keys (then connect without keys)"
         )
 
     def _reset(self) -> None:

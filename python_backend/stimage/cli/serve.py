@@ -76,6 +76,12 @@ _ACCESS_OPTIONS = options(
     "--make-keys",
     help="Create server and client CURVE keys in this folder, then exit.",
 )
+@click.option(
+    "--exit-with-stdin",
+    is_flag=True,
+    help="Stop when standard input closes: a program that starts the server with a pipe "
+    "(the QuPath extension's local backend) takes it down with it, even when killed.",
+)
 def serve(
     models: tuple[Path, ...],
     host: str,
@@ -90,6 +96,7 @@ def serve(
     encoder_weights: tuple[str, ...],
     cells_model: Path | None,
     make_keys: Path | None,
+    exit_with_stdin: bool,
 ) -> None:
     """Serve models over ZeroMQ until interrupted (Ctrl+C or SIGTERM).
 
@@ -136,7 +143,7 @@ def serve(
             raise
         click.echo(f"warning: no cell-type model, cells requests will fail ({e})", err=True)
     server.start()
-    _run_until_stopped(server)
+    _run_until_stopped(server, exit_with_stdin)
 
 
 def _make_keys(folder: Path) -> None:
@@ -154,15 +161,30 @@ def _make_keys(folder: Path) -> None:
     click.echo(f"start with: stimage serve --curve-keys {folder} --host 0.0.0.0")
 
 
-def _run_until_stopped(server: Server) -> None:
-    """Serve until Ctrl+C or SIGTERM, then stop the server."""
+def _run_until_stopped(server: Server, exit_with_stdin: bool = False) -> None:
+    """Serve until Ctrl+C or SIGTERM (or, when asked, until stdin closes), then stop."""
     import logging
+    import os
     import signal
+    import sys
     import threading
 
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if exit_with_stdin:
+
+        def watch() -> None:
+            # Reads until end of file, which comes when the process holding the pipe ends.
+            try:
+                while os.read(sys.stdin.fileno(), 4096):
+                    pass
+            except (OSError, ValueError):
+                pass
+            logging.getLogger(__name__).info("standard input closed: stopping")
+            stop.set()
+
+        threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
     click.echo(
         f"stimage server on {server.address} ({server.device}); models: {', '.join(server.models)}; "
         "Ctrl+C to stop",

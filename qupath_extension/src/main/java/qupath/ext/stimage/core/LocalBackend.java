@@ -195,7 +195,8 @@ public final class LocalBackend implements AutoCloseable {
     /**
      * @param exe the {@code stimage} program
      * @param config port, model, device
-     * @return the command line that serves on 127.0.0.1
+     * @return the command line that serves on 127.0.0.1 and stops when this JVM's pipe to its
+     *     standard input closes
      */
     public static List<String> command(Path exe, Config config) {
         List<String> cmd = new ArrayList<>(List.of(exe.toString(), "serve", "--host", HOST, "--port",
@@ -206,6 +207,9 @@ public final class LocalBackend implements AutoCloseable {
         if (config.getDevice() != null) {
             cmd.addAll(List.of("--device", config.getDevice()));
         }
+        // The backend reads its standard input, a pipe held by this JVM, and stops when it
+        // closes: also when QuPath is killed outright and no shutdown hook runs.
+        cmd.add("--exit-with-stdin");
         return cmd;
     }
 

@@ -164,11 +164,12 @@ class LocalBackendTest {
         LocalBackend.Config c = LocalBackend.Config.builder("/env").port(6001).model(" /models/mine ")
                 .device("cpu").threads(3).build();
         assertEquals(List.of("/env/bin/stimage", "serve", "--host", "127.0.0.1", "--port", "6001", "--model",
-                "/models/mine", "--device", "cpu"), LocalBackend.command(Path.of("/env/bin/stimage"), c));
+                "/models/mine", "--device", "cpu", "--exit-with-stdin"),
+                LocalBackend.command(Path.of("/env/bin/stimage"), c));
         assertEquals("3", LocalBackend.environment(c).get("OMP_NUM_THREADS"));
         assertEquals("1", LocalBackend.environment(c).get("PYTHONUNBUFFERED"));
         LocalBackend.Config d = LocalBackend.Config.builder("/env").model("").device("auto").build();
-        assertEquals(List.of("x", "serve", "--host", "127.0.0.1", "--port", "5557"),
+        assertEquals(List.of("x", "serve", "--host", "127.0.0.1", "--port", "5557", "--exit-with-stdin"),
                 LocalBackend.command(Path.of("x"), d), "defaults: the bundled model, device auto");
         assertFalse(LocalBackend.environment(d).containsKey("OMP_NUM_THREADS"), "0 threads: the libraries' default");
         IllegalArgumentException bad = assertThrows(IllegalArgumentException.class,

@@ -89,18 +89,29 @@ public final class ObjectTools {
      * @param parent the parent
      * @param operation the operation
      * @param added the new objects
-     * @return how many earlier objects were removed
+     * @return how many earlier objects were removed, counting the objects under them (the nuclei that
+     *     Explain tile put under a tile go with the tile)
      */
     public static int replaceChildren(PathObjectHierarchy hierarchy, PathObject parent, Operation operation,
             Collection<PathObject> added) {
         List<PathObject> old = replaced(parent, operation);
+        int removed = 0;
         if (!old.isEmpty()) {
+            removed = countWithDescendants(old);
             hierarchy.getSelectionModel().deselectObjects(old);
             parent.removeChildObjects(old);
         }
         parent.addChildObjects(added);
         hierarchy.fireHierarchyChangedEvent(ObjectTools.class, parent);
-        return old.size();
+        return removed;
+    }
+
+    private static int countWithDescendants(Collection<PathObject> objects) {
+        int n = 0;
+        for (PathObject o : objects) {
+            n += 1 + countWithDescendants(o.getChildObjects());
+        }
+        return n;
     }
 
     /**

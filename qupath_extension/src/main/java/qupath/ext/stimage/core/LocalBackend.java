@@ -683,7 +683,10 @@ public final class LocalBackend implements AutoCloseable {
     }
 
     private void installHook(Process p) {
-        Thread h = new Thread(() -> terminate(p, Duration.ofSeconds(5)), "stimage-local-backend-shutdown");
+        Thread h = new Thread(() -> {
+            stopRequested = true; // QuPath is quitting: the exit that follows is not "by itself"
+            terminate(p, Duration.ofSeconds(5));
+        }, "stimage-local-backend-shutdown");
         Runtime.getRuntime().addShutdownHook(h);
         hook = h;
     }

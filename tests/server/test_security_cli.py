@@ -80,7 +80,7 @@ def test_curve_lets_in_only_authorised_clients(
                     server_public_key=load_key_pair(tmp_path / "keys" / "server.key")[0],
                     client_keys=load_key_pair(tmp_path / "other" / "client.key_secret"),
                 ),
-                "refused this client's",
+                "refused this client's|client's key is not authorised",
             ),
             (client_of(server.address, curve_keys=tmp_path / "other"), "not this server's"),
             (
@@ -96,7 +96,7 @@ def test_curve_lets_in_only_authorised_clients(
             with pytest.raises(ServerError, match=says) as e:
                 c.ping()
             # Told at once from the handshake, not after the connect timeout.
-            assert e.value.code == ErrorCode.DISCONNECTED and time.monotonic() - t0 < 2.0
+            assert e.value.code == ErrorCode.DISCONNECTED and time.monotonic() - t0 < 3.0
         assert ok.ping() > 0
     # Keys against a server without CURVE: said so, at once.
     plain_cfg = replace(cfg, curve_keys=None)

@@ -195,23 +195,20 @@ class Connection:
                 "client.key_secret given) to the server's --curve-keys folder, authorized/, "
                 "or use the key files made with the server's keys"
             )
-        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            if self._curve is None:
-                return (
-                    f"{at} expects CURVE keys (it was started with --curve-keys DIR): give "
-                    "this client DIR's server.key and a client.key_secret (curve_keys=DIR, or "
-                    "`stimage client --curve-keys DIR`)"
-                )
-            return (
-                f"{at} does not use CURVE (it was started without --curve-keys): connect "
-                "without keys, or restart it with --curve-keys"
-            )
+        # A refused protocol and a handshake cut short (timing decides which one a client
+        # sees) both mean keys on one side only, or the wrong server key.
         if self._curve is None:
-            return f"the handshake with {at} failed: check that a stimage server listens there"
+            return (
+                f"the handshake with {at} failed: it expects CURVE keys (started with "
+                "--curve-keys DIR): give this client DIR's server.key and a client.key_secret "
+                "(curve_keys=DIR, or `stimage client --curve-keys DIR`); or what listens there "
+                "is not a stimage server"
+            )
         return (
             f"the CURVE handshake with {at} failed: the server key given is not this "
             "server's (use the server.key of the folder it was started with, --curve-keys "
-            "DIR), or the server runs without --curve-keys (then connect without keys)"
+            "DIR), this client's key is not authorised there, or the server runs without "
+            "--curve-keys (then connect without keys)"
         )
 
     def _reset(self) -> None:

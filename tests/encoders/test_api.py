@@ -96,3 +96,36 @@ def test_any_timm_encoder_can_expose_pooled_stages() -> None:
     f = enc.encode(tiles)
     assert f.shape == (2, spec.feature_dim)
     np.testing.assert_allclose(f[:, :1280], head.encode(tiles), rtol=1e-3, atol=1e-3)
+
+
+def test_test_time_augmentation_averages_the_eight_views() -> None:
+    """tta=8: the mean of the features of the tile's 8 rotations and mirror images."""
+    import numpy as np
+
+    from stimage.encoders import EncoderSpec, create_encoder, get_encoder_spec
+    from stimage.errors import ConfigError
+
+    spec = get_encoder_spec("efficientnet_lite0_stages_tta8")
+    assert spec.tta == 8 and spec.to_dict()["tta"] == 8
+    assert "tta" not in get_encoder_spec("efficientnet_lite0_stages").to_dict()
+    import dataclasses
+
+    import pytest
+
+    with pytest.raises(ConfigError, match="tta"):
+        dataclasses.replace(spec, tta=3)
+    assert isinstance(spec, EncoderSpec)
+    try:
+        tta = create_encoder("efficientnet_lite0_stages_tta8", device="cpu")
+        one = create_encoder("efficientnet_lite0_stages", device="cpu")
+    except Exception as e:  # noqa: BLE001 - weights not installed here
+        pytest.skip(f"EfficientNet-Lite0 weights not installed ({e})")
+    tile = np.random.default_rng(2).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    views = [np.rot90(tile, k, axes=(1, 2)) for k in range(4)]
+    views += [v[:, :, ::-1] for v in views]
+    expected = np.mean([one.encode(np.ascontiguousarray(v), precision="fp32") for v in views], 0)
+    got = tta.encode(tile, precision="fp32")
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
+    # Averaged over the whole group, a rotated tile gives the same features.
+    turned = np.ascontiguousarray(np.rot90(tile, 1, axes=(1, 2)))
+    np.testing.assert_allclose(tta.encode(turned, precision="fp32"), got, rtol=1e-3, atol=1e-3)

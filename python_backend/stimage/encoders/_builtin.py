@@ -105,6 +105,23 @@ def efficientnet_lite0_stages() -> EncoderSpec:
 
 
 @register_encoder
+def efficientnet_lite0_stages_tta8() -> EncoderSpec:
+    """``efficientnet_lite0_stages`` averaged over the tile's 8 rotations and mirror images.
+
+    Test-time augmentation as an accuracy mode: 8x the encoder's cost (docs/benchmarks.md).
+    """
+    from dataclasses import replace
+
+    base = efficientnet_lite0_stages()
+    return replace(
+        base,
+        name="efficientnet_lite0_stages_tta8",
+        tta=8,
+        description=base.description + "; averaged over 8 rotations/mirror images (8x cost)",
+    )
+
+
+@register_encoder
 def efficientnet_lite2_stages() -> EncoderSpec:
     """EfficientNet-Lite2 (260 px) with its stages pooled: 1824 features (24+48+120+352)."""
     return with_stages(_lite(2, 260), (24, 48, 120, 352), "efficientnet_lite2_stages")

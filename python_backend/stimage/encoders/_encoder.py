@@ -29,6 +29,9 @@ __all__ = ["Encoder", "create_encoder", "pick_device", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
+#: The views of each test-time augmentation: ``k % 4`` quarter turns, mirrored for k >= 4.
+_VIEWS: dict[int, tuple[int, ...]] = {1: (0,), 2: (0, 4), 4: (0, 1, 2, 3), 8: tuple(range(8))}
+
 
 def _resolve(ref: str, what: str) -> Any:
     """``package.module:name`` -> that object (a spec's key converter or model builder)."""
@@ -157,6 +160,28 @@ class Encoder:
 
         return torch.cat([cls, patches], dim=-1)
 
+    def _views(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of the input, averaged over the spec's test-time views (dihedral group).
+
+        View ``k`` is ``k % 4`` quarter turns, mirrored left-right for ``k >= 4``; with
+        ``tta=2`` the tile and its mirror image, with 4 the four rotations.
+        """
+        import torch
+
+        n = self.spec.tta
+        if n == 1:
+            return self.forward_features(x)
+        total: torch.Tensor | None = None
+        for k in _VIEWS[n]:
+            v = torch.rot90(x, k % 4, dims=(2, 3))
+            if k >= 4:
+                v = torch.flip(v, dims=(3,))
+            v = v.contiguous(memory_format=torch.channels_last) if self._cnn else v.contiguous()
+            f = self.forward_features(v).float()
+            total = f if total is None else total + f
+        assert total is not None
+        return total / n
+
     def encode(
         self, tiles: np.ndarray, batch_size: int = 32, precision: str | None = None
     ) -> np.ndarray:
@@ -188,7 +213,7 @@ class Encoder:
             torch.autocast(dev_type, dtype=torch.bfloat16, enabled=prec == "bf16"),
         ):
             for b in batches:
-                f = self.forward_features(self.preprocess(b))
+                f = self._views(self.preprocess(b))
                 if f.shape[-1] != self.feature_dim:
                     raise StimageError(
                         f"encoder {self.spec.name} gave {f.shape[-1]} features, its spec says {self.feature_dim}"

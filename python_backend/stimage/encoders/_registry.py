@@ -96,6 +96,8 @@ class EncoderSpec:
         family: ``imagenet`` or ``pathology``.
         citation: How to cite the encoder.
         description: One line for listings.
+        tta: Test-time augmentation: features averaged over this many of the tile's eight
+            rotations and mirror images (1: the tile as it is; 8: all of them, 8x the cost).
     """
 
     name: str
@@ -113,6 +115,7 @@ class EncoderSpec:
     family: str = "imagenet"
     citation: str = ""
     description: str = ""
+    tta: int = 1
 
     def __post_init__(self) -> None:
         if self.pooling not in ("timm", "cls+mean", "cls", "mean", "timm+stages"):
@@ -123,6 +126,8 @@ class EncoderSpec:
             raise ConfigError(f"{self.name}: precision must be bf16 or fp32")
         if self.input_size < 16 or self.feature_dim < 1:
             raise ConfigError(f"{self.name}: implausible input size or feature size")
+        if self.tta not in TTA_VIEWS:
+            raise ConfigError(f"{self.name}: tta must be one of {TTA_VIEWS} views")
 
     def to_dict(self) -> dict[str, Any]:
         """The parts of the spec a model bundle records."""
@@ -139,8 +144,12 @@ class EncoderSpec:
             "precision": self.precision,
             "weights_file": self.weights.filename if self.weights else None,
             "weights_sha256": self.weights.sha256 if self.weights else None,
+            **({"tta": self.tta} if self.tta > 1 else {}),
         }
 
+
+#: Views a test-time augmentation may average (of the eight rotations and mirror images).
+TTA_VIEWS = (1, 2, 4, 8)
 
 _REGISTRY: dict[str, Callable[[], EncoderSpec]] = {}
 

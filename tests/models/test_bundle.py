@@ -150,7 +150,7 @@ def test_trained_bundles_carry_held_out_accuracy_per_gene(bundle, tmp_path) -> N
     assert all(mm.theta_scale is not None for mm in members)
 
 
-def test_one_section_is_split_into_spatial_blocks_for_held_out_fits(store3) -> None:
+def test_one_section_is_split_into_spatial_blocks_for_held_out_fits(store3, tmp_path: Path) -> None:
     """Trained on one section, the penalty and intervals are chosen on its spatial blocks."""
     from conftest import FAST
     from stimage.training import train_model
@@ -173,3 +173,10 @@ def test_one_section_is_split_into_spatial_blocks_for_held_out_fits(store3) -> N
     assert held is not None and held.sections == [f"S1/block{k}" for k in range(SPATIAL_BLOCKS)]
     assert np.isfinite(held.coverage).any() and (held.theta_scale > 0).all()
     assert "four spatial blocks" in bundle.metrics["held_out"]["scheme"]
+    from click.testing import CliRunner
+
+    from stimage.cli import cli
+
+    r = CliRunner().invoke(cli, ["models", "show", str(bundle.save(tmp_path / "one"))])
+    assert r.exit_code == 0, r.output
+    assert "4 spatial blocks of its one section left out in turn" in r.output

@@ -96,8 +96,14 @@ def _show_reliability(b: object, show_genes: bool) -> None:
         return
     rel = b.gene_reliability()
     bad = b.unreliable_genes()
+    sections = [str(x) for x in held.get("sections", [])]
+    left = (
+        f"{len(sections)} spatial blocks of its one section left out in turn"
+        if any("/block" in x for x in sections)
+        else f"{len(sections)} sections left out in turn"
+    )
     click.echo(
-        f"held-out per gene ({len(held.get('sections', []))} sections left out in turn): "
+        f"held-out per gene ({left}): "
         f"mean PCC {held['mean_pcc']:.3f}, {held['level']:.0%} interval coverage "
         f"{held['coverage']:.2f} ({held['coverage_uncalibrated']:.2f} before calibration)"
     )

@@ -5,8 +5,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
 
-import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,8 +16,6 @@ import java.util.concurrent.TimeUnit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * CURVE against the real Python server: keys made by {@code stimage serve --make-keys}, the server
@@ -29,7 +25,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class CurveLiveServerTest {
-    private static final Duration START_TIMEOUT = Duration.ofSeconds(240);
     /** What the extension uses (core.Backend.HEARTBEAT_TIMEOUT). */
     private static final Duration HEARTBEAT = Duration.ofSeconds(10);
 
@@ -38,47 +33,32 @@ class CurveLiveServerTest {
     private Path dir;
     private Path keys;
     private Path other;
-    private Path log;
     private String address;
-    private Process server;
+    private LiveServer server;
 
     @BeforeAll
     void startServer() throws Exception {
-        assumeTrue(!"false".equals(System.getProperty("stimage.live")), "live tests off (-Dstimage.live=false)");
+        stimage = LiveServer.program();
         repo = Fixtures.repo();
-        String venv = System.getProperty("stimage.venv", repo.resolve(".venv").toString());
-        stimage = Path.of(venv, "bin", "stimage");
-        assumeTrue(Files.isExecutable(stimage), "no stimage server at " + stimage + " (run scripts/setup.sh)");
         dir = Files.createTempDirectory("stimage-curve-");
         keys = dir.resolve("keys");
         other = dir.resolve("other");
         makeKeys(keys);
         makeKeys(other);
-        log = dir.resolve("serve.log");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        address = "tcp://127.0.0.1:" + port;
         // every interface, as for a GPU server: allowed with CURVE keys, without --insecure
-        List<String> cmd = new ArrayList<>(List.of(stimage.toString(), "serve", "--host", "0.0.0.0", "--port",
-                String.valueOf(port), "--curve-keys", keys.toString(), "--device", "cpu", "--batch-size", "16"));
-        String bundle = System.getProperty("stimage.model", "");
-        if (!bundle.isBlank()) {
-            cmd.addAll(List.of("--model", bundle));
+        server = new LiveServer(dir.resolve("serve.log"), List.of("--host", "0.0.0.0", "--curve-keys",
+                keys.toString()));
+        address = server.address();
+        server.start();
+        try (StimageClient c = client(CurveKeys.fromFolder(keys))) {
+            server.await(c::hello); // with the authorised keys, once the model is loaded
         }
-        server = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
-        waitForServer();
     }
 
     @AfterAll
     void stopServer() throws Exception {
         if (server != null) {
-            server.destroy();
-            if (!server.waitFor(30, TimeUnit.SECONDS)) {
-                server.destroyForcibly();
-            }
+            server.close();
         }
     }
 
@@ -90,36 +70,6 @@ class CurveLiveServerTest {
         assertEquals(0, p.exitValue(), out);
         assertTrue(Files.isRegularFile(folder.resolve("server.key")) && Files.isRegularFile(folder.resolve(
                 "client.key_secret")), out);
-    }
-
-    /** Hello with the authorised keys until it answers (the server loads its model first). */
-    private void waitForServer() throws Exception {
-        long end = System.nanoTime() + START_TIMEOUT.toNanos();
-        try (StimageClient c = client(CurveKeys.fromFolder(keys))) {
-            while (true) {
-                if (!server.isAlive()) {
-                    fail("the server exited with " + server.exitValue() + ":\n" + logTail());
-                }
-                try {
-                    c.hello();
-                    return;
-                } catch (ServerException e) {
-                    assertEquals(ErrorCodes.DISCONNECTED, e.getCode(), e.getMessage() + "\n" + logTail());
-                    if (System.nanoTime() > end) {
-                        fail("no hello within " + START_TIMEOUT + ":\n" + logTail());
-                    }
-                }
-            }
-        }
-    }
-
-    private String logTail() {
-        try {
-            List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
-        } catch (IOException e) {
-            return "(no log: " + e + ")";
-        }
     }
 
     private StimageClient client(CurveKeys k) {

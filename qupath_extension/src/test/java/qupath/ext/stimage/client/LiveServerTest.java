@@ -15,8 +15,6 @@ import javax.imageio.ImageIO;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -35,8 +33,6 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Against the real Python server: the test starts {@code stimage serve} (the bundled default model,
@@ -49,13 +45,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 class LiveServerTest {
     /** µm per pixel of the bundled example image (HER2ST B4 crop). */
     static final double IMAGE_MPP = 0.69;
-    private static final Duration START_TIMEOUT = Duration.ofSeconds(240);
-
     private Path repo;
-    private Path stimage;
-    private Path log;
-    private int port;
-    private Process server;
+    private LiveServer server;
     private StimageClient client;
     private HelloResult hello;
     private ModelInfo model;
@@ -64,18 +55,11 @@ class LiveServerTest {
 
     @BeforeAll
     void startServer() throws Exception {
-        assumeTrue(!"false".equals(System.getProperty("stimage.live")), "live tests off (-Dstimage.live=false)");
+        server = new LiveServer(Files.createTempFile("stimage-serve-", ".log"), List.of());
         repo = Fixtures.repo();
-        String venv = System.getProperty("stimage.venv", repo.resolve(".venv").toString());
-        stimage = Path.of(venv, "bin", "stimage");
-        assumeTrue(Files.isExecutable(stimage), "no stimage server at " + stimage + " (run scripts/setup.sh)");
-        log = Files.createTempFile("stimage-serve-", ".log");
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        client = new StimageClient("tcp://127.0.0.1:" + port, Duration.ofSeconds(300), Duration.ofSeconds(5));
-        launch();
-        hello = waitForServer();
+        client = new StimageClient(server.address(), Duration.ofSeconds(300), Duration.ofSeconds(5));
+        server.start();
+        hello = server.await(client::hello);
         model = hello.getDefaultModel();
         cutTiles();
     }
@@ -86,49 +70,7 @@ class LiveServerTest {
             client.close();
         }
         if (server != null) {
-            server.destroy();
-            if (!server.waitFor(30, TimeUnit.SECONDS)) {
-                server.destroyForcibly();
-            }
-        }
-    }
-
-    private void launch() throws IOException {
-        List<String> cmd = new ArrayList<>(List.of(stimage.toString(), "serve", "--port", String.valueOf(port),
-                "--device", "cpu", "--batch-size", "16"));
-        String bundle = System.getProperty("stimage.model", "");
-        if (!bundle.isBlank()) {
-            cmd.addAll(List.of("--model", bundle));
-        }
-        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
-        server = pb.start();
-    }
-
-    /** Hello until it answers: each try fails with {@code disconnected} while the server loads its model. */
-    private HelloResult waitForServer() throws Exception {
-        long end = System.nanoTime() + START_TIMEOUT.toNanos();
-        while (true) {
-            if (!server.isAlive()) {
-                fail("the server exited with " + server.exitValue() + ":\n" + logTail());
-            }
-            try {
-                return client.hello();
-            } catch (ServerException e) {
-                assertEquals(ErrorCodes.DISCONNECTED, e.getCode(), e.getMessage());
-                if (System.nanoTime() > end) {
-                    fail("no hello within " + START_TIMEOUT + ":\n" + logTail());
-                }
-            }
-        }
-    }
-
-    private String logTail() {
-        try {
-            List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
-            return String.join("\n", lines.subList(Math.max(0, lines.size() - 40), lines.size()));
-        } catch (IOException e) {
-            return "(no log: " + e + ")";
+            server.close();
         }
     }
 
@@ -373,8 +315,8 @@ class LiveServerTest {
             }
         });
         assertTrue(started.await(120, TimeUnit.SECONDS), "no progress");
-        server.destroy(); // SIGTERM: a graceful stop
-        assertTrue(server.waitFor(60, TimeUnit.SECONDS), "the server did not stop");
+        server.process().destroy(); // SIGTERM: a graceful stop
+        assertTrue(server.process().waitFor(60, TimeUnit.SECONDS), "the server did not stop");
         ExecutionException ex = assertThrows(ExecutionException.class, () -> f.get(60, TimeUnit.SECONDS));
         ServerException se = assertInstanceOf(ServerException.class, ex.getCause().getCause());
         assertTrue(Set.of(ErrorCodes.UNAVAILABLE, ErrorCodes.DISCONNECTED).contains(se.getCode()), se.getMessage());
@@ -384,8 +326,8 @@ class LiveServerTest {
         ServerException down = assertThrows(ServerException.class, () -> client.ping());
         assertEquals(ErrorCodes.DISCONNECTED, down.getCode());
         // restart on the same port: the same client works again (a fresh socket)
-        launch();
-        HelloResult again = waitForServer();
+        server.start();
+        HelloResult again = server.await(client::hello);
         assertEquals(hello.getVersion(), again.getVersion());
         PredictResult r = client.predict(request(2).genes(twoGenes()).build(), null, null);
         JsonElement mean = r.getGeoJson().getAsJsonArray("features").get(0).getAsJsonObject()
@@ -396,11 +338,11 @@ class LiveServerTest {
     @Test
     @Order(12)
     void aClientWithCurveKeysIsRefusedByAServerWithout() {
-        org.zeromq.ZMQ.Curve.KeyPair server = org.zeromq.ZMQ.Curve.generateKeyPair();
+        org.zeromq.ZMQ.Curve.KeyPair theirs = org.zeromq.ZMQ.Curve.generateKeyPair();
         org.zeromq.ZMQ.Curve.KeyPair mine = org.zeromq.ZMQ.Curve.generateKeyPair();
-        CurveKeys keys = CurveKeys.of(server.publicKey, mine.publicKey, mine.secretKey);
+        CurveKeys keys = CurveKeys.of(theirs.publicKey, mine.publicKey, mine.secretKey);
         Duration heartbeat = Duration.ofSeconds(5);
-        try (StimageClient c = new StimageClient("tcp://127.0.0.1:" + port, Duration.ofSeconds(60), heartbeat, keys)) {
+        try (StimageClient c = new StimageClient(server.address(), Duration.ofSeconds(60), heartbeat, keys)) {
             long t0 = System.nanoTime();
             ServerException e = assertThrows(ServerException.class, c::hello);
             double s = (System.nanoTime() - t0) / 1e9;

@@ -7,21 +7,17 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
-import qupath.ext.stimage.client.ErrorCodes;
 import qupath.ext.stimage.client.HelloResult;
+import qupath.ext.stimage.client.LiveServer;
 import qupath.ext.stimage.client.ModelInfo;
 import qupath.ext.stimage.client.PredictRequest;
 import qupath.ext.stimage.client.PredictResult;
-import qupath.ext.stimage.client.ServerException;
 import qupath.ext.stimage.client.StimageClient;
 
 import javax.imageio.ImageIO;
 import java.awt.Color;
 import java.awt.Graphics2D;
 import java.awt.image.BufferedImage;
-import java.io.IOException;
-import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -30,11 +26,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.TreeMap;
-import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
@@ -54,7 +48,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class ContextMarginLiveTest {
-    private static final Duration START_TIMEOUT = Duration.ofSeconds(240);
     private static final int COLS = 9;
     private static final int ROWS = 8;
     private static final int GLASS_A = 5;
@@ -65,8 +58,7 @@ class ContextMarginLiveTest {
     private static final int C1 = 4;
 
     private Path dir;
-    private Path log;
-    private Process server;
+    private LiveServer server;
     private StimageClient client;
     private ModelInfo model;
     private int side;
@@ -76,26 +68,11 @@ class ContextMarginLiveTest {
 
     @BeforeAll
     void startServer() throws Exception {
-        assumeTrue(!"false".equals(System.getProperty("stimage.live")), "live tests off (-Dstimage.live=false)");
-        Path venv = Path.of(System.getProperty("stimage.venv", TestFixtures.repo().resolve(".venv").toString()));
-        Path stimage = venv.resolve("bin/stimage");
-        assumeTrue(Files.isExecutable(stimage), "no stimage in " + venv + " (run scripts/setup.sh)");
+        LiveServer.program(); // skips without the venv or with live tests off
         dir = Files.createTempDirectory("stimage-context-");
-        log = dir.resolve("serve.log");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        List<String> cmd = new ArrayList<>(List.of(stimage.toString(), "serve", "--port", String.valueOf(port),
-                "--device", "cpu", "--batch-size", "16", "--allow-root", dir.toString()));
-        String bundle = System.getProperty("stimage.model", "");
-        if (!bundle.isBlank()) {
-            cmd.addAll(List.of("--model", bundle));
-        }
-        server = new ProcessBuilder(cmd).redirectErrorStream(true)
-                .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
-        client = new StimageClient("tcp://127.0.0.1:" + port, Duration.ofSeconds(300), Duration.ofSeconds(5));
-        HelloResult hello = waitForServer();
+        server = new LiveServer(dir.resolve("serve.log"), List.of("--allow-root", dir.toString())).start();
+        client = new StimageClient(server.address(), Duration.ofSeconds(300), Duration.ofSeconds(5));
+        HelloResult hello = server.await(client::hello);
         model = hello.getDefaultModel();
         assumeTrue(model.getContextUm() > 0, "the served model has no spatial context");
         // the model's own resolution: a tile is tile_px pixels, read at downsample 1
@@ -112,33 +89,12 @@ class ContextMarginLiveTest {
             client.close();
         }
         if (server != null) {
-            server.destroy();
-            if (!server.waitFor(30, TimeUnit.SECONDS)) {
-                server.destroyForcibly();
-            }
+            server.close();
         }
         if (dir != null) {
             try (var files = Files.walk(dir)) {
                 for (Path p : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
                     Files.deleteIfExists(p);
-                }
-            }
-        }
-    }
-
-    private HelloResult waitForServer() throws Exception {
-        long end = System.nanoTime() + START_TIMEOUT.toNanos();
-        while (true) {
-            if (!server.isAlive()) {
-                fail("the server exited with " + server.exitValue() + ":\n" + Files.readString(log,
-                        StandardCharsets.UTF_8));
-            }
-            try {
-                return client.hello();
-            } catch (ServerException e) {
-                assertEquals(ErrorCodes.DISCONNECTED, e.getCode(), e.getMessage());
-                if (System.nanoTime() > end) {
-                    fail("no hello within " + START_TIMEOUT);
                 }
             }
         }

@@ -213,3 +213,33 @@ def make_legacy_st(
         "pitch_px": pitch,
         "shape": (h, w),
     }
+
+
+def tiny_slide_model(root: Path) -> Path:
+    """A tiny model bundle for slide-level tests, trained and saved under ``root``.
+
+    Two synthetic legacy-ST sections (15 genes), 32 px Reinhard tiles, the random test CNN, two
+    NB members and one penalty, no spatial context (the context paths have their own tests in
+    tests/models/test_context.py). About 15 s on a busy CPU: build it once per module.
+    """
+    from stimage.data import load_dataset
+    from stimage.models import NBEnsembleConfig, NBGLMConfig
+    from stimage.tiles import TileSettings, TileStore, prepare_dataset
+    from stimage.training import TrainConfig, train_model
+
+    config = TrainConfig(
+        encoders=("test_tiny_cnn",),
+        gene_sets=("mean250",),
+        ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
+        name="tiny",
+        context=None,
+    )
+    make_legacy_st(root / "st", "S1", "P1", seed=11, grid=(6, 7), n_genes=15)
+    make_legacy_st(root / "st", "S2", "P1", seed=12, grid=(6, 7), n_genes=15)
+    store = root / "store"
+    prepare_dataset(
+        load_dataset(root / "st"),
+        store,
+        TileSettings(tile_px=32, stain="reinhard", stain_patches=4),
+    )
+    return train_model(TileStore(store), config, ["S1", "S2"]).save(root / "model" / "tiny")

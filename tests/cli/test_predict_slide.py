@@ -11,26 +11,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from _synth import make_legacy_st, render_he, write_pyramid_tiff
+from _synth import render_he, tiny_slide_model, write_pyramid_tiff
 from stimage.cli._main import cli
 from stimage.cli.predict_slide import predict_slide as predict_slide_cmd
-from stimage.data import load_dataset
-from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
+from stimage.models import Predictor
 from stimage.pipelines import SlideJob, SlideJobChangedError, run_slide_job
 from stimage.qupath import validate_geojson
-from stimage.tiles import TileSettings, TileStore, prepare_dataset
-from stimage.training import TrainConfig, train_model
 
 if "predict-slide" not in cli.commands:  # until the lead registers it in _main._register()
     cli.add_command(predict_slide_cmd)
 
-FAST = TrainConfig(
-    encoders=("test_tiny_cnn",),
-    gene_sets=("mean250",),
-    ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
-    name="tiny",
-    context=None,  # resumes chunk by chunk; the context job's two passes: tests/models/test_context.py
-)
 MPP = 1.0
 
 #: Trains a tiny model once per module (mostly imports: ~15 s on a busy CPU).
@@ -39,15 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("st")
-    make_legacy_st(root, "S1", "P1", seed=11, grid=(6, 7), n_genes=15)
-    make_legacy_st(root, "S2", "P1", seed=12, grid=(6, 7), n_genes=15)
-    store = tmp_path_factory.mktemp("store")
-    prepare_dataset(
-        load_dataset(root), store, TileSettings(tile_px=32, stain="reinhard", stain_patches=4)
-    )
-    bundle = train_model(TileStore(store), FAST, ["S1", "S2"])
-    return bundle.save(tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_slide_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,11 @@ import shapely
 import torch
 from click.testing import CliRunner
 
-from _synth import make_legacy_st, render_he, write_pyramid_tiff
+from _synth import render_he, tiny_slide_model, write_pyramid_tiff
 from qupath._project_helpers import QpImage, make_qpproj, user_annotation
 from stimage.cli._main import cli
-from stimage.data import load_dataset
 from stimage.errors import StimageError
-from stimage.models import NBEnsembleConfig, NBGLMConfig, Predictor
+from stimage.models import Predictor
 from stimage.pipelines import (
     CohortProgress,
     CohortSettings,
@@ -47,16 +46,7 @@ from stimage.pipelines import (
 )
 from stimage.pipelines._cohort_ray import _check_reachable
 from stimage.qupath import GeoJSONDirProject
-from stimage.tiles import TileSettings, TileStore, prepare_dataset
-from stimage.training import TrainConfig, train_model
 
-FAST = TrainConfig(
-    encoders=("test_tiny_cnn",),
-    gene_sets=("mean250",),
-    ensemble=NBEnsembleConfig(members=2, pca_dim=8, glm=NBGLMConfig(l2=(100.0,), max_iter=30)),
-    name="tiny",
-    context=None,
-)
 MPP = 1.0
 
 pytestmark = pytest.mark.slow
@@ -64,15 +54,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("st")
-    make_legacy_st(root, "S1", "P1", seed=11, grid=(6, 7), n_genes=15)
-    make_legacy_st(root, "S2", "P1", seed=12, grid=(6, 7), n_genes=15)
-    store = tmp_path_factory.mktemp("store")
-    prepare_dataset(
-        load_dataset(root), store, TileSettings(tile_px=32, stain="reinhard", stain_patches=4)
-    )
-    bundle = train_model(TileStore(store), FAST, ["S1", "S2"])
-    return bundle.save(tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_slide_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

@@ -132,14 +132,13 @@ def plot_cells(slide: Slide, cells: Cells, path: Any, *, max_px: int = 1600) -> 
     ax.imshow(rgb)
     entropy = _entropy(cells)
     sure = entropy < UNCERTAIN_ENTROPY
-    polys_a = np.array(polys, dtype=object)
     colours_a = np.array(colours)
     widths = 0.5 + 1.5 * (1.0 - entropy)
     for mask, style in ((sure, "solid"), (~sure, (0, (2.0, 1.5)))):
         if mask.any():
             ax.add_collection(
                 PolyCollection(
-                    list(polys_a[mask]),
+                    [polys[i] for i in np.flatnonzero(mask)],
                     facecolor="none",
                     edgecolor=colours_a[mask],
                     linewidth=widths[mask],

@@ -23,7 +23,7 @@ import base64
 import html
 import io
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -304,12 +304,11 @@ def cells_section(cells: Cells, where: str = "") -> tuple[str, list[str]]:
     return block, warns
 
 
-def explanation_warnings(r2: Mapping[str, float] | Iterable[tuple[str, float]]) -> list[str]:
-    """Warnings for explained genes whose local model fits poorly (R² under LOW_R2)."""
+def explanation_warnings(r2: Mapping[str, float]) -> list[str]:
+    """Warnings for explained genes (name -> local R²) whose local model fits poorly."""
     from stimage.pipelines._explain import LOW_R2
 
-    items = r2.items() if isinstance(r2, Mapping) else r2
-    low = [(g, v) for g, v in items if v == v and v < LOW_R2]
+    low = [(g, v) for g, v in r2.items() if v == v and v < LOW_R2]
     return [
         f"The LIME explanation of {g} fits its local model poorly (R² {v:.2f} < {LOW_R2}): "
         "its nucleus scores are a rough guide only."

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -94,6 +95,7 @@ def _cells_and_explain_results(
         "box": [1600.0, 1600.0, float(side), float(side)],
         "n_nuclei": 2,
         "num_samples": 30,
+        "context_tiles": 2,
         "geojson": feature_collection(feats),
     }
     return cells, explain_result
@@ -288,6 +290,38 @@ def main() -> None:
         },
         "reply_explain_result",
         [_frame(tile_jpg, f"JPEG, {side} x {side} RGB, {TILE_UM:g} µm at {HE_MPP} µm/px")],
+    )
+    # a model with spatial context: the tissue tiles around the tile, read at the model's
+    # resolution as predict reads its tiles (here two of them, left and right)
+    nb_px = 64
+    neighbours = []
+    nb_frames = [_frame(tile_jpg, f"JPEG, {side} x {side} RGB, {TILE_UM:g} µm at {HE_MPP} µm/px")]
+    for k, x in enumerate((1600 - side, 1600 + side), start=1):
+        img = cv2.resize(
+            he[1600 : 1600 + side, x : x + side], (nb_px, nb_px), interpolation=cv2.INTER_AREA
+        )
+        neighbours.append({"frame": k, "box": [float(x), 1600.0, float(side), float(side)]})
+        nb_frames.append(
+            _frame(encode_tile(img, "jpeg"), f"JPEG, {nb_px} x {nb_px} RGB: neighbour {k}")
+        )
+    _request(
+        "request_explain_tile_context",
+        "explain for a model with spatial context: the tile (frame 0, full resolution) and the "
+        "tissue tiles around it within the model's context_um (frames 1..n, each the model's "
+        "tile, read at the model's resolution), held fixed while the tile is perturbed",
+        "explain",
+        {
+            "genes": GENES,
+            "method": "lime",
+            "num_samples": 30,
+            "mpp": HE_MPP,
+            "image_id": "project/image-1",
+            "tile": {"frame": 0, "box": [1600.0, 1600.0, float(side), float(side)]},
+            "neighbours": neighbours,
+            "deadline_ms": 60000,
+        },
+        "reply_explain_result",
+        nb_frames,
     )
 
     # ---------------------------------------------------------------- replies

@@ -73,3 +73,186 @@ def test_slide_region_reads_a_margin_as_in_process(
     np.testing.assert_array_equal(
         out["values"][:, cols.index("Tile: context tiles")], ref.obs["context_tiles"]
     )
+
+
+@pytest.fixture(scope="module")
+def crop_server(ctx_predictor: Predictor) -> Iterator[tuple[Server, Path]]:
+    """The context model's server reading the bundled HER2ST crop's folder (real nuclei)."""
+    from stimage.examples import example_path
+
+    path = example_path() / "ST-imgs" / "B" / "B4" / "B4_crop.jpg"
+    cfg = ServerConfig(port=0, limits=TEST_LIMITS, allow_roots=(path.parent,), device="cpu")
+    with Server([ctx_predictor], cfg) as s:
+        yield s, path
+
+
+def test_explain_holds_the_neighbours_the_tile_was_predicted_with(
+    crop_server: tuple[Server, Path], client_of: Callable[..., Client], ctx_predictor: Predictor
+) -> None:
+    """Explaining with the tiles around it (sent by the client, or read from the slide) gives
+    the tile's prediction with context: what predict returns for it with those neighbours."""
+    from stimage.data import open_slide
+    from stimage.pipelines import tile_box
+
+    server, path = crop_server
+    mpp = 0.69
+    with open_slide(path, mpp=mpp) as s:
+        he = s.read_region(0, 0, *s.dimensions)
+    side = round(ctx_predictor.tile_um / mpp)
+    x0 = y0 = 1600
+    reach = ctx_predictor.bundle.context.reach_um  # type: ignore[union-attr]
+    around = [
+        (dx, dy)
+        for dy in range(-3, 4)
+        for dx in range(-3, 4)
+        if (dx, dy) != (0, 0) and np.hypot(dx, dy) * ctx_predictor.tile_um <= reach
+    ]
+    boxes = [[x0 + dx * side, y0 + dy * side, side, side] for dx, dy in around]
+    cut = [he[int(b[1]) : int(b[1]) + side, int(b[0]) : int(b[0]) + side] for b in boxes]
+    assert all(t.shape == (side, side, 3) for t in cut)
+    tile = he[y0 : y0 + side, x0 : x0 + side]
+    box0 = [float(x0), float(y0), float(side), float(side)]
+    gene = ctx_predictor.bundle.genes[0]
+    c = client_of(server.address)
+    held = c.explain(
+        [gene],
+        tile,
+        box0,
+        mpp,
+        neighbours=list(zip(cut, boxes, strict=True)),
+        method="occlusion",
+        image_id="crop",
+    )
+    alone = c.explain([gene], tile, box0, mpp, method="occlusion", image_id="crop")
+    assert held["context_tiles"] == len(around) == 20 and alone["context_tiles"] == 0
+    pred = c.predict(
+        [tile, *cut],
+        [box0, *boxes],
+        mpp,
+        genes=[gene],
+        image_id="crop",
+        format="table",
+        context_only=[0] + [1] * len(cut),
+    )
+    col = pred["columns"].index(f"{gene}: mean")
+    assert pred["values"][0, pred["columns"].index("Tile: context tiles")] == 20
+    np.testing.assert_allclose(held["prediction"], pred["values"][0, [col]], rtol=1e-3, atol=1e-3)
+    lone = c.predict([tile], [box0], mpp, genes=[gene], image_id="crop", format="table")
+    np.testing.assert_allclose(alone["prediction"], lone["values"][0, [col]], rtol=1e-3, atol=1e-3)
+    assert abs(held["prediction"][0] - alone["prediction"][0]) > 1e-3  # context matters here
+    # a slide request reads the neighbours itself: predict-slide's prediction of that tile
+    with open_slide(path, mpp=mpp) as s:
+        sbox = tile_box(s, ctx_predictor.tile_um, (x0 + side / 2, y0 + side / 2))
+    out = c.explain([gene], slide=path, box=sbox, slide_mpp=mpp, method="occlusion")
+    x, y, w, h = sbox
+    ref = predict_slide(ctx_predictor, path, mpp=mpp, region=box(x, y, x + w, y + h), genes=[gene])
+    assert out["context_tiles"] == ref.obs["context_tiles"].iloc[0] > 0
+    np.testing.assert_allclose(out["prediction"], np.asarray(ref.X)[0], rtol=1e-4)
+
+
+def test_explain_neighbour_frames_are_checked(
+    crop_server: tuple[Server, Path], client_of: Callable[..., Client], ctx_predictor: Predictor
+) -> None:
+    from stimage.server import ErrorCode, ServerError
+
+    server, _ = crop_server
+    c = client_of(server.address)
+    tiles, mpp = model_tiles(ctx_predictor, 2, seed=1, px=ctx_predictor.tile_px)
+    side = ctx_predictor.tile_um / mpp
+    b0, b1 = [0.0, 0.0, side, side], [side, 0.0, side, side]
+    gene = ctx_predictor.bundle.genes[0]
+    params = {
+        "genes": [gene],
+        "mpp": mpp,
+        "method": "occlusion",
+        "tile": {"frame": 0, "box": b0},
+        "neighbours": [{"frame": 2, "box": b1}],
+    }
+    from stimage.server._images import encode_tile
+
+    frames = [encode_tile(t, "png") for t in tiles]
+    with pytest.raises(ServerError) as e:
+        c.request("explain", params, frames)
+    assert e.value.code == ErrorCode.BAD_REQUEST and "frame" in str(e.value)
+    # a neighbour at the wrong scale is named
+    params["neighbours"] = [{"frame": 1, "box": [side, 0.0, 2 * side, 2 * side]}]
+    with pytest.raises(ServerError) as e:
+        c.request("explain", params, frames)
+    assert e.value.code == ErrorCode.WRONG_SCALE and "neighbours[0]" in str(e.value)
+
+
+@pytest.mark.slow
+def test_explain_neighbours_fuzz(
+    crop_server: tuple[Server, Path], ctx_predictor: Predictor
+) -> None:
+    """Seeded hostile explain requests with neighbours: each gets a reply (never ``internal``)
+    and the server keeps serving."""
+    import copy
+    import json
+    import random
+
+    import zmq
+
+    from stimage.server import ErrorCode, validate
+    from stimage.server._images import encode_tile
+
+    rng = random.Random(77)
+    server, _ = crop_server
+    arrs, mpp = model_tiles(ctx_predictor, 3, seed=4, px=ctx_predictor.tile_px)
+    good = [encode_tile(a) for a in arrs]
+    side = ctx_predictor.tile_um / mpp
+    base = {
+        "protocol": 1, "id": "e", "op": "explain",
+        "params": {
+            "genes": [ctx_predictor.bundle.genes[0]], "mpp": mpp, "method": "occlusion",
+            "tile": {"frame": 0, "box": [side, 0.0, side, side]},
+            "neighbours": [{"frame": 1, "box": [0.0, 0.0, side, side]},
+                           {"frame": 2, "box": [2 * side, 0.0, side, side]}],
+        },
+    }  # fmt: skip
+    weird: list = [None, -1, 0, 3, 1.5, "1", [], {}, [0, 0, 1], [0, 0, -5, 5], [0, 0, 1e308, 1e308],
+                   [float("nan")] * 4, "x" * 300, [{"frame": 1}], [{"frame": 1, "box": [0, 0, 1, 1]}] * 600]  # fmt: skip
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.address)
+    codes: dict[str, int] = {"result": 0}
+    for k in range(160):
+        h = copy.deepcopy(base)
+        h["id"] = f"e{k}"
+        frames = list(good)
+        for _ in range(rng.randrange(1, 3)):
+            what = rng.randrange(5)
+            nb = h["params"]["neighbours"]
+            if what == 0:
+                h["params"]["neighbours"] = rng.choice(weird)
+            elif what == 1 and isinstance(nb, list) and nb and isinstance(nb[0], dict):
+                nb[0][rng.choice(["frame", "box", "zzz"])] = rng.choice(weird)
+            elif what == 2:
+                frames = frames[: rng.randrange(len(frames) + 1)] + [good[0]] * rng.randrange(3)
+            elif what == 3:
+                i = rng.randrange(len(frames)) if frames else 0
+                if frames:
+                    b = bytearray(frames[i])
+                    for _ in range(rng.randrange(1, 10)):
+                        b[rng.randrange(8, len(b))] = rng.randrange(256)
+                    frames[i] = bytes(b[: rng.randrange(9, len(b) + 1)])
+            else:
+                h["params"].pop("tile", None) if rng.random() < 0.2 else None
+                h["params"]["slide"] = rng.choice([None, {"path": "/x.tif", "box": [0, 0, 1, 1]}])
+        raw = json.dumps(h, allow_nan=True).encode()
+        sock.send_multipart([raw, *frames])
+        while True:
+            assert sock.poll(30000), f"no reply to fuzzed explain {k}"
+            reply = json.loads(sock.recv_multipart()[0])
+            if reply["kind"] in ("result", "error"):
+                break
+        validate(reply, reply["kind"])
+        if reply["kind"] == "error":
+            assert reply["code"] != ErrorCode.INTERNAL, (k, h, reply)
+            codes[reply["code"]] = codes.get(reply["code"], 0) + 1
+        else:
+            codes["result"] += 1
+    sock.close()
+    # the wrong ways are each named, and what stayed valid was explained
+    assert codes["bad_request"] > 50 and codes["bad_image"] > 5 and codes["result"] > 0, codes
+    assert Client(server.address, timeout=10).hello()["ops"]

@@ -112,6 +112,22 @@ def explain(
         f"tile {tuple(round(v) for v in first.box)}: {len(first.nuclei)} nuclei explained for "
         f"{', '.join(genes)}"
     )
+    pred = ", ".join(
+        f"{t} {v:.3g}"
+        for t, v in zip(first.explanation.targets, first.explanation.prediction, strict=True)
+    )
+    if first.context_tiles is None:
+        click.echo(f"prediction: {pred}")
+    elif first.context_tiles:
+        click.echo(
+            f"prediction: {pred} (with the tile's {first.context_tiles} neighbouring tissue tiles "
+            "held fixed, as predict-slide predicts it)"
+        )
+    else:
+        click.echo(
+            f"prediction: {pred} (the tile alone: no tissue tile around it within the model's "
+            "spatial context)"
+        )
     for r in results.values():
         e = r.explanation
         click.echo(f"{e.method}: {e.num_samples} model inputs in {e.seconds:.1f} s")

@@ -184,18 +184,25 @@ class Predictor:
             )
         out = GridTiles(grid.boxes[keep], grid.rows[keep], grid.cols[keep], qc.coverage[keep], mask)
         if region is not None and self.bundle.context is not None:
-            out.context_boxes = self._margin_boxes(slide, mask, out)
+            out.context_boxes = self.margin_boxes(slide, mask, out.boxes)
         return out
 
-    def _margin_boxes(self, slide: Slide, mask: TissueMask, grid: GridTiles) -> np.ndarray:
-        """Tissue tiles of the region's grid around it, as far as the context reaches."""
+    def margin_boxes(self, slide: Slide, mask: TissueMask, boxes: np.ndarray) -> np.ndarray:
+        """Tissue tiles of the boxes' grid around them, as far as the model's context reaches.
+
+        ``boxes`` are tiles of one grid (the model's tile size, origins whole tiles apart), e.g.
+        a region's or one explained tile; the margin is the grid cells not among them within
+        ``ceil(reach / tile)`` cells, wholly on the image, with the model's minimum tissue.
+        """
         from stimage.tiles import tile_side_px
 
         assert self.bundle.context is not None
         side = tile_side_px(self.tile_um, slide.mpp)
         m = int(np.ceil(self.bundle.context.reach_um / self.tile_um))
-        origin = grid.boxes[0, :2] - np.array([grid.cols[0], grid.rows[0]]) * side
-        have = set(zip(grid.rows.tolist(), grid.cols.tolist(), strict=True))
+        boxes = np.asarray(boxes, np.float64)
+        origin = boxes[0, :2]
+        cr = np.rint((boxes[:, :2] - origin) / side).astype(np.int64)
+        have = set(zip(cr[:, 1].tolist(), cr[:, 0].tolist(), strict=True))
         cells = {
             (r + dr, c + dc) for r, c in have for dr in range(-m, m + 1) for dc in range(-m, m + 1)
         } - have

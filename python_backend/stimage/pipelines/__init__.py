@@ -47,6 +47,7 @@ from stimage.pipelines._explain import (
     tile_box,
     write_explanation_geojson,
 )
+from stimage.pipelines._explain_context import NeighbourTiles
 from stimage.pipelines._predict import predict_slide, predict_spots, write_predictions
 from stimage.pipelines._project import annotate_project
 from stimage.pipelines._project_report import ImageResult, format_summary
@@ -77,6 +78,7 @@ __all__ = [
     "InProcessRunner",
     "Ledger",
     "ModelSpec",
+    "NeighbourTiles",
     "RayRunner",
     "RunReport",
     "Runner",

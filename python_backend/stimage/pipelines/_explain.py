@@ -20,6 +20,7 @@ import numpy as np
 
 from stimage.errors import ConfigError
 from stimage.explain import TARGETS, Nuclei, NucleusExplanation
+from stimage.pipelines._explain_context import NeighbourTiles, held_context, slide_neighbours
 
 if TYPE_CHECKING:
     from stimage.data import Slide
@@ -99,6 +100,8 @@ class TileExplanation:
         explanation: Scores per nucleus and target.
         tile: The tile as the model saw it (cut, resized, stain-normalised).
         labels: The tile's nucleus label image (``i + 1`` = nucleus ``i``).
+        context_tiles: For a model with spatial context, the neighbouring tiles held fixed
+            while the tile was perturbed (0: explained alone); None without context.
     """
 
     box: tuple[float, float, float, float]
@@ -106,6 +109,7 @@ class TileExplanation:
     explanation: NucleusExplanation
     tile: np.ndarray
     labels: np.ndarray
+    context_tiles: int | None = None
 
 
 def tile_box(
@@ -140,6 +144,8 @@ def tile_box(
 
 #: Marks "fit the model's stain normaliser on the slide's tissue" (the CLI's default).
 FIT_ON_SLIDE = "slide"
+#: Marks "read the explained tile's neighbours from the slide" (a model with spatial context).
+FROM_SLIDE = "slide"
 
 
 def explain_tile(
@@ -157,6 +163,8 @@ def explain_tile(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     model_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    encode: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+    neighbours: NeighbourTiles | str | None = FROM_SLIDE,
     normalizer: StainNormalizer | str | None = FIT_ON_SLIDE,
     origin: tuple[float, float] = (0.0, 0.0),
     downsample: float = 1.0,
@@ -165,7 +173,9 @@ def explain_tile(
 
     Nuclei are segmented at full detail in the tile's own pixels (so every way in finds the
     same nuclei in the same pixels) and rasterised onto the model's input grid; the tile is
-    cut and stain-normalised exactly as for prediction.
+    cut and stain-normalised exactly as for prediction. For a model with spatial context the
+    tile's neighbours are encoded once and held fixed while the tile is perturbed
+    (:mod:`stimage.pipelines._explain_context`), so the explained prediction is the tile's.
 
     Args:
         predictor: The model.
@@ -181,8 +191,14 @@ def explain_tile(
         batch_size: Tiles per model call.
         progress: Called with (done, total) model inputs.
         cancel: Set to stop between batches.
-        model_fn: The function explained, tiles -> ``(n, len(genes))`` outputs of ``target``
-            (default: the model itself; the server passes one batched on its device).
+        model_fn: The function explained for a model without spatial context, tiles ->
+            ``(n, len(genes))`` outputs of ``target`` (default: the model itself; the server
+            passes one batched on its device).
+        encode: For a model with spatial context, tiles -> features per encoder (default: the
+            model's encoders; the server passes its device).
+        neighbours: For a model with spatial context: :data:`FROM_SLIDE` (the tissue tiles
+            around the box, read from ``slide``), the tiles around it (e.g. sent by a client,
+            centres in ``slide``'s pixels), or None to explain the tile alone.
         normalizer: The stain normaliser of the tile, None for none, or
             :data:`FIT_ON_SLIDE` to fit the model's on the slide's tissue.
         origin: Full-resolution ``(x, y)`` of the slide's pixel (0, 0): outlines and the box
@@ -193,7 +209,7 @@ def explain_tile(
         NoNucleiError: No nuclei in the tile (or the tile is blank glass).
         UnknownGeneError: A gene the model lacks.
     """
-    from stimage.explain import NoNucleiError, explain_lime, explain_occlusion, segment_nuclei
+    from stimage.explain import explain_lime, explain_occlusion
 
     if method not in METHODS:
         raise ConfigError(f"unknown explanation method {method!r}; use one of {METHODS}")
@@ -201,34 +217,28 @@ def explain_tile(
     if model_fn is not None:
         fn = model_fn
     x, y, w, h = box
-    px = predictor.tile_px
-    # Everything from the tile's own pixels, whatever the source: the CLI (a slide), the
-    # server (a slide, or the pixels a client sent) then see the same tile and nuclei.
-    pixels, d = _tile_pixels(slide, box)
+    mask = None
     if normalizer == FIT_ON_SLIDE:
         from stimage.tiles import detect_tissue
 
-        normalizer = predictor.normalizer_for(slide, detect_tissue(slide))
-    tile = _model_tile(predictor, pixels, normalizer)
-    nuclei = segment_nuclei(pixels, None, segmenter=segmenter).to_full_resolution(x, y, d)
-    labels = nuclei.label_image(x, y, px, px, downsample=w / px)
-    if not len(nuclei) or not labels.any():
-        raise NoNucleiError(
-            "no nuclei were found in this tile, so nothing can be explained; pick a tile with cells"
-        )
-    logger.info("tile %s: %d nuclei", tuple(round(v) for v in box), len(nuclei))
+        mask = detect_tissue(slide)
+        normalizer = predictor.normalizer_for(slide, mask)
+    tile = _model_tile(predictor, slide, box, normalizer)
+    nuclei, labels = _tile_nuclei(predictor, slide, box, segmenter)
+    context_tiles = None
+    if predictor.bundle.context is not None:
+        if neighbours == FROM_SLIDE:
+            norm = None if isinstance(normalizer, str) else normalizer
+            neighbours = slide_neighbours(predictor, slide, box, norm, mask)
+        none = NeighbourTiles.none(predictor.tile_px)
+        around = neighbours if isinstance(neighbours, NeighbourTiles) else none
+        held = held_context(predictor, box, slide.mpp, around, genes, target, encode, batch_size)
+        fn, context_tiles = held.fn, held.count
     if method == "lime":
         exp = explain_lime(
-            tile,
-            labels,
-            fn,
-            targets,
-            num_samples=num_samples,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-            cancel=cancel,
-        )
+            tile, labels, fn, targets, num_samples=num_samples, seed=seed,
+            batch_size=batch_size, progress=progress, cancel=cancel,
+        )  # fmt: skip
     else:
         exp = explain_occlusion(
             tile, labels, fn, targets, batch_size=batch_size, progress=progress, cancel=cancel
@@ -237,7 +247,35 @@ def explain_tile(
     if (ox, oy, downsample) != (0.0, 0.0, 1.0):
         nuclei = nuclei.to_full_resolution(ox, oy, downsample)
         x, y, w, h = ox + x * downsample, oy + y * downsample, w * downsample, h * downsample
-    return TileExplanation((x, y, w, h), nuclei, exp, tile, labels)
+    return TileExplanation((x, y, w, h), nuclei, exp, tile, labels, context_tiles)
+
+
+def _tile_nuclei(
+    predictor: Predictor, slide: Slide, box: tuple[float, float, float, float], segmenter: str
+) -> tuple[Nuclei, np.ndarray]:
+    """The tile's nuclei (full-resolution outlines) and their label image on the model's grid.
+
+    Nuclei come from the tile's own full-resolution pixels, whatever the source (the CLI and
+    the server reading a slide, or the pixels a client sent): every way in finds the same
+    nuclei in the same pixels. (The model's tile is cut from the slide as prediction cuts it,
+    :func:`_model_tile`, so the explained prediction is the one on the map.)
+
+    Raises:
+        NoNucleiError: No nuclei in the tile.
+    """
+    from stimage.explain import NoNucleiError, segment_nuclei
+
+    x, y, w, _ = box
+    px = predictor.tile_px
+    pixels, d = _tile_pixels(slide, box)
+    nuclei = segment_nuclei(pixels, None, segmenter=segmenter).to_full_resolution(x, y, d)
+    labels = nuclei.label_image(x, y, px, px, downsample=w / px)
+    if not len(nuclei) or not labels.any():
+        raise NoNucleiError(
+            "no nuclei were found in this tile, so nothing can be explained; pick a tile with cells"
+        )
+    logger.info("tile %s: %d nuclei", tuple(round(v) for v in box), len(nuclei))
+    return nuclei, labels
 
 
 def _tile_pixels(slide: Slide, box: tuple[float, float, float, float]) -> tuple[Slide, float]:
@@ -256,9 +294,12 @@ def _tile_pixels(slide: Slide, box: tuple[float, float, float, float]) -> tuple[
 
 
 def _model_tile(
-    predictor: Predictor, pixels: Slide, normalizer: StainNormalizer | str | None
+    predictor: Predictor,
+    slide: Slide,
+    box: tuple[float, float, float, float],
+    normalizer: StainNormalizer | str | None,
 ) -> np.ndarray:
-    """The tile as the model sees it: the tile's pixels resized and stain-normalised.
+    """The tile as the model sees it: cut from the slide, resized and stain-normalised.
 
     Raises:
         NoNucleiError: The tile is blank glass.
@@ -266,9 +307,8 @@ def _model_tile(
     from stimage.explain import NoNucleiError, is_blank
     from stimage.tiles import iter_tiles
 
-    w, h = pixels.dimensions
-    box = np.array([[0.0, 0.0, float(w), float(h)]])
-    ((_, raw),) = list(iter_tiles(pixels, box, predictor.tile_px, normalizer=None, batch_size=1))
+    boxes = np.array([box], np.float64)
+    ((_, raw),) = list(iter_tiles(slide, boxes, predictor.tile_px, normalizer=None, batch_size=1))
     if is_blank(raw[0]):
         raise NoNucleiError(
             "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"

@@ -283,6 +283,7 @@ class Client(Connection):
         *,
         slide: str | os.PathLike[str] | None = None,
         slide_mpp: float | None = None,
+        neighbours: Sequence[tuple[np.ndarray | bytes, Sequence[float]]] = (),
         model: str | None = None,
         method: str = "lime",
         target: str = "mean",
@@ -306,6 +307,10 @@ class Client(Connection):
             mpp: µm per pixel of ``tile``.
             slide: Absolute path of a slide on the server's machine.
             slide_mpp: µm per pixel of ``slide``, when the file does not record it.
+            neighbours: With ``tile``, for a model with spatial context: ``(image, box)`` of
+                the tissue tiles around it within the model's ``context_um`` (each the
+                model's tile, box in full-resolution pixels); their features are held fixed
+                while the tile is perturbed. A ``slide`` request reads them itself.
             model: Model name (the server's default when None).
             method: ``lime`` or ``occlusion``.
             target: ``mean`` or ``p_high``.
@@ -320,7 +325,8 @@ class Client(Connection):
         Returns:
             ``model``, ``method``, ``targets``, ``measurements`` (the score names, e.g.
             ``"LIME: VEGFA"``), ``prediction``, ``fit_r2``, ``box``, ``n_nuclei``,
-            ``num_samples`` and ``geojson`` (the nuclei as detections carrying the scores).
+            ``num_samples``, ``context_tiles`` (neighbours held fixed; None for a model
+            without context) and ``geojson`` (the nuclei as detections carrying the scores).
 
         Raises:
             ConfigError: Neither or both of ``tile`` and ``slide``, or no ``box``/``mpp``.
@@ -328,6 +334,8 @@ class Client(Connection):
         """
         if (tile is None) == (slide is None):
             raise ConfigError("give either tile (with box and mpp) or slide (with box)")
+        if neighbours and slide is not None:
+            raise ConfigError("neighbours go with a tile; a slide request reads them itself")
         if box is None or len(box) != 4:
             raise ConfigError("give box, the tile's [x, y, w, h] in full-resolution pixels")
         b = [float(v) for v in box]
@@ -352,6 +360,14 @@ class Client(Connection):
             data = tile if isinstance(tile, bytes | bytearray) else encode_tile(tile, tile_format)
             frames.append(bytes(data))
             params.update({"tile": {"frame": 0, "box": b}, "mpp": float(mpp)})
+            if neighbours:
+                params["neighbours"] = []
+                for frame, (img, nb_box) in enumerate(neighbours, start=1):
+                    data = (
+                        img if isinstance(img, bytes | bytearray) else encode_tile(img, tile_format)
+                    )
+                    frames.append(bytes(data))
+                    params["neighbours"].append({"frame": frame, "box": [float(v) for v in nb_box]})
             if image_id is not None:
                 params["image_id"] = str(image_id)
         return self.request(

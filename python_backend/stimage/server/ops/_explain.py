@@ -60,7 +60,7 @@ def op_explain(server: ServerContext, req: Request) -> None:
             )
     slide_path: Path | None = None
     if "tile" in p:
-        one_frame(req.frames, int(p["tile"]["frame"]), "params.tile.frame")
+        _check_frames(server, req.frames, p)
     else:
         if req.frames:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "a slide request carries no binary frames")
@@ -77,21 +77,39 @@ def op_explain(server: ServerContext, req: Request) -> None:
         fail_from(job, e)
 
 
-def _device_function(
-    server: ServerContext, job: Job, kind: str
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Tiles -> ``(n, genes)`` outputs, computed by the device thread through the batcher.
+def _check_frames(server: ServerContext, frames: list[bytes], p: dict[str, Any]) -> None:
+    """A tile request's frames: the tile's, then one per neighbour, in order."""
+    neighbours = p.get("neighbours", [])
+    if not neighbours:
+        one_frame(frames, int(p["tile"]["frame"]), "params.tile.frame")
+        return
+    limit = server.config.limits.max_tiles
+    if len(neighbours) > limit:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"params.neighbours has {len(neighbours)} tiles; this server takes at most {limit} "
+            "(the tiles within the model's context_um of the explained tile are enough)",
+        )
+    want = list(range(len(neighbours) + 1))
+    got = [int(p["tile"]["frame"])] + [int(t["frame"]) for t in neighbours]
+    if got != want or len(frames) != len(want):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            "the tile is binary frame 0 and neighbour k is frame k (1, 2, ...), one frame each; "
+            f"got frames {got[:8]}{'...' if len(got) > 8 else ''} and {len(frames)} frame(s)",
+        )
+
+
+def _device_parts(server: ServerContext, job: Job) -> Callable[[np.ndarray], list[Any]]:
+    """Tiles -> what the device gave for them, through the shared batcher, in order.
 
     Each call pushes its tiles into the job's queue of the shared batcher (so they are
     batched round-robin with other requests and stop within one batch on a cancel) and waits
-    for their predictions.
+    for them: predictions, or for a model with spatial context, features per encoder.
     """
-    assert job.task is not None
-    task = job.task
-    genes = list(task.genes)
     state = {"next": 0}
 
-    def fn(tiles: np.ndarray) -> np.ndarray:
+    def parts(tiles: np.ndarray) -> list[Any]:
         start = state["next"]
         stop = start + len(tiles)
         state["next"] = stop
@@ -103,18 +121,69 @@ def _device_function(
             if job.closed or not server.running:
                 raise _Closed
             time.sleep(0.005)
-        pred = joined_predictions(task, job.parts).subset(genes)  # each perturbation alone
-        job.parts = []
+        out, job.parts = job.parts, []
+        return out
+
+    return parts
+
+
+def _device_functions(
+    server: ServerContext, job: Job, kind: str
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """The explained function (a model without context) and the encoder (with context) on the device."""
+    assert job.task is not None
+    task = job.task
+    genes = list(task.genes)
+    parts = _device_parts(server, job)
+
+    def fn(tiles: np.ndarray) -> np.ndarray:
+        pred = joined_predictions(task, parts(tiles)).subset(genes)
         out = pred.mean if kind == "mean" else pred.p_high
         return np.asarray(out, dtype=np.float64)
 
-    return fn
+    def encode(tiles: np.ndarray) -> dict[str, np.ndarray]:
+        got = [f for _, f in sorted(parts(tiles), key=lambda sp: sp[0])]
+        return {k: np.concatenate([f[k] for f in got]) for k in got[0]}
+
+    return fn, encode
+
+
+def _client_neighbours(
+    server: ServerContext, job: Job, tile_box: list[float], frame_w: int, mpp: float
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The neighbour tiles a client sent, fitted to the model, and their centres in frame 0's pixels.
+
+    Frame 0 covers ``tile_box`` (full-resolution pixels) at ``mpp`` µm per pixel; each
+    neighbour covers its own box, which must be the model's tile too (``wrong_scale``).
+    """
+    assert job.task is not None
+    predictor = job.task.predictor
+    limits = server.config.limits
+    full_mpp = mpp * frame_w / tile_box[2]  # µm per full-resolution pixel
+    tiles, centres = [], []
+    for k, t in enumerate(job.request.params.get("neighbours", [])):
+        x, y, w, h = (float(v) for v in t["box"])
+        what = f"params.neighbours[{k}]"
+        rgb = decode_tile(job.request.frames[k + 1], limits.max_tile_px, what)
+        tiles.append(
+            fit_to_model(
+                rgb,
+                w * full_mpp / rgb.shape[1],
+                predictor.tile_um,
+                predictor.tile_px,
+                limits.scale_tolerance,
+                what,
+            )
+        )
+        centres.append(((x + w / 2 - tile_box[0]), (y + h / 2 - tile_box[1])))
+    scale = frame_w / tile_box[2]  # frame 0's pixels per full-resolution pixel
+    return tiles, np.asarray(centres, np.float64).reshape(-1, 2) * scale
 
 
 def _run(server: ServerContext, job: Job, path: Path | None) -> None:
     """Worker: read the tile, explain it with the one pipeline, send the nuclei."""
     from stimage.explain import NoNucleiError, is_blank
-    from stimage.pipelines import FIT_ON_SLIDE, explain_tile
+    from stimage.pipelines import FIT_ON_SLIDE, NeighbourTiles, explain_tile
 
     p = job.request.params
     assert job.task is not None
@@ -127,11 +196,12 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
         "num_samples": int(p.get("num_samples", 1000)),
         "seed": int(p.get("seed", 0)),
         "batch_size": server.config.limits.batch_size,
-        "model_fn": _device_function(server, job, kind),
         "cancel": JobClosed(job),
     }
-    if method == "lime":
-        job.total = settings["num_samples"]  # progress shows the whole run from the start
+    settings["model_fn"], settings["encode"] = _device_functions(server, job, kind)
+    if method == "lime":  # progress shows the whole run from the start
+        held = len(p.get("neighbours", [])) if predictor.bundle.context is not None else 0
+        job.total = settings["num_samples"] + held
     try:
         result: dict[str, Any] = {}
         job.progress("prepare", 0, 1)
@@ -141,7 +211,6 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
             box = [float(v) for v in p["tile"]["box"]]
             mpp = float(p["mpp"])
             rgb = decode_tile(job.request.frames[0], server.config.limits.max_tile_px, "tile")
-            job.request.frames = []
             limits = server.config.limits
             tile = fit_to_model(
                 rgb, mpp, predictor.tile_um, predictor.tile_px, limits.scale_tolerance, "tile"
@@ -152,12 +221,23 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
                     "with cells"
                 )
             h, w = rgb.shape[:2]
+            around: list[np.ndarray] = []
+            centres = np.zeros((0, 2))
+            if predictor.bundle.context is not None:
+                around, centres = _client_neighbours(server, job, box, w, mpp)
+            job.request.frames = []
+            norm = normalizer_for_image(server, job, [tile, *around])
+            if norm is not None:
+                around = [norm.transform(t) for t in around]
+            px = predictor.tile_px
+            stack = np.stack(around) if around else np.zeros((0, px, px, 3), np.uint8)
             exp = explain_tile(
                 predictor,
                 ArraySlide(rgb, mpp),
                 (0.0, 0.0, float(w), float(h)),
                 job.task.genes,
-                normalizer=normalizer_for_image(server, job, [tile]),
+                normalizer=norm,
+                neighbours=NeighbourTiles(stack, centres),
                 origin=(box[0], box[1]),
                 downsample=box[2] / w,
                 **settings,
@@ -244,5 +324,6 @@ def _result(job: Job, exp: TileExplanation, method: str, box: list[float]) -> di
         "box": box,
         "n_nuclei": len(nuclei),
         "num_samples": int(e.num_samples),
+        "context_tiles": exp.context_tiles,
         "geojson": feature_collection(feats),
     }

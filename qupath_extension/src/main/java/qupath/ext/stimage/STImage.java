@@ -40,7 +40,8 @@ import java.util.Objects;
  * {@code genes}, {@code region} ({@code selected}: the selected annotations or the whole image,
  * {@code annotations}, {@code image}), {@code batchSize}, {@code minTissue}, {@code level};
  * detectCells: {@code region}, {@code classify}, {@code chunkPx}; explain: {@code model},
- * {@code genes}, {@code method}, {@code target}, {@code numSamples}, {@code seed}.
+ * {@code genes}, {@code method}, {@code target}, {@code numSamples}, {@code seed}, {@code minTissue}
+ * (a model with spatial context: the neighbouring tiles sent with the tile, as predict's).
  *
  * <p>A failure throws {@link STImage.RunException} whose message says what was wrong and what to
  * do (e.g. the command that starts the backend).

@@ -16,6 +16,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Supplier;
 
@@ -155,7 +156,7 @@ public final class Backend {
     }
 
     /**
-     * The params of an {@code explain} request for a tile the client sends (frame 0).
+     * The params of an {@code explain} request for a tile the client sends alone (frame 0).
      *
      * @param options genes, method, target, samples, seed, model
      * @param box the tile's box in full-resolution pixels
@@ -166,6 +167,25 @@ public final class Backend {
      */
     public static JsonObject explainParams(ExplainOptions options, double[] box, double mpp, String imageId,
             Duration deadline) {
+        return explainParams(options, box, mpp, imageId, deadline, List.of());
+    }
+
+    /**
+     * The params of an {@code explain} request for a tile the client sends (frame 0) with its
+     * neighbours (frames 1 to m, in the order given; see {@link ExplainNeighbours}): a model with
+     * spatial context holds their features fixed, so the prediction explained is the tile's with
+     * context.
+     *
+     * @param options genes, method, target, samples, seed, model
+     * @param box the tile's box in full-resolution pixels
+     * @param mpp µm per pixel of the image sent (frame 0)
+     * @param imageId the image's id (stain normalisation as in predict), or null
+     * @param deadline the request's deadline
+     * @param neighbours the neighbours sent (their boxes), none for the tile alone
+     * @return the params ({@code neighbours} only when there are some)
+     */
+    public static JsonObject explainParams(ExplainOptions options, double[] box, double mpp, String imageId,
+            Duration deadline, List<TilePipeline.Tile> neighbours) {
         JsonObject p = new JsonObject();
         if (options.getModel() != null) {
             p.addProperty("model", options.getModel());
@@ -191,6 +211,20 @@ public final class Backend {
         }
         tile.add("box", b);
         p.add("tile", tile);
+        if (!neighbours.isEmpty()) {
+            JsonArray n = new JsonArray();
+            for (int i = 0; i < neighbours.size(); i++) {
+                JsonObject t = new JsonObject();
+                t.addProperty("frame", i + 1);
+                JsonArray nb = new JsonArray();
+                for (double v : neighbours.get(i).getBox()) {
+                    nb.add(v);
+                }
+                t.add("box", nb);
+                n.add(t);
+            }
+            p.add("neighbours", n);
+        }
         p.addProperty("deadline_ms", Math.max(1L, deadline.toMillis()));
         return p;
     }
@@ -213,10 +247,10 @@ public final class Backend {
     }
 
     /**
-     * Sends an {@code explain} request.
+     * Sends an {@code explain} request of a tile alone.
      *
      * @param client the client
-     * @param params from {@link #explainParams}
+     * @param params from {@link #explainParams(ExplainOptions, double[], double, String, Duration)}
      * @param image the encoded tile
      * @param listener progress, or null
      * @param cancel cancel token, or null
@@ -225,8 +259,43 @@ public final class Backend {
      */
     public static ExplainResult explain(StimageClient client, JsonObject params, byte[] image,
             ProgressListener listener, CancelToken cancel) throws ServerException {
-        Reply r = client.request("explain", params, List.of(image), listener, cancel, deadlineOf(params, client));
+        return explain(client, params, image, List.of(), listener, cancel);
+    }
+
+    /**
+     * Sends an {@code explain} request of a tile with its neighbours.
+     *
+     * @param client the client
+     * @param params from {@link #explainParams(ExplainOptions, double[], double, String, Duration, List)} with
+     *     the same neighbours
+     * @param image the encoded tile (frame 0)
+     * @param neighbours the neighbours (frames 1 to m), none for the tile alone
+     * @param listener progress, or null
+     * @param cancel cancel token, or null
+     * @return the result
+     * @throws ServerException the backend's error
+     * @throws IllegalArgumentException params whose neighbours are not these
+     */
+    public static ExplainResult explain(StimageClient client, JsonObject params, byte[] image,
+            List<TilePipeline.Tile> neighbours, ProgressListener listener, CancelToken cancel) throws ServerException {
+        Reply r = client.request("explain", params, explainFrames(params, image, neighbours), listener, cancel,
+                deadlineOf(params, client));
         return new ExplainResult(r.getResult());
+    }
+
+    /** The frames of an explain request: the tile, then each neighbour, as the params number them. */
+    static List<byte[]> explainFrames(JsonObject params, byte[] image, List<TilePipeline.Tile> neighbours) {
+        int named = params.has("neighbours") ? params.getAsJsonArray("neighbours").size() : 0;
+        if (named != neighbours.size()) {
+            throw new IllegalArgumentException("explain: the params name " + named + " neighbours but "
+                    + neighbours.size() + " were given; build the params with the same neighbours");
+        }
+        List<byte[]> frames = new ArrayList<>(1 + neighbours.size());
+        frames.add(Objects.requireNonNull(image, "image"));
+        for (TilePipeline.Tile t : neighbours) {
+            frames.add(t.getImage());
+        }
+        return frames;
     }
 
     /**

@@ -7,7 +7,9 @@ import java.util.Map;
 
 /**
  * Options of "Explain tile" ({@code STImage.explain}): the genes (1-50), the method (LIME or
- * occlusion), what is explained (the mean or P(high)) and LIME's sampling.
+ * occlusion), what is explained (the mean or P(high)), LIME's sampling, and, for a model with
+ * spatial context, the minimum tissue of the neighbouring tiles sent with the tile (Predict's
+ * {@code minTissue}: the same value gives the tile the neighbours it was predicted with).
  */
 public final class ExplainOptions extends BackendOptions {
     /** Default number of LIME samples (the paper's). */
@@ -16,7 +18,8 @@ public final class ExplainOptions extends BackendOptions {
     public static final List<String> KEYS;
 
     static {
-        List<String> k = new ArrayList<>(List.of("model", "genes", "method", "target", "numSamples", "seed"));
+        List<String> k = new ArrayList<>(List.of("model", "genes", "method", "target", "numSamples", "seed",
+                "minTissue"));
         k.addAll(COMMON_KEYS);
         KEYS = List.copyOf(k);
     }
@@ -27,6 +30,7 @@ public final class ExplainOptions extends BackendOptions {
     private final String target;
     private final int numSamples;
     private final long seed;
+    private final double minTissue;
 
     private ExplainOptions(Builder b) {
         super("explain", b.server, b.timeoutS, b.mpp);
@@ -53,6 +57,8 @@ public final class ExplainOptions extends BackendOptions {
         numSamples = b.numSamples;
         OptionValues.range("explain", "seed", b.seed, 0, 4294967295.0);
         seed = b.seed;
+        OptionValues.range("explain", "minTissue", b.minTissue, 0, 1);
+        minTissue = b.minTissue;
     }
 
     /** @return a builder with the defaults (genes still to set) */
@@ -87,6 +93,9 @@ public final class ExplainOptions extends BackendOptions {
             }
             b.seed(s.longValue());
         }
+        if (v.has("minTissue")) {
+            b.minTissue(v.number("minTissue"));
+        }
         return b.build();
     }
 
@@ -100,6 +109,7 @@ public final class ExplainOptions extends BackendOptions {
         m.put("target", target);
         m.put("numSamples", numSamples);
         m.put("seed", seed);
+        m.put("minTissue", minTissue);
     }
 
     /** @return the model name, or null for the backend's default */
@@ -132,6 +142,11 @@ public final class ExplainOptions extends BackendOptions {
         return seed;
     }
 
+    /** @return minimum tissue fraction of a neighbouring tile sent (a model with spatial context) */
+    public double getMinTissue() {
+        return minTissue;
+    }
+
     /** Builds {@link ExplainOptions}. */
     public static final class Builder extends AbstractBuilder<Builder> {
         private String model;
@@ -140,6 +155,7 @@ public final class ExplainOptions extends BackendOptions {
         private String target = "mean";
         private int numSamples = DEFAULT_NUM_SAMPLES;
         private long seed;
+        private double minTissue = PredictOptions.DEFAULT_MIN_TISSUE;
 
         private Builder() {
         }
@@ -203,6 +219,16 @@ public final class ExplainOptions extends BackendOptions {
          */
         public Builder seed(long seed) {
             this.seed = seed;
+            return this;
+        }
+
+        /**
+         * @param minTissue neighbouring tiles with a smaller tissue fraction are not sent (0-1, default
+         *     0.25, Predict's default: give the value Predict used)
+         * @return this
+         */
+        public Builder minTissue(double minTissue) {
+            this.minTissue = minTissue;
             return this;
         }
 

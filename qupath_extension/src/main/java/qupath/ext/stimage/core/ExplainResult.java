@@ -6,7 +6,10 @@ import com.google.gson.JsonObject;
 import java.util.ArrayList;
 import java.util.List;
 
-/** The result of {@code explain}: the tile's nuclei as detections with one score per target. */
+/**
+ * The result of {@code explain}: the tile's nuclei as detections with one score per target, the
+ * prediction explained, and how many neighbouring tiles gave it context.
+ */
 public final class ExplainResult {
     private final JsonObject result;
 
@@ -35,6 +38,56 @@ public final class ExplainResult {
     /** @return LIME's local R² per target (null entries for occlusion) */
     public List<Double> getFitR2() {
         return numbers("fit_r2");
+    }
+
+    /**
+     * @return the neighbouring tiles whose features were held fixed (the tile's spatial context): 0
+     *     when the tile was explained alone, null for a model without context (or a backend that
+     *     does not say)
+     */
+    public Integer getContextTiles() {
+        return result.has("context_tiles") && !result.get("context_tiles").isJsonNull()
+                ? result.get("context_tiles").getAsInt() : null;
+    }
+
+    /**
+     * The explained tile's line of a run's summary, e.g. "COX6C predicted 2.21, LIME fit R² 0.884",
+     * numbers to 3 significant digits. For a model with spatial context it says how the tile was
+     * explained: with its neighbouring tiles held fixed (the prediction is then the tile's "gene:
+     * mean" measurement), or alone (it can differ from it).
+     *
+     * @param contextUm the model's context reach in µm (hello's {@code context_um}; 0 for none)
+     * @return the line
+     */
+    public String describe(double contextUm) {
+        List<String> targets = getTargets();
+        List<Double> prediction = getPrediction();
+        List<Double> r2 = getFitR2();
+        StringBuilder sb = new StringBuilder();
+        for (int g = 0; g < targets.size(); g++) {
+            sb.append(g == 0 ? "" : "; ").append(targets.get(g));
+            if (g < prediction.size() && prediction.get(g) != null) {
+                sb.append(" predicted ").append(String.format("%.3g", prediction.get(g)));
+            }
+            if (g < r2.size() && r2.get(g) != null) {
+                sb.append(", LIME fit R² ").append(String.format("%.3g", r2.get(g)));
+            }
+        }
+        Integer n = getContextTiles();
+        if (contextUm > 0 && n != null && n > 0) {
+            sb.append(" (with its ").append(n).append(n == 1 ? " neighbouring tile" : " neighbouring tiles")
+                    .append(" held fixed, as the tile was predicted)");
+        } else if (contextUm > 0 && n != null) {
+            sb.append(" (the tile alone: no neighbouring tissue tile, so this can differ from the tile's "
+                    + "measurement)");
+        } else if (contextUm > 0) {
+            // a backend that takes no neighbours
+            sb.append(" (for the tile alone: this backend does not use the model's ")
+                    .append(contextUm == Math.rint(contextUm) ? String.valueOf((long) contextUm)
+                            : String.format("%.3g", contextUm))
+                    .append(" µm spatial context in explanations, so this can differ from the tile's measurement)");
+        }
+        return sb.toString();
     }
 
     /** @return the number of nuclei scored */

@@ -15,6 +15,7 @@ public final class RunSummary {
     private final long elapsedNanos;
     private final Map<String, Integer> counts;
     private final String note;
+    private final Map<String, Double> predictions;
 
     /**
      * @param operation what ran
@@ -29,6 +30,23 @@ public final class RunSummary {
      */
     public RunSummary(Operation operation, int parents, int added, int removed, int skipped, int requests,
             long elapsedNanos, Map<String, Integer> counts, String note) {
+        this(operation, parents, added, removed, skipped, requests, elapsedNanos, counts, note, null);
+    }
+
+    /**
+     * @param operation what ran
+     * @param parents annotations (or tiles) the run covered
+     * @param added objects added
+     * @param removed earlier STImage objects replaced
+     * @param skipped tiles not sent (too little tissue)
+     * @param requests requests sent
+     * @param elapsedNanos duration
+     * @param counts per-class counts (cells), or null
+     * @param note an extra line, or null
+     * @param predictions the prediction explained per target (explain of one tile), or null
+     */
+    public RunSummary(Operation operation, int parents, int added, int removed, int skipped, int requests,
+            long elapsedNanos, Map<String, Integer> counts, String note, Map<String, Double> predictions) {
         this.operation = operation;
         this.parents = parents;
         this.added = added;
@@ -38,6 +56,8 @@ public final class RunSummary {
         this.elapsedNanos = elapsedNanos;
         this.counts = counts == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(counts));
         this.note = note;
+        this.predictions = predictions == null ? Map.of()
+                : Collections.unmodifiableMap(new LinkedHashMap<>(predictions));
     }
 
     /** @return what ran */
@@ -83,6 +103,14 @@ public final class RunSummary {
     /** @return cells per class (cells), else empty */
     public Map<String, Integer> getCounts() {
         return counts;
+    }
+
+    /**
+     * @return explain of one tile: the prediction explained per target, at full precision (for a
+     *     model with spatial context, sent with its neighbours: the tile's "gene: mean"); else empty
+     */
+    public Map<String, Double> getPredictions() {
+        return predictions;
     }
 
     /** @return one or two sentences for the user */

@@ -18,6 +18,7 @@ import qupath.ext.stimage.core.CellsOptions;
 import qupath.ext.stimage.core.BoxTileReader;
 import qupath.ext.stimage.core.CellsResult;
 import qupath.ext.stimage.core.ContextPlan;
+import qupath.ext.stimage.core.ExplainNeighbours;
 import qupath.ext.stimage.core.ExplainOptions;
 import qupath.ext.stimage.core.ExplainResult;
 import qupath.ext.stimage.core.Features;
@@ -351,7 +352,9 @@ public final class Runs {
     /**
      * Explains the selected tiles: each must be one model tile (e.g. made by predict); its
      * nuclei come back with a score per gene and are put under the tile, replacing the nuclei of
-     * an earlier explanation.
+     * an earlier explanation. For a model with spatial context each tile is sent with its
+     * neighbouring tissue tiles ({@link ExplainNeighbours}), which the backend holds fixed: the
+     * prediction explained is the tile's prediction with context, the "gene: mean" Predict gave it.
      *
      * @param imageData the image
      * @param options the options (genes required)
@@ -378,6 +381,8 @@ public final class Runs {
                 ? hello.getLimits().getScaleTolerance() : 0.05;
         int maxSide = hello.getLimits() != null && hello.getLimits().getMaxTilePx() > 0
                 ? hello.getLimits().getMaxTilePx() : 4096;
+        int maxTiles = hello.getLimits() != null && hello.getLimits().getMaxTiles() > 0
+                ? hello.getLimits().getMaxTiles() : 512;
 
         List<PathObject> selected = new ArrayList<>();
         List<String> wrongSize = new ArrayList<>();
@@ -399,10 +404,12 @@ public final class Runs {
         }
         String imageId = QuPathImages.imageId(imageData);
         ImageServer<BufferedImage> server = imageData.getServer();
+        int[] background = model.getContextUm() > 0 ? QuPathImages.background(server) : null;
         Duration deadline = Duration.ofSeconds(options.getTimeoutS());
         CancelToken token = cancel != null ? cancel : new CancelToken();
         List<List<PathObject>> nuclei = new ArrayList<>();
         List<String> notes = new ArrayList<>();
+        Map<String, Double> prediction = new LinkedHashMap<>();
         for (int i = 0; i < selected.size(); i++) {
             if (token.isCancelled()) {
                 throw new ServerException(ErrorCodes.CANCELLED, "cancelled by the user");
@@ -421,16 +428,37 @@ public final class Runs {
             }
             final int k = i + 1;
             final int n = selected.size();
+            List<TilePipeline.Tile> neighbours = List.of();
+            if (model.getContextUm() > 0) {
+                // the tissue tiles of the tile's grid within the context's reach, read and tested as
+                // Predict reads a region's margin: the backend holds their features fixed, so the
+                // prediction explained is the tile's "gene: mean"
+                if (progress != null) {
+                    progress.update(k - 1, n, "Explaining tile " + k + " of " + n + ": reading its neighbours");
+                }
+                neighbours = ExplainNeighbours.read(new double[] {x, y, w, h}, geom, model.getContextUm(),
+                        server.getWidth(), server.getHeight(), maxTiles, background, options.getMinTissue(),
+                        (j, bx, by, bw, bh, bds) -> server.readRegion(RegionRequest.createInstance(server.getPath(),
+                                bds, bx, by, bw, bh, r.getZ(), r.getT())), token);
+                logger.info("STImage explain: tile at {}, {} with {} neighbouring tissue tiles (spatial context of "
+                        + "{} µm)", x, y, neighbours.size(), fmt(model.getContextUm()));
+            }
             ExplainResult res = Backend.explain(client, Backend.explainParams(options, new double[] {x, y, w, h},
-                    geom.sentMpp(w, img.getWidth()), imageId, deadline), ImageEncoding.png(img),
-                    (stage, d, t) -> {
+                    geom.sentMpp(w, img.getWidth()), imageId, deadline, neighbours), ImageEncoding.png(img),
+                    neighbours, (stage, d, t) -> {
                         if (progress != null) {
                             progress.update(k - 1, n, "Explaining tile " + k + " of " + n + ": " + stage + " " + d
                                     + "/" + t);
                         }
                     }, token);
             nuclei.add(ObjectTools.parse(res.getGeoJson()));
-            notes.add(explainNote(res, model.getContextUm()));
+            notes.add(res.describe(model.getContextUm()));
+            prediction.clear();
+            for (int g = 0; g < res.getTargets().size() && g < res.getPrediction().size(); g++) {
+                if (res.getPrediction().get(g) != null) {
+                    prediction.put(res.getTargets().get(g), res.getPrediction().get(g));
+                }
+            }
         }
         PathObjectHierarchy hierarchy = imageData.getHierarchy();
         int added = 0;
@@ -440,35 +468,10 @@ public final class Runs {
             removed += ObjectTools.replaceChildren(hierarchy, selected.get(i), Operation.EXPLAIN, nuclei.get(i));
         }
         RunSummary s = new RunSummary(Operation.EXPLAIN, selected.size(), added, removed, 0, selected.size(),
-                System.nanoTime() - t0, null, selected.size() == 1 ? "Tile: " + notes.get(0) + "." : null);
+                System.nanoTime() - t0, null, selected.size() == 1 ? "Tile: " + notes.get(0) + "." : null,
+                selected.size() == 1 ? prediction : null);
         logger.info("STImage: {}", s.describe());
         return s;
-    }
-
-    /**
-     * The explained tile's line of the summary, e.g. "COX6C predicted 2.21, LIME fit R² 0.884", numbers to 3
-     * significant digits. For a model with spatial context it says that the value is the tile's alone: explain
-     * scores the tile without its neighbours, so it can differ from the tile's "gene: mean" measurement.
-     */
-    static String explainNote(ExplainResult res, double contextUm) {
-        List<String> targets = res.getTargets();
-        List<Double> prediction = res.getPrediction();
-        List<Double> r2 = res.getFitR2();
-        StringBuilder sb = new StringBuilder();
-        for (int g = 0; g < targets.size(); g++) {
-            sb.append(g == 0 ? "" : "; ").append(targets.get(g));
-            if (g < prediction.size() && prediction.get(g) != null) {
-                sb.append(" predicted ").append(String.format("%.3g", prediction.get(g)));
-            }
-            if (g < r2.size() && r2.get(g) != null) {
-                sb.append(", LIME fit R² ").append(String.format("%.3g", r2.get(g)));
-            }
-        }
-        if (contextUm > 0) {
-            sb.append(" (for the tile alone: explaining does not use the model's ").append(fmt(contextUm))
-                    .append(" µm spatial context, so this can differ from the tile's measurement)");
-        }
-        return sb.toString();
     }
 
     private static JsonObject collection(JsonArray features) {

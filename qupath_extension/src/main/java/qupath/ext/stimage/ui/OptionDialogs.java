@@ -222,6 +222,9 @@ final class OptionDialogs {
                 .target(target.getValue())
                 .numSamples(intValue(samples, "LIME samples"))
                 .mpp(parseMpp(mpp, image))
+                // a context model's neighbours: Predict's minimum tissue, so the tile keeps the
+                // neighbours it was predicted with
+                .minTissue(Math.max(0, Math.min(1, StimagePrefs.minTissueProperty().get())))
                 .build(), null);
     }
 

@@ -44,7 +44,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * for the same region, which tiles it on the same grid and reads the margin as
  * {@code stimage predict-slide --region} does. "Tile: context tiles" must be what the full grid
  * gives each tile, the same on every path with the margin, and fewer without it at the region's
- * edge.
+ * edge. A region tile explained with its neighbours ({@link ExplainNeighbours}) has the prediction
+ * the margin gave it.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class ContextMarginLiveTest {
@@ -256,5 +257,39 @@ class ContextMarginLiveTest {
         System.out.printf("context margin: mean |%s - Python's| over the 16 tiles: %.4f with the margin, %.4f "
                 + "without%n", gene, diffMargin / 16, diffAlone / 16);
         assertEquals(16, fewer, "without the margin every tile lacked neighbours: the region is 4 tiles high and wide, the reach 2.5 tiles");
+    }
+
+    @Test
+    void anExplainedTileWithItsNeighboursIsItsPrediction() throws Exception {
+        String imageId = "synthetic-explain";
+        Map<String, JsonObject> predicted = runExtension(512, imageId);
+        String gene = model.getGenes().get(0);
+        // a region tile at the image's left edge, by the glass column: neighbours in and outside the region
+        double[] box = {0, 3 * side, side, side};
+        TileGeometry geom = new TileGeometry(model.getTileUm(), model.getTilePx(),
+                PixelSize.resolve("synthetic", true, mpp, mpp, null));
+        List<TilePipeline.Tile> neighbours = ExplainNeighbours.read(box, geom, model.getContextUm(), image.getWidth(),
+                image.getHeight(), 512, Tissue.background(image), 0.25,
+                (i, x, y, w, h, ds) -> image.getSubimage(x, y, w, h), null);
+        assertEquals(expectedOnGrid(box, false), neighbours.size(), "the tissue tiles within reach");
+        ExplainOptions o = ExplainOptions.builder().genes(List.of(gene)).numSamples(10).build();
+        byte[] tile = ImageEncoding.png(image.getSubimage(0, 3 * side, side, side));
+        Duration deadline = Duration.ofSeconds(300);
+        ExplainResult with = Backend.explain(client, Backend.explainParams(o, box, mpp, imageId, deadline, neighbours),
+                tile, neighbours, null, null);
+        ExplainResult alone = Backend.explain(client, Backend.explainParams(o, box, mpp, imageId, deadline), tile,
+                null, null);
+        JsonObject f = predicted.get(key(box));
+        double mean = measurement(f, gene + ": mean");
+        System.out.printf("explain with context: %s: %s with %d neighbours %.6f, alone %.6f; the tile's \"%s: mean\" "
+                + "%.6f (Tile: context tiles %d)%n", key(box), gene, neighbours.size(), with.getPrediction().get(0),
+                alone.getPrediction().get(0), gene, mean, (int) measurement(f, "Tile: context tiles"));
+        assertEquals(neighbours.size(), with.getContextTiles(), "every neighbour sent held fixed");
+        assertEquals(0, alone.getContextTiles(), "no neighbours: the tile alone");
+        assertEquals(neighbours.size(), (int) measurement(f, "Tile: context tiles"), "the neighbours predict gave it");
+        assertEquals(mean, with.getPrediction().get(0), 1e-3 * Math.abs(mean) + 1e-6,
+                "with its neighbours the explained prediction is the tile's prediction with context");
+        assertTrue(with.describe(model.getContextUm()).contains("with its " + neighbours.size()
+                + " neighbouring tiles held fixed"), with.describe(model.getContextUm()));
     }
 }

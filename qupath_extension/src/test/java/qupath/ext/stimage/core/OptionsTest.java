@@ -87,6 +87,9 @@ class OptionsTest {
         assertEquals("mean", o.getTarget());
         assertEquals(1000, o.getNumSamples());
         assertEquals(0, o.getSeed());
+        assertEquals(PredictOptions.DEFAULT_MIN_TISSUE, o.getMinTissue(), "the neighbours' tissue test: Predict's");
+        assertEquals(0.0, ExplainOptions.fromMap(Map.of("genes", "A", "minTissue", 0)).getMinTissue());
+        assertThrows(IllegalArgumentException.class, () -> ExplainOptions.fromMap(Map.of("genes", "A", "minTissue", 2)));
         ExplainOptions p = ExplainOptions.fromMap(Map.of("genes", List.of("A"), "method", "OCCLUSION",
                 "target", "p_high", "numSamples", 30, "seed", 7));
         assertEquals("occlusion", p.getMethod());
@@ -109,7 +112,8 @@ class OptionsTest {
         assertEquals(p, PredictOptions.fromMap(p.toMap()));
         CellsOptions c = CellsOptions.builder().classify(false).chunkPx(512).region(Region.ANNOTATIONS).build();
         assertEquals(c, CellsOptions.fromMap(c.toMap()));
-        ExplainOptions e = ExplainOptions.builder().genes(List.of("A", "B")).method("occlusion").seed(3).build();
+        ExplainOptions e = ExplainOptions.builder().genes(List.of("A", "B")).method("occlusion").seed(3)
+                .minTissue(0.1).build();
         assertEquals(e, ExplainOptions.fromMap(e.toMap()));
         assertFalse(p.equals(PredictOptions.fromMap(Map.of())));
         Map<String, Object> all = new HashMap<>(PredictOptions.fromMap(null).toMap());

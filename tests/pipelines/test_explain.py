@@ -88,6 +88,8 @@ def test_lime_and_occlusion_on_a_real_tile(predictor, crop, tmp_path: Path) -> N
     assert validate_geojson(out) >= n + 1
     objs = read_geojson(out)
     assert any(f"LIME: {genes[0]}" in o.measurements for o in objs)
+    tile = [o for o in objs if "Tile: context tiles" in o.measurements]
+    assert len(tile) == 1 and tile[0].measurements["Tile: context tiles"] == lime.context_tiles
     assert plot_explanation(lime, tmp_path / "lime.png").stat().st_size > 10_000
 
 

@@ -403,9 +403,10 @@ def score_name(method: str, target: str) -> str:
 def write_explanation_geojson(results: Sequence[TileExplanation], path: str | Path) -> Path:
     """QuPath GeoJSON of explanations of one tile: the tile, and its nuclei as detections.
 
-    The tile carries the model's predictions ("VEGFA: mean"); every nucleus carries one score
-    per method and target ("LIME: VEGFA", "Occlusion: VEGFA") and its area. All results must
-    explain the same tile (e.g. LIME and occlusion).
+    The tile carries the model's predictions ("VEGFA: mean") and, for a model with spatial
+    context, the neighbouring tiles held fixed ("Tile: context tiles"); every nucleus carries
+    one score per method and target ("LIME: VEGFA", "Occlusion: VEGFA") and its area. All
+    results must explain the same tile (e.g. LIME and occlusion).
     """
     import itertools
 
@@ -429,6 +430,8 @@ def write_explanation_geojson(results: Sequence[TileExplanation], path: str | Pa
         Measurement.prediction(t): [v]
         for t, v in zip(first.explanation.targets, first.explanation.prediction, strict=True)
     }
+    if first.context_tiles is not None:  # neighbours held fixed while the tile was perturbed
+        pred[Measurement.TILE_CONTEXT] = [first.context_tiles]
     tile = tile_features(
         np.array([first.box], dtype=np.float64),
         pd.DataFrame(pred),

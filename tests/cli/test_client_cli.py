@@ -135,3 +135,37 @@ def test_no_tissue_message_names_only_options_the_command_has(tmp_path: Path) ->
     with pytest.raises(NoTissueError) as e:
         predict_image(FakeClient(), blank, None, MPP, None, None, 0.5, 64)
     assert "--tissue-min-od" not in str(e.value) and "--mpp" in str(e.value)
+
+
+def test_context_blocks_predict_every_tile_once_with_all_its_neighbours() -> None:
+    """A 9 x 7 region and its margin in blocks under max_tiles: each region tile is predicted
+    once, with every tile within reach as context, and no request is over the limit."""
+    from scipy.spatial import cKDTree
+
+    from stimage.cli._client_tiles import _ServedModel, context_blocks
+
+    side = 100.0  # 200 µm at 2 µm/px
+    region = [[x * side, y * side, side, side] for y in range(3, 10) for x in range(3, 12)]
+    margin = [[x * side, y * side, side, side] for y in range(0, 13) for x in range(0, 15)
+              if not (3 <= x < 12 and 3 <= y < 10)]  # fmt: skip
+    boxes = np.asarray(region + margin)
+    centres = boxes[:, :2] + side / 2
+    within = cKDTree(centres).query_ball_point(centres, 250.0 + 1e-6)  # 500 µm
+    for max_tiles, batch in ((60, 64), (512, 16), (512, 512)):
+        served = _ServedModel("ctx", 200.0, 64, 0.05, 500.0, max_tiles)
+        reqs = context_blocks(boxes, len(region), served, 2.0, batch)
+        predicted = np.concatenate([p for p, _ in reqs])
+        assert sorted(predicted.tolist()) == list(range(len(region)))
+        for pred, ctx in reqs:
+            assert len(pred) + len(ctx) <= max_tiles and len(pred) <= batch
+            sent = set(pred.tolist()) | set(ctx.tolist())
+            for i in pred:
+                assert set(within[i]) <= sent  # every neighbour in reach goes with the tile
+    assert (
+        len(
+            context_blocks(
+                boxes, len(region), _ServedModel("c", 200.0, 64, 0.05, 500.0, 60), 2.0, 64
+            )
+        )
+        > 4
+    )

@@ -256,3 +256,59 @@ def test_explain_neighbours_fuzz(
     # the wrong ways are each named, and what stayed valid was explained
     assert codes["bad_request"] > 50 and codes["bad_image"] > 5 and codes["result"] > 0, codes
     assert Client(server.address, timeout=10).hello()["ops"]
+
+
+def test_client_predicts_an_image_in_blocks_with_their_margin(
+    crop_server: tuple[Server, Path], ctx_predictor: Predictor, tmp_path: Path
+) -> None:
+    """``stimage client predict IMAGE --region``: blocks of a few tiles, each with the tiles in
+    reach, give every tile what one request of them all gives it, and the neighbours
+    ``predict-slide --region`` gives it."""
+    from stimage.cli._client_tiles import predict_image
+
+    server, path = crop_server
+    region = (1300.0, 1300.0, 1200.0, 900.0)
+    x, y, w, h = region
+
+    def run(batch: int) -> dict[tuple[int, int], dict]:
+        with Client(server.address, timeout=120) as c:
+            feats = predict_image(c, path, region, 0.69, None, None, 0.7, batch)
+        out = {}
+        for f in feats:
+            xs = [p[0] for p in f["geometry"]["coordinates"][0]]
+            ys = [p[1] for p in f["geometry"]["coordinates"][0]]
+            out[(round(min(xs)), round(min(ys)))] = f["properties"]["measurements"]
+        return out
+
+    blocks, whole = run(4), run(512)
+    assert blocks.keys() == whole.keys() and len(blocks) >= 8
+    gene = ctx_predictor.bundle.genes[0]
+    for k in blocks:
+        assert blocks[k]["Tile: context tiles"] == whole[k]["Tile: context tiles"]
+        assert blocks[k][f"{gene}: mean"] == pytest.approx(whole[k][f"{gene}: mean"], rel=1e-4)
+    ref = predict_slide(ctx_predictor, path, mpp=0.69, region=box(x, y, x + w, y + h))
+    n_ref = {
+        (round(a), round(b)): n
+        for a, b, n in zip(ref.obs["x"], ref.obs["y"], ref.obs["context_tiles"], strict=True)
+    }
+    assert {k: blocks[k]["Tile: context tiles"] for k in blocks} == n_ref
+
+
+def test_client_explains_an_image_tile_with_its_neighbours(
+    crop_server: tuple[Server, Path], ctx_predictor: Predictor, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from stimage.cli import cli
+
+    server, path = crop_server
+    gene = ctx_predictor.bundle.genes[0]
+    side = round(ctx_predictor.tile_um / 0.69)
+    r = CliRunner().invoke(
+        cli,
+        ["client", "-a", server.address, "explain", str(path), "--mpp", "0.69",
+         "--box", f"1600,1600,{side},{side}", "--genes", gene, "--method", "occlusion",
+         "-o", str(tmp_path / "e.geojson")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "with 20 neighbouring tiles held fixed" in r.output

@@ -311,12 +311,18 @@ def explain(
         if slide is not None:
             res = c.explain(gene_list, slide=slide, box=b, slide_mpp=mpp, **opts)
         elif image is not None:
+            from stimage.cli._client_tiles import explain_neighbours
             from stimage.data import open_slide
 
             with open_slide(image, mpp=mpp) as s:
                 tile = s.read_region(*b)
                 image_id = f"{image.resolve()}:{image.stat().st_size}"
-                res = c.explain(gene_list, tile, b, float(s.mpp), image_id=image_id, **opts)
+                around = explain_neighbours(c.hello(), s, image, b, model, min_coverage=0.5)
+                res = c.explain(
+                    gene_list, tile, b, float(s.mpp), image_id=image_id, neighbours=around, **opts
+                )
     n = write_geojson(out, res["geojson"]["features"])
     pred = ", ".join(f"{t} {v:.3g}" for t, v in zip(res["targets"], res["prediction"], strict=True))
-    click.echo(f"wrote {n} nuclei to {out} (prediction: {pred})")
+    held = res.get("context_tiles")
+    with_ctx = "" if held is None else f", with {held} neighbouring tiles held fixed"
+    click.echo(f"wrote {n} nuclei to {out} (prediction: {pred}{with_ctx})")

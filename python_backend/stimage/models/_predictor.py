@@ -191,37 +191,19 @@ class Predictor:
         """Tissue tiles of the boxes' grid around them, as far as the model's context reaches.
 
         ``boxes`` are tiles of one grid (the model's tile size, origins whole tiles apart), e.g.
-        a region's or one explained tile; the margin is the grid cells not among them within
-        ``ceil(reach / tile)`` cells, wholly on the image, with the model's minimum tissue.
+        a region's or one explained tile; the margin (:func:`stimage.tiles.grid_margin`) keeps
+        the cells with the model's minimum tissue.
         """
-        from stimage.tiles import tile_side_px
+        from stimage.tiles import grid_margin
 
         assert self.bundle.context is not None
-        side = tile_side_px(self.tile_um, slide.mpp)
-        m = int(np.ceil(self.bundle.context.reach_um / self.tile_um))
-        boxes = np.asarray(boxes, np.float64)
-        origin = boxes[0, :2]
-        cr = np.rint((boxes[:, :2] - origin) / side).astype(np.int64)
-        have = set(zip(cr[:, 1].tolist(), cr[:, 0].tolist(), strict=True))
-        cells = {
-            (r + dr, c + dc) for r, c in have for dr in range(-m, m + 1) for dc in range(-m, m + 1)
-        } - have
-        if not cells:
-            return np.zeros((0, 4))
-        rc = np.array(sorted(cells), np.float64)
-        xy = origin + rc[:, ::-1] * side
         w, h = slide.dimensions
-        on = (
-            (xy[:, 0] >= -1)
-            & (xy[:, 1] >= -1)
-            & (xy[:, 0] + side <= w + 1)
-            & (xy[:, 1] + side <= h + 1)
-        )
-        boxes = np.column_stack([xy, np.full((len(xy), 2), side)])[on]
-        if not len(boxes):
-            return boxes
-        keep = mask.coverage(boxes) >= float(self.bundle.tiles.get("min_coverage", 0.7))
-        return boxes[keep]
+        reach = self.bundle.context.reach_um
+        around = grid_margin(boxes, self.tile_um, slide.mpp, reach, w, h)
+        if not len(around):
+            return around
+        keep = mask.coverage(around) >= float(self.bundle.tiles.get("min_coverage", 0.7))
+        return around[keep]
 
     def features(self, tiles: np.ndarray) -> dict[str, np.ndarray]:
         """Features of normalised uint8 tiles for every encoder of the model."""

@@ -12,7 +12,13 @@ from stimage.tiles._cut import (
     sample_tissue_patches,
     spot_tile_qc,
 )
-from stimage.tiles._geometry import TileGrid, grid_tile_boxes, spot_tile_boxes, tile_side_px
+from stimage.tiles._geometry import (
+    TileGrid,
+    grid_margin,
+    grid_tile_boxes,
+    spot_tile_boxes,
+    tile_side_px,
+)
 from stimage.tiles._preview import contact_sheet, qc_overview
 from stimage.tiles._stain import (
     STAIN_METHODS,
@@ -46,6 +52,7 @@ __all__ = [
     "detect_tissue",
     "estimate_stain_matrix",
     "fit_slide_normalizer",
+    "grid_margin",
     "grid_tile_boxes",
     "grid_tile_qc",
     "iter_tiles",

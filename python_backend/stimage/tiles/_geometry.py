@@ -18,7 +18,7 @@ from stimage.errors import ConfigError, NoTissueError
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
-__all__ = ["TileGrid", "grid_tile_boxes", "spot_tile_boxes", "tile_side_px"]
+__all__ = ["TileGrid", "grid_margin", "grid_tile_boxes", "spot_tile_boxes", "tile_side_px"]
 
 
 def tile_side_px(tile_um: float, mpp: float) -> float:
@@ -152,6 +152,52 @@ def grid_tile_boxes(
 #: Slack in pixels when testing that a tile lies on the image: less than a pixel over the edge
 #: (read as white) is a rounding of the tile size, not a tile running off the image.
 _EDGE_TOL = 1.0
+
+
+def grid_margin(
+    boxes: np.ndarray, tile_um: float, mpp: float, reach_um: float, width: int, height: int
+) -> np.ndarray:
+    """The cells of the boxes' grid around them whose centres lie within ``reach_um`` of one.
+
+    The spatial context of a region's tiles (or of one tile) reaches past it: these are the
+    tiles read for that context and never predicted, the margin of ``predict-slide
+    --region``, of the server reading a slide and of the clients. ``boxes`` are tiles of one
+    grid (origins whole tiles apart, e.g. a region's or one explained tile); a margin cell
+    lies wholly on the image (up to one pixel, as :func:`grid_tile_boxes`). Distances are
+    between centres, a centre on the reach included. Which cells hold tissue is for the
+    caller (``TissueMask.coverage``).
+
+    Example:
+        >>> # a 50 µm tile at 0.5 µm/px in a 300 px image's corner, context 75 µm: 3 neighbours
+        >>> grid_margin(np.array([[0.0, 0.0, 100, 100]]), 50, 0.5, 75, 300, 300).tolist()
+        [[100.0, 0.0, 100.0, 100.0], [0.0, 100.0, 100.0, 100.0], [100.0, 100.0, 100.0, 100.0]]
+    """
+    side = tile_side_px(tile_um, mpp)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes) or not reach_um > 0:
+        return np.zeros((0, 4))
+    m = int(np.ceil(reach_um / tile_um))
+    origin = boxes[0, :2]
+    cr = np.rint((boxes[:, :2] - origin) / side).astype(np.int64)
+    have = set(zip(cr[:, 1].tolist(), cr[:, 0].tolist(), strict=True))
+    near = [
+        (dr, dc)
+        for dr in range(-m, m + 1)
+        for dc in range(-m, m + 1)
+        if (dr, dc) != (0, 0) and np.hypot(dr, dc) * tile_um <= reach_um * (1 + 1e-9)
+    ]
+    cells = {(r + dr, c + dc) for r, c in have for dr, dc in near} - have
+    if not cells:
+        return np.zeros((0, 4))
+    rc = np.array(sorted(cells), np.float64)
+    xy = origin + rc[:, ::-1] * side
+    on = (
+        (xy[:, 0] >= -1)
+        & (xy[:, 1] >= -1)
+        & (xy[:, 0] + side <= width + 1)
+        & (xy[:, 1] + side <= height + 1)
+    )
+    return np.column_stack([xy, np.full((len(xy), 2), side)])[on]
 
 
 def _checked_region(region: object | None, width: int, height: int) -> BaseGeometry | None:

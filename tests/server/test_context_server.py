@@ -137,6 +137,13 @@ def test_explain_holds_the_neighbours_the_tile_was_predicted_with(
     col = pred["columns"].index(f"{gene}: mean")
     assert pred["values"][0, pred["columns"].index("Tile: context tiles")] == 20
     np.testing.assert_allclose(held["prediction"], pred["values"][0, [col]], rtol=1e-3, atol=1e-3)
+    # the tile as predict saw it: the model sees exactly that tile, equal to float precision
+    exact = c.explain(
+        [gene], tile, box0, mpp, neighbours=list(zip(cut, boxes, strict=True)), model_tile=tile,
+        method="occlusion", image_id="crop",
+    )  # fmt: skip
+    assert exact["context_tiles"] == 20
+    np.testing.assert_allclose(exact["prediction"], pred["values"][0, [col]], rtol=1e-5)
     lone = c.predict([tile], [box0], mpp, genes=[gene], image_id="crop", format="table")
     np.testing.assert_allclose(alone["prediction"], lone["values"][0, [col]], rtol=1e-3, atol=1e-3)
     assert abs(held["prediction"][0] - alone["prediction"][0]) > 1e-3  # context matters here
@@ -179,6 +186,17 @@ def test_explain_neighbour_frames_are_checked(
     with pytest.raises(ServerError) as e:
         c.request("explain", params, frames)
     assert e.value.code == ErrorCode.WRONG_SCALE and "neighbours[0]" in str(e.value)
+    # the model's view goes after the neighbours, and must cover the tile
+    params["neighbours"] = [{"frame": 1, "box": b1}]
+    params["model_tile"] = {"frame": 1}
+    with pytest.raises(ServerError) as e:
+        c.request("explain", params, [*frames, frames[0]])
+    assert e.value.code == ErrorCode.BAD_REQUEST and "model's view" in str(e.value)
+    params["model_tile"] = {"frame": 2}
+    half = encode_tile(tiles[0][: len(tiles[0]) // 2], "png")
+    with pytest.raises(ServerError) as e:
+        c.request("explain", params, [*frames, half])
+    assert e.value.code == ErrorCode.WRONG_SCALE and "model_tile" in str(e.value)
 
 
 @pytest.mark.slow
@@ -221,7 +239,7 @@ def test_explain_neighbours_fuzz(
         h["id"] = f"e{k}"
         frames = list(good)
         for _ in range(rng.randrange(1, 3)):
-            what = rng.randrange(5)
+            what = rng.randrange(6)
             nb = h["params"]["neighbours"]
             if what == 0:
                 h["params"]["neighbours"] = rng.choice(weird)
@@ -236,6 +254,9 @@ def test_explain_neighbours_fuzz(
                     for _ in range(rng.randrange(1, 10)):
                         b[rng.randrange(8, len(b))] = rng.randrange(256)
                     frames[i] = bytes(b[: rng.randrange(9, len(b) + 1)])
+            elif what == 4:  # the model's view of the tile, right or wrong
+                h["params"]["model_tile"] = rng.choice([{"frame": len(frames)}, *weird[:8]])
+                frames.append(rng.choice([good[0], good[0][: len(good[0]) // 2], b"x"]))
             else:
                 h["params"].pop("tile", None) if rng.random() < 0.2 else None
                 h["params"]["slide"] = rng.choice([None, {"path": "/x.tif", "box": [0, 0, 1, 1]}])
@@ -312,3 +333,28 @@ def test_client_explains_an_image_tile_with_its_neighbours(
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "with 20 neighbouring tiles held fixed" in r.output
+
+
+def test_client_explain_of_an_image_is_the_tile_predict_gave(
+    crop_server: tuple[Server, Path], ctx_predictor: Predictor
+) -> None:
+    """What ``stimage client explain IMAGE`` sends (the tile, its neighbours, the tile as
+    predict reads it) makes the explained prediction the one ``client predict`` gives it."""
+    from stimage.cli._client_tiles import explain_inputs, predict_image
+    from stimage.data import open_slide
+
+    server, path = crop_server
+    gene = ctx_predictor.bundle.genes[0]
+    side = float(round(ctx_predictor.tile_um / 0.69))
+    b = (1600.0, 1600.0, side, side)
+    image_id = f"{path.resolve()}:{path.stat().st_size}"
+    with Client(server.address, timeout=120) as c, open_slide(path, mpp=0.69) as s:
+        (tile_feature,) = predict_image(c, path, b, 0.69, None, [gene], 0.5, 64)
+        view, around = explain_inputs(c.hello(), s, path, b, None, 0.5)
+        res = c.explain(
+            [gene], s.read_region(*b), b, s.mpp, image_id=image_id, neighbours=around,
+            model_tile=view, method="occlusion",
+        )  # fmt: skip
+    m = tile_feature["properties"]["measurements"]
+    assert res["context_tiles"] == m["Tile: context tiles"] == len(around) == 20
+    np.testing.assert_allclose(res["prediction"], [m[f"{gene}: mean"]], rtol=1e-5)

@@ -10,7 +10,8 @@ tiles of the same request within that reach. So the tiles go in square blocks, e
 with every tile within reach of it (other blocks' tiles and the margin of tissue tiles of the
 grid around the region) flagged ``context_only``, as ``predict-slide --region`` reads them
 and as the QuPath extension sends them: a tile gets the same neighbours in every block.
-``stimage client explain IMAGE`` sends the explained tile's margin as its ``neighbours``.
+``stimage client explain IMAGE`` sends the explained tile's margin as its ``neighbours`` and the
+tile as predict reads it as its ``model_tile``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from stimage.cli._common import ProgressBars
 if TYPE_CHECKING:
     from stimage.data import Slide
 
-__all__ = ["TileClient", "context_blocks", "explain_neighbours", "margin_tiles", "predict_image"]
+__all__ = ["TileClient", "context_blocks", "explain_inputs", "margin_tiles", "predict_image"]
 
 
 class TileClient(Protocol):
@@ -149,25 +150,27 @@ def predict_image(
     return features
 
 
-def explain_neighbours(
+def explain_inputs(
     info: dict[str, Any],
     slide: Slide,
     image: Path,
     box: tuple[float, float, float, float],
     model: str | None,
     min_coverage: float,
-) -> list[tuple[np.ndarray, tuple[float, ...]]]:
-    """For a model with spatial context, the tissue tiles around a tile, read at the model's size.
+) -> tuple[np.ndarray, list[tuple[np.ndarray, tuple[float, ...]]]]:
+    """What explain sends besides the full-resolution tile, read as ``predict_image`` reads tiles.
 
-    Returns ``(tile, box)`` pairs for explain's ``neighbours`` (none for a model without
-    context, or around a tile with no tissue near it).
+    Returns the tile at the model's resolution (explain's ``model_tile``: the model then sees
+    the tile it predicted) and, for a model with spatial context, ``(tile, box)`` of the
+    tissue tiles around it (explain's ``neighbours``; none without context or tissue near it).
     """
     served = _served_model(info, model)
+    (view,) = _read_tiles(slide, np.asarray([box], np.float64), served)
     if served.context_um <= 0:
-        return []
+        return view, []
     around = margin_tiles(slide, None, image, np.asarray([box], np.float64), served, min_coverage)
     tiles = _read_tiles(slide, around, served)
-    return [(t, tuple(float(v) for v in b)) for t, b in zip(tiles, around, strict=True)]
+    return view, [(t, tuple(float(v) for v in b)) for t, b in zip(tiles, around, strict=True)]
 
 
 def margin_tiles(

@@ -311,15 +311,22 @@ def explain(
         if slide is not None:
             res = c.explain(gene_list, slide=slide, box=b, slide_mpp=mpp, **opts)
         elif image is not None:
-            from stimage.cli._client_tiles import explain_neighbours
+            from stimage.cli._client_tiles import explain_inputs
             from stimage.data import open_slide
 
             with open_slide(image, mpp=mpp) as s:
                 tile = s.read_region(*b)
                 image_id = f"{image.resolve()}:{image.stat().st_size}"
-                around = explain_neighbours(c.hello(), s, image, b, model, min_coverage=0.5)
+                view, around = explain_inputs(c.hello(), s, image, b, model, min_coverage=0.5)
                 res = c.explain(
-                    gene_list, tile, b, float(s.mpp), image_id=image_id, neighbours=around, **opts
+                    gene_list,
+                    tile,
+                    b,
+                    float(s.mpp),
+                    image_id=image_id,
+                    neighbours=around,
+                    model_tile=view,
+                    **opts,
                 )
     n = write_geojson(out, res["geojson"]["features"])
     pred = ", ".join(f"{t} {v:.3g}" for t, v in zip(res["targets"], res["prediction"], strict=True))

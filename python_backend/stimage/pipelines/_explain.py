@@ -165,6 +165,7 @@ def explain_tile(
     model_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     encode: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     neighbours: NeighbourTiles | str | None = FROM_SLIDE,
+    model_tile: np.ndarray | None = None,
     normalizer: StainNormalizer | str | None = FIT_ON_SLIDE,
     origin: tuple[float, float] = (0.0, 0.0),
     downsample: float = 1.0,
@@ -179,8 +180,7 @@ def explain_tile(
 
     Args:
         predictor: The model.
-        slide: The slide (µm per pixel known), or an image as a slide
-            (:class:`stimage.data.ArraySlide`).
+        slide: The slide, or an image as one (:class:`stimage.data.ArraySlide`).
         box: Tile ``(x, y, w, h)`` in the slide's pixels (see :func:`tile_box`).
         genes: Genes to explain, all from one set of perturbations.
         target: ``mean`` or ``p_high``.
@@ -191,18 +191,17 @@ def explain_tile(
         batch_size: Tiles per model call.
         progress: Called with (done, total) model inputs.
         cancel: Set to stop between batches.
-        model_fn: The function explained for a model without spatial context, tiles ->
-            ``(n, len(genes))`` outputs of ``target`` (default: the model itself; the server
-            passes one batched on its device).
-        encode: For a model with spatial context, tiles -> features per encoder (default: the
-            model's encoders; the server passes its device).
-        neighbours: For a model with spatial context: :data:`FROM_SLIDE` (the tissue tiles
-            around the box, read from ``slide``), the tiles around it (e.g. sent by a client,
-            centres in ``slide``'s pixels), or None to explain the tile alone.
+        model_fn: Tiles -> ``(n, len(genes))`` outputs of ``target``, for a model without
+            context (default: the model; the server's is batched on its device).
+        encode: Tiles -> features per encoder, for a model with context (default: the model).
+        neighbours: For a model with context: :data:`FROM_SLIDE` (read around the box), the
+            tiles around it (centres in ``slide``'s pixels), or None (the tile alone).
+        model_tile: The tile as prediction saw it (cut, normalised); by default cut from
+            ``slide``.
         normalizer: The stain normaliser of the tile, None for none, or
             :data:`FIT_ON_SLIDE` to fit the model's on the slide's tissue.
-        origin: Full-resolution ``(x, y)`` of the slide's pixel (0, 0): outlines and the box
-            of the result are mapped there (for an image cut from a larger slide).
+        origin: Full-resolution ``(x, y)`` of the slide's pixel (0, 0), for an image cut
+            from a larger slide: outlines and the result's box are mapped there.
         downsample: Full-resolution pixels per pixel of ``slide``.
 
     Raises:
@@ -223,15 +222,16 @@ def explain_tile(
 
         mask = detect_tissue(slide)
         normalizer = predictor.normalizer_for(slide, mask)
-    tile = _model_tile(predictor, slide, box, normalizer)
+    tile = _model_tile(predictor, slide, box, normalizer) if model_tile is None else model_tile
     nuclei, labels = _tile_nuclei(predictor, slide, box, segmenter)
     context_tiles = None
     if predictor.bundle.context is not None:
-        if neighbours == FROM_SLIDE:
-            norm = None if isinstance(normalizer, str) else normalizer
-            neighbours = slide_neighbours(predictor, slide, box, norm, mask)
-        none = NeighbourTiles.none(predictor.tile_px)
-        around = neighbours if isinstance(neighbours, NeighbourTiles) else none
+        norm = None if isinstance(normalizer, str) else normalizer
+        around = (
+            slide_neighbours(predictor, slide, box, norm, mask)
+            if neighbours == FROM_SLIDE
+            else neighbours
+        )
         held = held_context(predictor, box, slide.mpp, around, genes, target, encode, batch_size)
         fn, context_tiles = held.fn, held.count
     if method == "lime":

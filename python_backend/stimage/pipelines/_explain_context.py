@@ -20,6 +20,7 @@ A tile without neighbouring tissue is explained alone (``context_tiles`` 0), as 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from stimage.tiles import StainNormalizer, TissueMask
 
 __all__ = ["HeldContext", "NeighbourTiles", "held_context", "slide_neighbours"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def held_context(
     predictor: Predictor,
     box: tuple[float, float, float, float],
     mpp: float,
-    neighbours: NeighbourTiles,
+    neighbours: NeighbourTiles | str | None,
     genes: list[str],
     kind: str,
     encode: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
@@ -110,7 +113,8 @@ def held_context(
         predictor: A model with spatial context.
         box: The explained tile ``(x, y, w, h)``, in the pixels of ``neighbours.centres``.
         mpp: µm per pixel of those pixels.
-        neighbours: The tiles around it; those beyond the context's reach are not encoded.
+        neighbours: The tiles around it; those beyond the context's reach are not encoded
+            (anything else: none, the tile alone).
         genes: Genes explained (checked against the model).
         kind: ``mean`` or ``p_high``.
         encode: Tiles -> features per encoder (the server's device; the model by default).
@@ -120,6 +124,9 @@ def held_context(
     if ctx is None:
         raise ValueError("held_context needs a model with spatial context")
     bundle = predictor.bundle
+    genes = bundle.check_genes(list(genes))
+    if not isinstance(neighbours, NeighbourTiles):
+        neighbours = NeighbourTiles.none(predictor.tile_px)
     encode = predictor.features if encode is None else encode
     x, y, w, h = box
     xy = np.vstack([[[x + w / 2, y + h / 2]], np.asarray(neighbours.centres, np.float64)])
@@ -136,6 +143,7 @@ def held_context(
             np.add.at(sums, r, f)
     n_in = np.bincount(ring, minlength=nb.n_rings)
     means = {k: (s / np.maximum(n_in, 1)[:, None]).astype(np.float32) for k, s in ring_sums.items()}
+    logger.info("explaining with the tile's %d neighbouring tiles held fixed", len(used))
 
     def join(own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {}

@@ -284,6 +284,7 @@ class Client(Connection):
         slide: str | os.PathLike[str] | None = None,
         slide_mpp: float | None = None,
         neighbours: Sequence[tuple[np.ndarray | bytes, Sequence[float]]] = (),
+        model_tile: np.ndarray | bytes | None = None,
         model: str | None = None,
         method: str = "lime",
         target: str = "mean",
@@ -311,6 +312,10 @@ class Client(Connection):
                 the tissue tiles around it within the model's ``context_um`` (each the
                 model's tile, box in full-resolution pixels); their features are held fixed
                 while the tile is perturbed. A ``slide`` request reads them itself.
+            model_tile: With ``tile``: the same tile as it was sent to predict (read at the
+                model's resolution), so that the model sees exactly that tile and the
+                explained prediction equals predict's; ``tile`` is still what the nuclei are
+                segmented on.
             model: Model name (the server's default when None).
             method: ``lime`` or ``occlusion``.
             target: ``mean`` or ``p_high``.
@@ -334,8 +339,10 @@ class Client(Connection):
         """
         if (tile is None) == (slide is None):
             raise ConfigError("give either tile (with box and mpp) or slide (with box)")
-        if neighbours and slide is not None:
-            raise ConfigError("neighbours go with a tile; a slide request reads them itself")
+        if (neighbours or model_tile is not None) and slide is not None:
+            raise ConfigError(
+                "neighbours and model_tile go with a tile; a slide request reads them itself"
+            )
         if box is None or len(box) != 4:
             raise ConfigError("give box, the tile's [x, y, w, h] in full-resolution pixels")
         b = [float(v) for v in box]
@@ -357,17 +364,8 @@ class Client(Connection):
         elif tile is not None:
             if mpp is None:
                 raise ConfigError("give mpp, the µm per pixel of the tile sent")
-            data = tile if isinstance(tile, bytes | bytearray) else encode_tile(tile, tile_format)
-            frames.append(bytes(data))
-            params.update({"tile": {"frame": 0, "box": b}, "mpp": float(mpp)})
-            if neighbours:
-                params["neighbours"] = []
-                for frame, (img, nb_box) in enumerate(neighbours, start=1):
-                    data = (
-                        img if isinstance(img, bytes | bytearray) else encode_tile(img, tile_format)
-                    )
-                    frames.append(bytes(data))
-                    params["neighbours"].append({"frame": frame, "box": [float(v) for v in nb_box]})
+            params["mpp"] = float(mpp)
+            params.update(_tile_frames(tile, b, neighbours, model_tile, tile_format, frames))
             if image_id is not None:
                 params["image_id"] = str(image_id)
         return self.request(
@@ -399,3 +397,28 @@ class Client(Connection):
         if genes is not None:
             p["genes"] = list(genes)
         return p
+
+
+def _tile_frames(
+    tile: np.ndarray | bytes,
+    box: list[float],
+    neighbours: Sequence[tuple[np.ndarray | bytes, Sequence[float]]],
+    model_tile: np.ndarray | bytes | None,
+    tile_format: str,
+    frames: list[bytes],
+) -> dict[str, Any]:
+    """Explain's ``tile``, ``neighbours`` and ``model_tile`` params; their images onto ``frames``."""
+
+    def frame(img: np.ndarray | bytes) -> int:
+        data = img if isinstance(img, bytes | bytearray) else encode_tile(img, tile_format)
+        frames.append(bytes(data))
+        return len(frames) - 1
+
+    params: dict[str, Any] = {"tile": {"frame": frame(tile), "box": box}}
+    if neighbours:
+        params["neighbours"] = [
+            {"frame": frame(img), "box": [float(v) for v in nb_box]} for img, nb_box in neighbours
+        ]
+    if model_tile is not None:
+        params["model_tile"] = {"frame": frame(model_tile)}
+    return params

@@ -78,9 +78,9 @@ def op_explain(server: ServerContext, req: Request) -> None:
 
 
 def _check_frames(server: ServerContext, frames: list[bytes], p: dict[str, Any]) -> None:
-    """A tile request's frames: the tile's, then one per neighbour, in order."""
+    """A tile request's frames: the tile's, one per neighbour, then the model's view, in order."""
     neighbours = p.get("neighbours", [])
-    if not neighbours:
+    if not neighbours and "model_tile" not in p:
         one_frame(frames, int(p["tile"]["frame"]), "params.tile.frame")
         return
     limit = server.config.limits.max_tiles
@@ -90,12 +90,15 @@ def _check_frames(server: ServerContext, frames: list[bytes], p: dict[str, Any])
             f"params.neighbours has {len(neighbours)} tiles; this server takes at most {limit} "
             "(the tiles within the model's context_um of the explained tile are enough)",
         )
-    want = list(range(len(neighbours) + 1))
     got = [int(p["tile"]["frame"])] + [int(t["frame"]) for t in neighbours]
+    if "model_tile" in p:
+        got.append(int(p["model_tile"]["frame"]))
+    want = list(range(len(got)))
     if got != want or len(frames) != len(want):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
-            "the tile is binary frame 0 and neighbour k is frame k (1, 2, ...), one frame each; "
+            "the tile is binary frame 0, neighbour k is frame k (1, 2, ...) and the model's view "
+            "of the tile the frame after them, one frame each; "
             f"got frames {got[:8]}{'...' if len(got) > 8 else ''} and {len(frames)} frame(s)",
         )
 
@@ -180,6 +183,32 @@ def _client_neighbours(
     return tiles, np.asarray(centres, np.float64).reshape(-1, 2) * scale
 
 
+def _client_model_tile(server: ServerContext, job: Job, frame_w: int) -> np.ndarray:
+    """The model's view of the tile a client sent (``model_tile``), fitted to the model.
+
+    Raises:
+        ProtocolError: ``wrong_scale`` when it does not cover the tile's box at the model's
+            µm; ``bad_image``.
+    """
+    from stimage.explain import NoNucleiError, is_blank
+
+    assert job.task is not None
+    predictor = job.task.predictor
+    p = job.request.params
+    limits = server.config.limits
+    frame = int(p["model_tile"]["frame"])
+    rgb = decode_tile(job.request.frames[frame], limits.max_tile_px, "params.model_tile")
+    mpp = float(p["mpp"]) * frame_w / rgb.shape[1]  # the view covers frame 0's box
+    tile = fit_to_model(
+        rgb, mpp, predictor.tile_um, predictor.tile_px, limits.scale_tolerance, "params.model_tile"
+    )
+    if is_blank(tile):
+        raise NoNucleiError(
+            "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
+        )
+    return tile
+
+
 def _run(server: ServerContext, job: Job, path: Path | None) -> None:
     """Worker: read the tile, explain it with the one pipeline, send the nuclei."""
     from stimage.explain import NoNucleiError, is_blank
@@ -225,10 +254,15 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
             centres = np.zeros((0, 2))
             if predictor.bundle.context is not None:
                 around, centres = _client_neighbours(server, job, box, w, mpp)
+            if "model_tile" in p:  # the tile predict saw: no resizing of frame 0 here
+                tile = _client_model_tile(server, job, w)
             job.request.frames = []
             norm = normalizer_for_image(server, job, [tile, *around])
             if norm is not None:
                 around = [norm.transform(t) for t in around]
+            seen = None
+            if "model_tile" in p:
+                seen = tile if norm is None else norm.transform(tile)
             px = predictor.tile_px
             stack = np.stack(around) if around else np.zeros((0, px, px, 3), np.uint8)
             exp = explain_tile(
@@ -238,6 +272,7 @@ def _run(server: ServerContext, job: Job, path: Path | None) -> None:
                 job.task.genes,
                 normalizer=norm,
                 neighbours=NeighbourTiles(stack, centres),
+                model_tile=seen,
                 origin=(box[0], box[1]),
                 downsample=box[2] / w,
                 **settings,

@@ -186,6 +186,27 @@ public final class Backend {
      */
     public static JsonObject explainParams(ExplainOptions options, double[] box, double mpp, String imageId,
             Duration deadline, List<TilePipeline.Tile> neighbours) {
+        return explainParams(options, box, mpp, imageId, deadline, neighbours, false);
+    }
+
+    /**
+     * The params of an {@code explain} request as {@link #explainParams(ExplainOptions, double[], double, String,
+     * Duration, List)}, and optionally with {@code model_tile}: the same tile read at the model's resolution as
+     * Predict reads it, sent as the frame after the neighbours, so that the backend's model sees exactly the tile it
+     * predicted and the explained prediction equals the tile's "GENE: mean" to float precision (frame 0 stays the
+     * full-resolution tile the nuclei are segmented on).
+     *
+     * @param options genes, method, target, samples, seed, model
+     * @param box the tile's box in full-resolution pixels
+     * @param mpp µm per pixel of the image sent (frame 0)
+     * @param imageId the image's id (stain normalisation as in predict), or null
+     * @param deadline the request's deadline
+     * @param neighbours the neighbours sent (their boxes), none for the tile alone
+     * @param modelTile whether the model's view of the tile is sent (frame 1 + neighbours)
+     * @return the params
+     */
+    public static JsonObject explainParams(ExplainOptions options, double[] box, double mpp, String imageId,
+            Duration deadline, List<TilePipeline.Tile> neighbours, boolean modelTile) {
         JsonObject p = new JsonObject();
         if (options.getModel() != null) {
             p.addProperty("model", options.getModel());
@@ -224,6 +245,11 @@ public final class Backend {
                 n.add(t);
             }
             p.add("neighbours", n);
+        }
+        if (modelTile) {
+            JsonObject m = new JsonObject();
+            m.addProperty("frame", 1 + neighbours.size());
+            p.add("model_tile", m);
         }
         p.addProperty("deadline_ms", Math.max(1L, deadline.toMillis()));
         return p;
@@ -278,22 +304,56 @@ public final class Backend {
      */
     public static ExplainResult explain(StimageClient client, JsonObject params, byte[] image,
             List<TilePipeline.Tile> neighbours, ProgressListener listener, CancelToken cancel) throws ServerException {
-        Reply r = client.request("explain", params, explainFrames(params, image, neighbours), listener, cancel,
-                deadlineOf(params, client));
+        return explain(client, params, image, neighbours, null, listener, cancel);
+    }
+
+    /**
+     * Sends an {@code explain} request of a tile with its neighbours and, optionally, the model's view of the tile.
+     *
+     * @param client the client
+     * @param params from {@link #explainParams(ExplainOptions, double[], double, String, Duration, List, boolean)}
+     *     with the same neighbours, and {@code modelTile} true exactly when {@code modelView} is given
+     * @param image the encoded tile (frame 0)
+     * @param neighbours the neighbours (frames 1 to m), none for the tile alone
+     * @param modelView the encoded tile at the model's resolution (frame m + 1), or null
+     * @param listener progress, or null
+     * @param cancel cancel token, or null
+     * @return the result
+     * @throws ServerException the backend's error
+     * @throws IllegalArgumentException params that do not name these frames
+     */
+    public static ExplainResult explain(StimageClient client, JsonObject params, byte[] image,
+            List<TilePipeline.Tile> neighbours, byte[] modelView, ProgressListener listener, CancelToken cancel)
+            throws ServerException {
+        Reply r = client.request("explain", params, explainFrames(params, image, neighbours, modelView), listener,
+                cancel, deadlineOf(params, client));
         return new ExplainResult(r.getResult());
     }
 
     /** The frames of an explain request: the tile, then each neighbour, as the params number them. */
     static List<byte[]> explainFrames(JsonObject params, byte[] image, List<TilePipeline.Tile> neighbours) {
+        return explainFrames(params, image, neighbours, null);
+    }
+
+    /** The frames of an explain request: the tile, each neighbour, then the model's view, as the params number them. */
+    static List<byte[]> explainFrames(JsonObject params, byte[] image, List<TilePipeline.Tile> neighbours,
+            byte[] modelView) {
         int named = params.has("neighbours") ? params.getAsJsonArray("neighbours").size() : 0;
         if (named != neighbours.size()) {
             throw new IllegalArgumentException("explain: the params name " + named + " neighbours but "
                     + neighbours.size() + " were given; build the params with the same neighbours");
         }
-        List<byte[]> frames = new ArrayList<>(1 + neighbours.size());
+        if (params.has("model_tile") != (modelView != null)) {
+            throw new IllegalArgumentException("explain: give the model's view of the tile exactly when the params "
+                    + "name model_tile");
+        }
+        List<byte[]> frames = new ArrayList<>(2 + neighbours.size());
         frames.add(Objects.requireNonNull(image, "image"));
         for (TilePipeline.Tile t : neighbours) {
             frames.add(t.getImage());
+        }
+        if (modelView != null) {
+            frames.add(modelView);
         }
         return frames;
     }

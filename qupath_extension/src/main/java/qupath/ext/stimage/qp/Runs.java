@@ -14,8 +14,8 @@ import qupath.ext.stimage.client.PredictResult;
 import qupath.ext.stimage.client.ServerException;
 import qupath.ext.stimage.client.StimageClient;
 import qupath.ext.stimage.core.Backend;
-import qupath.ext.stimage.core.CellsOptions;
 import qupath.ext.stimage.core.BoxTileReader;
+import qupath.ext.stimage.core.CellsOptions;
 import qupath.ext.stimage.core.CellsResult;
 import qupath.ext.stimage.core.ContextPlan;
 import qupath.ext.stimage.core.ExplainNeighbours;
@@ -404,7 +404,7 @@ public final class Runs {
         }
         String imageId = QuPathImages.imageId(imageData);
         ImageServer<BufferedImage> server = imageData.getServer();
-        int[] background = model.getContextUm() > 0 ? QuPathImages.background(server) : null;
+        int[] background = QuPathImages.background(server);
         Duration deadline = Duration.ofSeconds(options.getTimeoutS());
         CancelToken token = cancel != null ? cancel : new CancelToken();
         List<List<PathObject>> nuclei = new ArrayList<>();
@@ -443,9 +443,15 @@ public final class Runs {
                 logger.info("STImage explain: tile at {}, {} with {} neighbouring tissue tiles (spatial context of "
                         + "{} µm)", x, y, neighbours.size(), fmt(model.getContextUm()));
             }
+            // the tile as Predict read it (the model's resolution): the model explains exactly the tile it
+            // predicted, so the explained prediction is the tile's "gene: mean"
+            TilePipeline.Tile view = new BoxTileReader(List.of(new double[] {x, y, w, h}), geom, background, 0.0,
+                    (j, bx, by, bw, bh, bds) -> server.readRegion(RegionRequest.createInstance(server.getPath(), bds,
+                            bx, by, bw, bh, r.getZ(), r.getT()))).read(0);
+            byte[] modelView = view != null ? view.getImage() : null;
             ExplainResult res = Backend.explain(client, Backend.explainParams(options, new double[] {x, y, w, h},
-                    geom.sentMpp(w, img.getWidth()), imageId, deadline, neighbours), ImageEncoding.png(img),
-                    neighbours, (stage, d, t) -> {
+                    geom.sentMpp(w, img.getWidth()), imageId, deadline, neighbours, modelView != null),
+                    ImageEncoding.png(img), neighbours, modelView, (stage, d, t) -> {
                         if (progress != null) {
                             progress.update(k - 1, n, "Explaining tile " + k + " of " + n + ": " + stage + " " + d
                                     + "/" + t);

@@ -125,6 +125,15 @@ class FeaturesBackendTest {
         // params and frames that disagree are refused before anything is sent
         assertThrows(IllegalArgumentException.class, () -> Backend.explainFrames(p, tile, n.subList(0, 2)));
         assertThrows(IllegalArgumentException.class, () -> Backend.explainFrames(none, tile, n));
+        // the model's view of the tile: named after the neighbours, sent last
+        JsonObject withView = Backend.explainParams(o, box, 0.69, "project/image-1", Duration.ofMillis(60000), n,
+                true);
+        assertEquals(n.size() + 1, withView.getAsJsonObject("model_tile").get("frame").getAsInt());
+        List<byte[]> all = Backend.explainFrames(withView, tile, n, new byte[] {9});
+        assertEquals(n.size() + 2, all.size());
+        assertArrayEquals(new byte[] {9}, all.get(all.size() - 1), "the model's view is the last frame");
+        assertThrows(IllegalArgumentException.class, () -> Backend.explainFrames(withView, tile, n));
+        assertThrows(IllegalArgumentException.class, () -> Backend.explainFrames(p, tile, n, new byte[] {9}));
     }
 
     @Test

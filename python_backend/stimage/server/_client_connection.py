@@ -130,6 +130,8 @@ class Connection:
         if self._sock is None:
             s = self._ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            # a send that finds no peer gives up (zmq.Again) instead of waiting for ever
+            s.setsockopt(zmq.SNDTIMEO, max(1, int(self.heartbeat_timeout * 1000)))
             if self._curve is not None:
                 server_key, (pub, sec) = self._curve
                 s.curve_serverkey = server_key
@@ -163,13 +165,24 @@ class Connection:
         rid = uuid.uuid4().hex
         mon = sock.get_monitor_socket(_HANDSHAKE_FAILED)
         try:
-            sock.send_multipart([encode_header(request_header(rid, "ping", None))])
+            ping = [encode_header(request_header(rid, "ping", None))]
             wait = min(self.connect_timeout, self.heartbeat_timeout)
             until = time.monotonic() + wait
+            sent = False
             while time.monotonic() < until:
                 if mon.poll(0, zmq.POLLIN):
                     event = recv_monitor_message(mon)["event"]
                     raise ServerError(ErrorCode.DISCONNECTED, self._handshake_message(event))
+                if not sent:
+                    # Never a blocking send: while a refused handshake has dropped the
+                    # connection and ZeroMQ has not made the next, a DEALER has no peer and a
+                    # plain send would wait for one forever.
+                    try:
+                        sock.send_multipart(ping, flags=zmq.NOBLOCK)
+                        sent = True
+                    except zmq.Again:
+                        time.sleep(_POLL_MS / 1000)
+                        continue
                 if sock.poll(_POLL_MS, zmq.POLLIN):
                     msg = _parse(sock.recv_multipart())
                     if msg is not None and msg.get("id") == rid:
@@ -265,7 +278,15 @@ class Connection:
         import zmq
 
         sock = self._socket()
-        sock.send_multipart([encode_header(header), *frames], copy=False)
+        try:
+            sock.send_multipart([encode_header(header), *frames], copy=False)
+        except zmq.Again:  # no peer for heartbeat_timeout s (SNDTIMEO): the server went away
+            self._reset()
+            raise ServerError(
+                ErrorCode.DISCONNECTED,
+                f"could not send to {self.address} for {self.heartbeat_timeout:g} s: the server "
+                "stopped, restarted or is unreachable; the next request reconnects",
+            ) from None
         start = last = time.monotonic()
         cancel_sent = False
         while True:
@@ -301,8 +322,13 @@ class Connection:
                 raise ServerError(str(msg.get("code")), str(msg.get("message")), msg.get("details"))
 
     def _send_cancel(self, sock: Any, rid: str) -> None:
+        import zmq
+
         hdr = request_header(f"{rid}-cancel", "cancel", {"target": rid})
-        sock.send_multipart([encode_header(hdr)])
+        try:
+            sock.send_multipart([encode_header(hdr)], flags=zmq.NOBLOCK)
+        except zmq.Again:  # no peer to tell: the caller's deadline or disconnect follows
+            logger.debug("cancel of %s not sent: no connection to %s", rid, self.address)
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a request of this client.

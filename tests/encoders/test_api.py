@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,20 +80,14 @@ def test_any_timm_encoder_can_expose_pooled_stages() -> None:
     """with_stages: Lite2's head features, then its pooled stages (declared dims checked)."""
     import numpy as np
 
-    from stimage.encoders import create_encoder, get_encoder_spec
+    from stimage.encoders import get_encoder_spec
     from stimage.encoders._builtin import with_stages
 
     spec = get_encoder_spec("efficientnet_lite2_stages")
     assert spec.feature_dim == 1280 + 24 + 48 + 120 + 352 and spec.input_size == 260
     custom = with_stages(get_encoder_spec("efficientnet_lite0"), (24, 40), "lite0_two_stages")
     assert custom.feature_dim == 1344 and custom.stages == (1, 2)
-    try:
-        enc = create_encoder("efficientnet_lite2_stages", device="cpu")
-        head = create_encoder("efficientnet_lite2", device="cpu")
-    except Exception as e:  # noqa: BLE001 - weights not installed here
-        import pytest
-
-        pytest.skip(f"EfficientNet-Lite2 weights not installed ({e})")
+    enc, head = _encoders_or_skip("efficientnet_lite2_stages", "efficientnet_lite2")
     tiles = np.random.default_rng(1).integers(0, 256, (2, 260, 260, 3), dtype=np.uint8)
     f = enc.encode(tiles)
     assert f.shape == (2, spec.feature_dim)
@@ -102,24 +98,16 @@ def test_test_time_augmentation_averages_the_eight_views() -> None:
     """tta=8: the mean of the features of the tile's 8 rotations and mirror images."""
     import numpy as np
 
-    from stimage.encoders import EncoderSpec, create_encoder, get_encoder_spec
+    from stimage.encoders import EncoderSpec, get_encoder_spec
     from stimage.errors import ConfigError
 
     spec = get_encoder_spec("efficientnet_lite0_stages_tta8")
     assert spec.tta == 8 and spec.to_dict()["tta"] == 8
     assert "tta" not in get_encoder_spec("efficientnet_lite0_stages").to_dict()
-    import dataclasses
-
-    import pytest
-
     with pytest.raises(ConfigError, match="tta"):
         dataclasses.replace(spec, tta=3)
     assert isinstance(spec, EncoderSpec)
-    try:
-        tta = create_encoder("efficientnet_lite0_stages_tta8", device="cpu")
-        one = create_encoder("efficientnet_lite0_stages", device="cpu")
-    except Exception as e:  # noqa: BLE001 - weights not installed here
-        pytest.skip(f"EfficientNet-Lite0 weights not installed ({e})")
+    tta, one = _encoders_or_skip("efficientnet_lite0_stages_tta8", "efficientnet_lite0_stages")
     tile = np.random.default_rng(2).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     views = [np.rot90(tile, k, axes=(1, 2)) for k in range(4)]
     views += [v[:, :, ::-1] for v in views]
@@ -129,3 +117,13 @@ def test_test_time_augmentation_averages_the_eight_views() -> None:
     # Averaged over the whole group, a rotated tile gives the same features.
     turned = np.ascontiguousarray(np.rot90(tile, 1, axes=(1, 2)))
     np.testing.assert_allclose(tta.encode(turned, precision="fp32"), got, rtol=1e-3, atol=1e-3)
+
+
+def _encoders_or_skip(*names: str) -> list[Any]:
+    """The named encoders on the CPU, or a skip when their weights are not installed here."""
+    from stimage.encoders import create_encoder
+
+    try:
+        return [create_encoder(n, device="cpu") for n in names]
+    except Exception as e:  # noqa: BLE001 - weights not installed here
+        pytest.skip(f"weights of {names} not installed ({e})")

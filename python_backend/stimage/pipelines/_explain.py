@@ -43,7 +43,10 @@ METHODS = ("lime", "occlusion")
 
 
 def target_function(
-    predictor: Predictor, genes: list[str], kind: str = "mean"
+    predictor: Predictor,
+    genes: list[str],
+    kind: str = "mean",
+    features: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
     """The function explained: uint8 tiles ``(n, h, w, 3)`` -> ``(n, len(genes))`` outputs.
 
@@ -51,6 +54,8 @@ def target_function(
         predictor: A loaded model.
         genes: Genes to explain (checked against the model).
         kind: ``mean`` (predicted log-normalised expression) or ``p_high``.
+        features: Tiles -> the features the model's heads read (default: each tile alone;
+            a context model's neighbours held fixed: :func:`held_context`).
 
     Returns:
         Target names and the function.
@@ -65,11 +70,15 @@ def target_function(
     if not genes:
         raise ConfigError("name at least one gene to explain")
     bundle = predictor.bundle
+    if features is None:
+
+        def features(tiles: np.ndarray) -> dict[str, np.ndarray]:
+            return predictor.joined_features(predictor.features(tiles))[0]  # each tile alone
+
     if kind == "mean":
 
         def fn(tiles: np.ndarray) -> np.ndarray:
-            feats, _ = predictor.joined_features(predictor.features(tiles))  # each tile alone
-            pred = bundle.predict_features(feats).subset(genes)
+            pred = bundle.predict_features(features(tiles)).subset(genes)
             return np.asarray(pred.mean, dtype=np.float64)
 
         return list(genes), fn
@@ -83,7 +92,7 @@ def target_function(
     cols = [clf.genes.index(g) for g in genes]
 
     def fn_high(tiles: np.ndarray) -> np.ndarray:
-        probs = bundle.predict_high(predictor.joined_features(predictor.features(tiles))[0])
+        probs = bundle.predict_high(features(tiles))
         assert probs is not None
         return np.asarray(probs[:, cols], dtype=np.float64)
 
@@ -226,14 +235,12 @@ def explain_tile(
     nuclei, labels = _tile_nuclei(predictor, slide, box, segmenter)
     context_tiles = None
     if predictor.bundle.context is not None:
-        norm = None if isinstance(normalizer, str) else normalizer
-        around = (
-            slide_neighbours(predictor, slide, box, norm, mask)
-            if neighbours == FROM_SLIDE
-            else neighbours
-        )
-        held = held_context(predictor, box, slide.mpp, around, genes, target, encode, batch_size)
-        fn, context_tiles = held.fn, held.count
+        if neighbours == FROM_SLIDE:
+            assert not isinstance(normalizer, str)  # FIT_ON_SLIDE was resolved above
+            neighbours = slide_neighbours(predictor, slide, box, normalizer, mask)
+        held = held_context(predictor, box, slide.mpp, neighbours, encode, batch_size)
+        _, fn = target_function(predictor, genes, target, held.features)
+        context_tiles = held.count
     if method == "lime":
         exp = explain_lime(
             tile, labels, fn, targets, num_samples=num_samples, seed=seed,

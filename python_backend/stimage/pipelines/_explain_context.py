@@ -85,15 +85,15 @@ def slide_neighbours(
 
 @dataclass(frozen=True)
 class HeldContext:
-    """The explained function of a context model, with the tile's neighbours held fixed.
+    """What a context model's heads read of a tile, its neighbours held fixed.
 
     Attributes:
-        fn: uint8 tiles ``(n, h, w, 3)`` -> ``(n, targets)`` outputs, each tile joined with the
-            same ring means (a ring without neighbours takes the tile's own features).
+        features: uint8 tiles ``(n, h, w, 3)`` -> their features per encoder, each joined with
+            the same ring means (a ring without neighbours takes the tile's own features).
         count: Neighbouring tiles that gave context (0: the tile alone).
     """
 
-    fn: Callable[[np.ndarray], np.ndarray]
+    features: Callable[[np.ndarray], dict[str, np.ndarray]]
     count: int
 
 
@@ -102,12 +102,10 @@ def held_context(
     box: tuple[float, float, float, float],
     mpp: float,
     neighbours: NeighbourTiles | str | None,
-    genes: list[str],
-    kind: str,
     encode: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     batch_size: int = 64,
 ) -> HeldContext:
-    """The function an explanation of a context model perturbs (see the module).
+    """The features an explanation of a context model perturbs (see the module).
 
     Args:
         predictor: A model with spatial context.
@@ -115,16 +113,12 @@ def held_context(
         mpp: µm per pixel of those pixels.
         neighbours: The tiles around it; those beyond the context's reach are not encoded
             (anything else: none, the tile alone).
-        genes: Genes explained (checked against the model).
-        kind: ``mean`` or ``p_high``.
         encode: Tiles -> features per encoder (the server's device; the model by default).
         batch_size: Neighbour tiles per ``encode`` call.
     """
     ctx = predictor.bundle.context
     if ctx is None:
         raise ValueError("held_context needs a model with spatial context")
-    bundle = predictor.bundle
-    genes = bundle.check_genes(list(genes))
     if not isinstance(neighbours, NeighbourTiles):
         neighbours = NeighbourTiles.none(predictor.tile_px)
     encode = predictor.features if encode is None else encode
@@ -145,9 +139,9 @@ def held_context(
     means = {k: (s / np.maximum(n_in, 1)[:, None]).astype(np.float32) for k, s in ring_sums.items()}
     logger.info("explaining with the tile's %d neighbouring tiles held fixed", len(used))
 
-    def join(own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def joined(tiles: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
-        for name, f in own.items():
+        for name, f in encode(tiles).items():
             f = np.asarray(f, np.float32)
             cols = [f] + [
                 np.broadcast_to(means[name][k], f.shape) if n_in[k] else f
@@ -156,19 +150,4 @@ def held_context(
             out[name] = np.concatenate(cols, axis=1)
         return out
 
-    if kind == "mean":
-
-        def fn(tiles: np.ndarray) -> np.ndarray:
-            pred = bundle.predict_features(join(encode(tiles))).subset(genes)
-            return np.asarray(pred.mean, dtype=np.float64)
-
-        return HeldContext(fn, len(used))
-    assert bundle.classifier is not None
-    cols = [bundle.classifier.genes.index(g) for g in genes]
-
-    def fn_high(tiles: np.ndarray) -> np.ndarray:
-        probs = bundle.predict_high(join(encode(tiles)))
-        assert probs is not None
-        return np.asarray(probs[:, cols], dtype=np.float64)
-
-    return HeldContext(fn_high, len(used))
+    return HeldContext(joined, len(used))

@@ -190,8 +190,6 @@ def _client_model_tile(server: ServerContext, job: Job, frame_w: int) -> np.ndar
         ProtocolError: ``wrong_scale`` when it does not cover the tile's box at the model's
             µm; ``bad_image``.
     """
-    from stimage.explain import NoNucleiError, is_blank
-
     assert job.task is not None
     predictor = job.task.predictor
     p = job.request.params
@@ -199,14 +197,9 @@ def _client_model_tile(server: ServerContext, job: Job, frame_w: int) -> np.ndar
     frame = int(p["model_tile"]["frame"])
     rgb = decode_tile(job.request.frames[frame], limits.max_tile_px, "params.model_tile")
     mpp = float(p["mpp"]) * frame_w / rgb.shape[1]  # the view covers frame 0's box
-    tile = fit_to_model(
+    return fit_to_model(
         rgb, mpp, predictor.tile_um, predictor.tile_px, limits.scale_tolerance, "params.model_tile"
     )
-    if is_blank(tile):
-        raise NoNucleiError(
-            "this tile is blank (glass), so it has no nuclei to explain; pick a tile with cells"
-        )
-    return tile
 
 
 def _run(server: ServerContext, job: Job, path: Path | None) -> None:
